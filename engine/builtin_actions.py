@@ -1,0 +1,39 @@
+"""The actions shipped with Civicflow. Workflows name them: ``actions: [{name: grant_role, args: {role: volunteer}}]``."""
+from __future__ import annotations
+
+from .actions import ActionContext, action
+from .clock import iso
+from .users import USERS
+
+NOTIFICATIONS = "notifications"
+POINTS_ACCOUNTS = "points_accounts"
+
+
+@action("grant_role")
+def grant_role(ctx: ActionContext) -> None:
+    """Give the case's creator a role (``args.role``), e.g. an approved applicant becomes a volunteer."""
+    role = ctx.args.get("role")
+    if not role:
+        raise ValueError("grant_role needs args.role")
+    for doc in ctx.tx.search(USERS, lambda d: d.get("username") == ctx.case.created_by):
+        if role not in doc["roles"]:
+            doc["roles"].append(role)
+            ctx.tx.replace(USERS, doc["id"], doc)
+
+
+@action("open_points_account")
+def open_points_account(ctx: ActionContext) -> None:
+    """Open a points account (balance 0) for the case's creator, once."""
+    owner = ctx.case.created_by
+    if not ctx.tx.search(POINTS_ACCOUNTS, lambda d: d.get("owner") == owner):
+        ctx.tx.insert(POINTS_ACCOUNTS, {"owner": owner, "balance": 0, "opened_at": iso(ctx.now), "case": ctx.case.id})
+
+
+@action("notify_creator")
+def notify_creator(ctx: ActionContext) -> None:
+    """Tell the person who started the case what happened (in-app notification)."""
+    label = ctx.transition.label if ctx.transition else {"zh": "", "en": ""}
+    ctx.tx.insert(NOTIFICATIONS, {
+        "to": ctx.case.created_by, "case": ctx.case.id, "at": iso(ctx.now), "read": False,
+        "kind": "case_changed", "title": ctx.case.title, "label": dict(label), "state": ctx.case.state,
+    })

@@ -1,0 +1,63 @@
+"""A running case: which workflow (id + version), its state, data, history and who it waits for.
+
+Stored as plain JSON with a ``schema_version``; ``MIGRATIONS`` upgrades old records on read.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+CASES = "cases"
+SCHEMA_VERSION = 1
+
+#: schema_version -> function upgrading a stored record to schema_version + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass
+class Case:
+    workflow: str
+    workflow_version: int
+    state: str
+    data: dict[str, Any]
+    org_unit: str
+    created_by: str
+    created_at: str
+    updated_at: str
+    title: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
+    waiting_for: list[str] = field(default_factory=list)
+    version: int = 1
+    id: int | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> "Case":
+        doc = migrate(copy.deepcopy(doc))
+        return cls(workflow=doc["workflow"], workflow_version=doc["workflow_version"], state=doc["state"],
+                   data=doc["data"], org_unit=doc["org_unit"], created_by=doc["created_by"],
+                   created_at=doc["created_at"], updated_at=doc["updated_at"], title=doc.get("title", ""),
+                   history=doc["history"], assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
+                   version=doc["version"], id=doc.get("id"))
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "workflow": self.workflow, "workflow_version": self.workflow_version,
+                "state": self.state, "data": self.data, "org_unit": self.org_unit, "created_by": self.created_by,
+                "created_at": self.created_at, "updated_at": self.updated_at, "title": self.title,
+                "history": self.history, "assignees": self.assignees, "waiting_for": self.waiting_for,
+                "version": self.version, "id": self.id}
+
+    def path_taken(self) -> list[str]:
+        """States in the order the case visited them (for diagrams)."""
+        states = [h["to"] for h in self.history if h.get("to")]
+        return states or [self.state]
+
+
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
+    version = doc.get("schema_version", 1)
+    while version < SCHEMA_VERSION:
+        doc = MIGRATIONS[version](doc)
+        version += 1
+        doc["schema_version"] = version
+    return doc

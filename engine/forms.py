@@ -1,0 +1,415 @@
+"""Form runtime: turn raw input into clean data, validated by a JSON Schema built from the same field specs.
+
+The HTML form (templates) and the JSON Schema (here) are both derived from
+``FieldSpec``, so the browser and the server never disagree about a rule.
+Order: coerce -> compute -> drop hidden fields -> validate -> map errors to field paths.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Mapping, Protocol, Sequence
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+from .errors import SubmissionError
+from .spec import FILE_TYPES, FieldSpec, FormSpec, OrgTree
+
+PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("cn-mobile")
+def is_mobile(value: object) -> bool:
+    return not isinstance(value, str) or bool(PHONE_RE.match(value))
+
+
+@FORMATS.checks("cn-id-number")
+def is_id_number(value: object) -> bool:
+    """18-digit resident ID (GB 11643): a valid birth date and the ISO 7064 MOD 11-2 check digit."""
+    if not isinstance(value, str):
+        return True
+    if not re.fullmatch(r"\d{17}[\dX]", value):
+        return False
+    try:
+        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS))
+    return _ID_CHECK[total % 11] == value[17]
+
+
+@FORMATS.checks("email")
+def is_email(value: object) -> bool:
+    return not isinstance(value, str) or bool(EMAIL_RE.match(value))
+
+
+@FORMATS.checks("date")
+def is_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+@FORMATS.checks("datetime-local")
+def is_datetime(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        dt.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- JSON Schema
+
+def field_schema(f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
+    """The JSON Schema of one field's value."""
+    t = f.type
+    s: dict[str, Any]
+    if t in ("text", "textarea"):
+        s = {"type": "string"}
+    elif t == "integer":
+        s = {"type": "integer"}
+    elif t in ("number", "score"):
+        s = {"type": "number"}
+    elif t == "rating":
+        s = {"type": "integer", "minimum": 1, "maximum": 5}
+    elif t == "date":
+        s = {"type": "string", "format": "date"}
+    elif t == "datetime":
+        s = {"type": "string", "format": "datetime-local"}
+    elif t == "phone":
+        s = {"type": "string", "format": "cn-mobile"}
+    elif t == "id_number":
+        s = {"type": "string", "format": "cn-id-number"}
+    elif t == "email":
+        s = {"type": "string", "format": "email"}
+    elif t == "select":
+        s = {"type": "string", "enum": [c.value for c in f.choices]}
+    elif t == "multiselect":
+        s = {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": [c.value for c in f.choices]}}
+        if f.required:
+            s["minItems"] = 1
+    elif t == "checkbox":
+        s = {"type": "boolean"}
+        if f.required:
+            s["const"] = True
+    elif t in FILE_TYPES:
+        s = {"type": "object", "required": ["name", "key", "size", "content_type"],
+             "properties": {"name": {"type": "string"}, "key": {"type": "string"},
+                            "size": {"type": "integer", "minimum": 0},
+                            "content_type": {"type": "string"}}}
+        if f.max_size:
+            s["properties"]["size"]["maximum"] = f.max_size
+        if f.accept:
+            s["properties"]["content_type"]["enum"] = list(f.accept)
+    elif t == "orgunit":
+        s = {"type": "string", "minLength": 1}
+        if org is not None:
+            s["enum"] = [u.id for u in org.at_level(f.level)]
+    elif t == "repeat":
+        s = {"type": "array", "items": {"type": "object"}}
+        if f.min_rows:
+            s["minItems"] = f.min_rows
+        if f.max_rows is not None:
+            s["maxItems"] = f.max_rows
+        return s
+    else:  # pragma: no cover - the loader only admits known types
+        raise ValueError(f"unknown field type {t!r}")
+    if f.min is not None and t in ("integer", "number", "score"):
+        s["minimum"] = f.min
+    if f.max is not None and t in ("integer", "number", "score"):
+        s["maximum"] = f.max
+    if f.min_length is not None:
+        s["minLength"] = f.min_length
+    if f.max_length is not None:
+        s["maxLength"] = f.max_length
+    if f.pattern:
+        s["pattern"] = f.pattern
+    return s
+
+
+def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree | None = None) -> dict[str, Any]:
+    props, required = {}, []
+    for f in fields:
+        if f.id not in visible:
+            continue
+        sub = field_schema(f, org)
+        if f.is_repeat:
+            sub["items"] = {"type": "object"}  # rows are validated one by one, with their own visibility
+        props[f.id] = sub
+        if f.required and not f.compute:
+            required.append(f.id)
+    return {"type": "object", "properties": props, "required": required}
+
+
+def json_schema(form: FormSpec) -> dict[str, Any]:
+    """The whole form as one JSON Schema (every field visible), e.g. for API clients and docs."""
+    def build(fields: Sequence[FieldSpec]) -> dict[str, Any]:
+        schema = object_schema(fields, {f.id for f in fields})
+        for f in fields:
+            if f.is_repeat:
+                schema["properties"][f.id]["items"] = build(f.fields)
+        return schema
+    schema = build(form.fields)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = form.title.get("zh", form.id)
+    return schema
+
+
+# --------------------------------------------------------------------------- input
+
+class MultiDictLike(Protocol):
+    def getlist(self, key: str) -> list[Any]: ...
+    def __iter__(self) -> Any: ...
+
+
+def from_html(form: FormSpec, raw: MultiDictLike, files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Values from an HTML form post: repeat rows come as ``attendees-0-name``; multiselects repeat their key."""
+    files = files or {}
+
+    def read(fields: Sequence[FieldSpec], prefix: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for f in fields:
+            key = prefix + f.id
+            if f.is_repeat:
+                indices = sorted({int(m.group(1)) for k in raw
+                                  if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", k))})
+                values[f.id] = [read(f.fields, f"{key}-{i}-") for i in indices]
+            elif f.type == "multiselect":
+                values[f.id] = [v for v in raw.getlist(key) if v != ""]
+            elif f.type == "checkbox":
+                values[f.id] = bool(raw.getlist(key)) and raw.getlist(key)[-1] not in ("", "0", "false", "off")
+            elif f.type in FILE_TYPES:
+                if key in files:
+                    values[f.id] = files[key]
+                elif raw.getlist(key + "__keep"):
+                    values[f.id] = {"__keep__": raw.getlist(key + "__keep")[-1]}
+            else:
+                got = raw.getlist(key)
+                values[f.id] = got[-1] if got else ""
+        return values
+
+    return read(form.fields, "")
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def coerce(f: FieldSpec, value: Any) -> Any:
+    """Best-effort typing of text input; what cannot be typed is kept as typed so the schema reports it."""
+    if isinstance(value, str):
+        value = value.strip()
+        if f.type in ("id_number",):
+            value = value.upper()
+        if f.type == "phone":
+            value = re.sub(r"[\s-]", "", value)
+    if _empty(value):
+        return None
+    if f.type in ("integer", "rating") and isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value):
+        return int(value)
+    if f.type in ("number", "score") and isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    if f.type == "multiselect" and isinstance(value, str):
+        return [value]
+    if f.type == "datetime" and isinstance(value, str) and len(value) == 16:
+        return value  # <input type=datetime-local> gives minutes precision
+    return value
+
+
+def expression_context(fields: Sequence[FieldSpec], values: Mapping[str, Any],
+                       outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    ctx = dict(outer or {})
+    for f in fields:
+        ctx[f.id] = values.get(f.id, [] if f.type in ("multiselect", "repeat") else None)
+    return ctx
+
+
+def clean(fields: Sequence[FieldSpec], values: Mapping[str, Any], outer: Mapping[str, Any] | None = None,
+          at: dt.datetime | None = None) -> tuple[dict[str, Any], set[str]]:
+    """Typed values with computed fields filled in and hidden fields dropped; and the visible ids."""
+    data: dict[str, Any] = {}
+    for f in fields:
+        if f.id not in values:
+            continue
+        if f.is_repeat:
+            rows = values[f.id] or []
+            data[f.id] = [r if isinstance(r, dict) else {} for r in rows]
+        elif f.type == "checkbox":
+            data[f.id] = bool(values[f.id])
+        else:
+            value = coerce(f, values[f.id])
+            if value is not None:
+                data[f.id] = value
+    # Computed fields, in dependency order (the loader rejected cycles): repeat until stable.
+    computed = [f for f in fields if f.compute]
+    for _ in range(len(computed)):
+        for f in computed:
+            value = f.compute.evaluate(expression_context(fields, data, outer), at)  # type: ignore[union-attr]
+            if value is None:
+                data.pop(f.id, None)
+            else:
+                data[f.id] = value
+    visible = set()
+    for f in fields:
+        if f.show_if is None or f.show_if.test(expression_context(fields, data, outer), at):
+            visible.add(f.id)
+        else:
+            data.pop(f.id, None)
+    for f in fields:
+        if f.is_repeat and f.id in data:
+            ctx = expression_context(fields, data, outer)
+            data[f.id] = [clean(f.fields, row, ctx, at)[0] for row in data[f.id]]
+    return data, visible
+
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "required": {"zh": "此项为必填项", "en": "This field is required."},
+    "checkbox": {"zh": "请勾选此项", "en": "Please tick this box."},
+    "choose": {"zh": "请至少选择一项", "en": "Choose at least one option."},
+    "integer": {"zh": "请输入整数", "en": "Enter a whole number."},
+    "number": {"zh": "请输入数字", "en": "Enter a number."},
+    "minimum": {"zh": "不能小于 {limit}", "en": "Must be at least {limit}."},
+    "maximum": {"zh": "不能大于 {limit}", "en": "Must be at most {limit}."},
+    "minLength": {"zh": "至少 {limit} 个字", "en": "Enter at least {limit} characters."},
+    "maxLength": {"zh": "最多 {limit} 个字", "en": "Enter at most {limit} characters."},
+    "minItems": {"zh": "至少需要 {limit} 行", "en": "Add at least {limit} rows."},
+    "maxItems": {"zh": "最多 {limit} 行", "en": "At most {limit} rows."},
+    "pattern": {"zh": "格式不正确", "en": "The format is not right."},
+    "enum": {"zh": "请从选项中选择", "en": "Choose one of the options."},
+    "cn-mobile": {"zh": "请输入11位手机号码，如 13812345678", "en": "Enter an 11-digit mainland mobile number, e.g. 13812345678."},
+    "cn-id-number": {"zh": "身份证号码不正确（18位，末位为校验码）", "en": "Not a valid 18-digit resident ID number (check the last digit)."},
+    "email": {"zh": "邮箱格式不正确", "en": "Enter a valid email address."},
+    "date": {"zh": "请输入日期，如 2026-11-27", "en": "Enter a date such as 2026-11-27."},
+    "datetime-local": {"zh": "请输入日期和时间", "en": "Enter a date and time."},
+    "file_size": {"zh": "文件太大（最大 {limit}）", "en": "The file is too large (at most {limit})."},
+    "file_type": {"zh": "不支持的文件类型（可用：{limit}）", "en": "This file type is not allowed (allowed: {limit})."},
+    "invalid": {"zh": "输入无效", "en": "This value is not valid."},
+}
+
+
+def message(key: str, **params: Any) -> dict[str, str]:
+    text = MESSAGES[key]
+    return {lang: t.format(**params) for lang, t in text.items()}
+
+
+def human_size(size: int) -> str:
+    return f"{size / 1024 / 1024:g}MB" if size >= 1024 * 1024 else f"{size / 1024:g}KB"
+
+
+def _error_message(f: FieldSpec, error: ValidationError) -> dict[str, str]:
+    v = error.validator
+    if v == "required":
+        return message("required")
+    if f.message:
+        return dict(f.message)
+    if v == "const" and f.type == "checkbox":
+        return message("checkbox")
+    if v == "minItems" and f.type == "multiselect":
+        return message("choose")
+    if v == "type":
+        return message("integer" if error.validator_value == "integer" else
+                       "number" if error.validator_value == "number" else "invalid")
+    if v == "format":
+        return message(error.validator_value) if error.validator_value in MESSAGES else message("invalid")
+    if v == "maximum" and f.type in FILE_TYPES:
+        return message("file_size", limit=human_size(int(error.validator_value)))
+    if v == "enum" and f.type in FILE_TYPES:
+        return message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))
+    if v in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+        return message(v, limit=error.validator_value)
+    if v == "enum" and f.type == "orgunit":
+        return message("enum")
+    if v in ("pattern", "enum"):
+        return message(v)
+    return message("invalid")
+
+
+def _validate_object(fields: Sequence[FieldSpec], data: Mapping[str, Any], visible: set[str], prefix: str,
+                     errors: dict[str, list[dict[str, str]]], outer: Mapping[str, Any] | None,
+                     at: dt.datetime | None, org: OrgTree | None) -> None:
+    by_id = {f.id: f for f in fields}
+    validator = Draft202012Validator(object_schema(fields, visible, org), format_checker=FORMATS)
+    for error in validator.iter_errors(data):
+        path = list(error.absolute_path)
+        if error.validator == "required":
+            missing = [k for k in error.validator_value if k not in error.instance]
+            for key in missing:
+                errors.setdefault(prefix + key, []).append(message("choose" if by_id[key].type == "multiselect" else
+                                                                   "checkbox" if by_id[key].type == "checkbox" else "required"))
+            continue
+        f = by_id.get(str(path[0])) if path else None
+        if f is None:
+            errors.setdefault(prefix.rstrip("."), []).append(message("invalid"))
+            continue
+        key = prefix + f.id
+        msgs = errors.setdefault(key, [])
+        msg = _error_message(f, error)
+        if msg not in msgs:
+            msgs.append(msg)
+    for f in fields:
+        if f.is_repeat and isinstance(data.get(f.id), list):
+            ctx = expression_context(fields, data, outer)
+            for i, row in enumerate(data[f.id]):
+                _, row_visible = clean(f.fields, row, ctx, at)
+                _validate_object(f.fields, row, row_visible, f"{prefix}{f.id}.{i}.", errors, ctx, at, org)
+
+
+def validate(form: FormSpec, values: Mapping[str, Any], *, outer: Mapping[str, Any] | None = None,
+             at: dt.datetime | None = None, org: OrgTree | None = None) -> dict[str, Any]:
+    """Clean data for ``form`` or :class:`SubmissionError` with every problem under its field path."""
+    data, visible = clean(form.fields, values, outer, at)
+    errors: dict[str, list[dict[str, str]]] = {}
+    _validate_object(form.fields, data, visible, "", errors, outer, at, org)
+    if errors:
+        raise SubmissionError(errors, values=dict(values))
+    return data
+
+
+# --------------------------------------------------------------------------- display
+
+def mask(value: Any) -> str:
+    """Hide the middle of a sensitive value: 138****5678, 1101**********123X, 张*."""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    if len(text) <= 2:
+        return text[0] + "*"
+    if len(text) <= 6:
+        return text[0] + "*" * (len(text) - 2) + text[-1]
+    keep = 3 if len(text) <= 11 else 4
+    return text[:keep] + "*" * (len(text) - keep - 4) + text[-4:]
+
+
+def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+    """One value as text for a page, list or export (repeats are rendered as tables elsewhere)."""
+    if value is None or value == "" or value == []:
+        return ""
+    if f.type == "checkbox":
+        return ("是" if value else "否") if lang == "zh" else ("Yes" if value else "No")
+    if f.type == "select":
+        return f.choice_label(value, lang)
+    if f.type == "multiselect":
+        return "、".join(f.choice_label(v, lang) for v in value) if lang == "zh" else ", ".join(
+            f.choice_label(v, lang) for v in value)
+    if f.type == "orgunit" and org is not None and value in org.units:
+        return org.path_name(value, lang)
+    if f.type in FILE_TYPES and isinstance(value, dict):
+        return str(value.get("name", ""))
+    return str(value)

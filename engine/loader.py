@@ -1,0 +1,513 @@
+"""Load a definitions directory into specs, collecting every mistake with its file:line:col.
+
+Layout of a definitions directory::
+
+    org/roles.yaml        roles and their scope
+    org/units.yaml        district -> street -> community -> grid -> building
+    forms/*.yaml          forms (a file with ``choice_lists:`` holds named choice lists)
+    workflows/*.yaml      state machines
+
+Checks run in two passes: the JSON Schema of each file kind (shipped in
+``engine/schema``), then semantic checks across files (names that must exist, the
+state graph, expressions). Nothing stops at the first mistake.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections import deque
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from .actions import ACTIONS, ActionRegistry
+from .errors import DefinitionError, Problem
+from .expressions import HELPERS, Expression, ExpressionSyntaxError
+from .spec import (
+    CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
+    FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
+)
+from .yamlsource import PathItem, YamlSource, read_yaml
+
+SCHEMA_FILES = ("form", "choices", "workflow", "roles", "orgunits")
+#: Names a guard may read besides the case's fields.
+GUARD_NAMES = frozenset({"user", "case", "state"})
+_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 * 1024}
+
+
+# --------------------------------------------------------------------------- schemas
+
+@lru_cache(maxsize=None)
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema for one kind of definition file, as shipped in ``engine/schema``."""
+    text = resources.files("engine").joinpath("schema", f"{kind}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str) -> Draft202012Validator:
+    registry: Registry = Registry()
+    for name in SCHEMA_FILES:
+        doc = schema(name)
+        resource = Resource.from_contents(doc)
+        registry = registry.with_resource(doc["$id"], resource).with_resource(f"{name}.schema.json", resource)
+    return Draft202012Validator(schema(kind), registry=registry)
+
+
+def did_you_mean(name: Any, candidates: Iterable[str]) -> str:
+    match = difflib.get_close_matches(str(name), sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean {match[0]!r}?" if match else ""
+
+
+def _schema_problems(source: YamlSource, kind: str) -> list[Problem]:
+    problems = []
+    for error in _validator(kind).iter_errors(source.data):
+        problems.extend(_explain(source, error))
+    return problems
+
+
+def _explain(source: YamlSource, error: ValidationError) -> list[Problem]:
+    """Turn one jsonschema error into problems a person can act on."""
+    path: list[PathItem] = list(error.absolute_path)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Prefer the branch that got furthest, unless that is only "wrong type".
+        deepest = best_match(error.context)
+        if deepest.validator != "type" or len(deepest.absolute_path) > len(error.absolute_path):
+            return _explain(source, deepest)
+        wanted = " or ".join(sorted({str(e.validator_value) for e in error.context if e.validator == "type"}))
+        return [source.problem(path, f"expected {wanted or 'a different value'}, got {_show(error.instance)}",
+                               hint=_hint_for(error.schema))]
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        return [source.problem(path + [extra], f"unknown key {extra!r}", did_you_mean(extra, allowed) or
+                               f"allowed keys: {', '.join(allowed)}", key=True)
+                for extra in error.instance if extra not in allowed]
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return [source.problem(path, f"missing required key {k!r}") for k in missing]
+    if error.validator == "enum":
+        options = [str(o) for o in error.validator_value]
+        return [source.problem(path, f"{_show(error.instance)} is not one of: {', '.join(options)}",
+                               did_you_mean(error.instance, options))]
+    if error.validator == "pattern":
+        return [source.problem(path, f"{_show(error.instance)} does not match {error.validator_value}",
+                               error.schema.get("description", ""))]
+    if error.validator == "propertyNames":
+        return [source.problem(path, f"{_show(error.instance)}: names must be lower_snake_case", key=True)]
+    if error.validator == "type":
+        return [source.problem(path, f"expected {error.validator_value}, got {_show(error.instance)}")]
+    return [source.problem(path, error.message)]
+
+
+def _hint_for(subschema: dict[str, Any]) -> str:
+    return subschema.get("description", "")
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- loading
+
+def _text(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"zh": value, "en": value}
+    return {"zh": value["zh"], "en": value.get("en") or value["zh"]}
+
+
+def _choices(items: Sequence[Any]) -> tuple[Choice, ...]:
+    result = []
+    for item in items:
+        if isinstance(item, dict):
+            result.append(Choice(str(item["value"]), _text(item["label"]) or {}))
+        else:
+            result.append(Choice(str(item), {"zh": str(item), "en": str(item)}))
+    return tuple(result)
+
+
+def parse_size(text: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)\s*(B|KB|MB)", text).groups()  # type: ignore[union-attr]
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+class Loader:
+    """Collects problems while building specs. Use :func:`load_definitions`."""
+
+    def __init__(self, root: Path, actions: ActionRegistry):
+        self.root = root
+        self.actions = actions
+        self.problems: list[Problem] = []
+        self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def read(self, path: Path, kind: str) -> YamlSource | None:
+        source, problems = read_yaml(path, self.display(path))
+        self.problems += problems
+        if source is None:
+            return None
+        if not isinstance(source.data, dict):
+            self.problems.append(source.problem([], "expected a mapping at the top of the file"))
+            return None
+        schema_problems = _schema_problems(source, kind)
+        if schema_problems:
+            self.problems += schema_problems
+            if isinstance(source.data.get("id"), str):
+                self.broken_ids.add(source.data["id"])
+            return None
+        return source
+
+    # -- roles and org units ------------------------------------------------
+    def load_roles(self) -> dict[str, RoleSpec]:
+        path = self.root / "org" / "roles.yaml"
+        if not path.exists():
+            self.problems.append(Problem(self.display(path), 1, 1, "", "file is missing", "declare every role here"))
+            return {}
+        source = self.read(path, "roles")
+        if source is None:
+            return {}
+        return {rid: RoleSpec(rid, _text(r["title"]) or {}, r.get("scope", "unit"))
+                for rid, r in source.data["roles"].items()}
+
+    def load_org(self) -> OrgTree:
+        path = self.root / "org" / "units.yaml"
+        if not path.exists():
+            self.problems.append(Problem(self.display(path), 1, 1, "", "file is missing", "declare the org units here"))
+            return OrgTree({})
+        source = self.read(path, "orgunits")
+        units: dict[str, OrgUnit] = {}
+        if source is None:
+            return OrgTree(units)
+
+        def visit(items: list[dict], parent: OrgUnit | None, path: list[PathItem]) -> None:
+            for i, item in enumerate(items):
+                here = path + [i]
+                if item["id"] in units:
+                    self.problems.append(source.problem(here + ["id"], f"duplicate org unit id {item['id']!r}"))
+                    continue
+                if parent and LEVELS.index(item["level"]) <= LEVELS.index(parent.level):
+                    self.problems.append(source.problem(
+                        here + ["level"], f"a {item['level']} cannot sit under a {parent.level}",
+                        f"levels go {' > '.join(LEVELS)}"))
+                unit = OrgUnit(item["id"], _text(item["name"]) or {}, item["level"], parent.id if parent else None)
+                units[unit.id] = unit
+                visit(item.get("units", []), unit, here + ["units"])
+
+        visit(source.data["units"], None, ["units"])
+        return OrgTree(units)
+
+    # -- forms ----------------------------------------------------------------
+    def load_form_files(self) -> tuple[list[YamlSource], dict[str, tuple[Choice, ...]]]:
+        form_sources, choice_lists = [], {}
+        for path in sorted((self.root / "forms").glob("*.yaml")):
+            source, problems = read_yaml(path, self.display(path))
+            if source is None:
+                self.problems += problems
+                continue
+            is_choices = isinstance(source.data, dict) and "choice_lists" in source.data
+            source = self.read(path, "choices" if is_choices else "form")
+            if source is None:
+                continue
+            if is_choices:
+                for name, items in source.data["choice_lists"].items():
+                    if name in choice_lists:
+                        self.problems.append(source.problem(["choice_lists", name], f"duplicate choice list {name!r}", key=True))
+                    choice_lists[name] = _choices(items)
+            else:
+                form_sources.append(source)
+        return form_sources, choice_lists
+
+    def build_form(self, source: YamlSource, choice_lists: dict[str, tuple[Choice, ...]]) -> FormSpec:
+        doc = source.data
+        fields = self.build_fields(source, doc["fields"], ["fields"], choice_lists, outer=())
+        return FormSpec(doc["id"], doc["version"], _text(doc["title"]) or {}, fields, source.file)
+
+    def build_fields(self, source: YamlSource, items: list[dict], path: list[PathItem],
+                     choice_lists: dict[str, tuple[Choice, ...]], outer: Sequence[str]) -> tuple[FieldSpec, ...]:
+        seen: set[str] = set()
+        ids = [item["id"] for item in items]
+        visible_names = set(ids) | set(outer)
+        fields = []
+        for i, item in enumerate(items):
+            here = path + [i]
+            fid = item["id"]
+            if fid in seen:
+                self.problems.append(source.problem(here + ["id"], f"duplicate field id {fid!r}",
+                                                    "each field id may appear once per form"))
+                continue
+            seen.add(fid)
+            if fid in HELPERS or fid in GUARD_NAMES:
+                self.problems.append(source.problem(here + ["id"], f"field id {fid!r} hides the name of a built-in",
+                                                    f"rename it, e.g. {fid}_value; built-ins: {', '.join(sorted(set(HELPERS) | GUARD_NAMES))}"))
+            fields.append(self.build_field(source, item, here, choice_lists, visible_names))
+        self.check_compute_cycles(source, fields, path)
+        return tuple(fields)
+
+    def build_field(self, source: YamlSource, item: dict, here: list[PathItem],
+                    choice_lists: dict[str, tuple[Choice, ...]], names: set[str]) -> FieldSpec:
+        ftype = item["type"]
+        choices: tuple[Choice, ...] = ()
+        raw_choices = item.get("choices")
+        if ftype in CHOICE_TYPES and raw_choices is None:
+            self.problems.append(source.problem(here, f"a {ftype} field needs 'choices'",
+                                                "an inline list, or the name of a list in forms/choices.yaml"))
+        elif raw_choices is not None and ftype not in CHOICE_TYPES:
+            self.problems.append(source.problem(here + ["choices"], f"'choices' has no effect on a {ftype} field",
+                                                "use type: select or multiselect", key=True))
+        elif isinstance(raw_choices, str):
+            if raw_choices not in choice_lists:
+                self.problems.append(source.problem(here + ["choices"], f"unknown choice list {raw_choices!r}",
+                                                    did_you_mean(raw_choices, choice_lists) or "declare it in forms/choices.yaml"))
+            choices = choice_lists.get(raw_choices, ())
+        elif raw_choices is not None:
+            choices = _choices(raw_choices)
+            values = [c.value for c in choices]
+            for dup in {v for v in values if values.count(v) > 1}:
+                self.problems.append(source.problem(here + ["choices"], f"duplicate choice value {dup!r}"))
+        if ftype == "repeat" and "fields" not in item:
+            self.problems.append(source.problem(here, "a repeat field needs 'fields' (the columns of one row)"))
+        elif "fields" in item and ftype != "repeat":
+            self.problems.append(source.problem(here + ["fields"], f"'fields' only belongs to a repeat field, not {ftype}", key=True))
+        for low, high in (("min", "max"), ("min_length", "max_length"), ("min_rows", "max_rows")):
+            if low in item and high in item and item[low] > item[high]:
+                self.problems.append(source.problem(here + [low], f"{low} ({item[low]}) is greater than {high} ({item[high]})"))
+        if "pattern" in item:
+            try:
+                re.compile(item["pattern"])
+            except re.error as exc:
+                self.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
+        if "level" in item and ftype != "orgunit":
+            self.problems.append(source.problem(here + ["level"], "'level' only belongs to an orgunit field", key=True))
+        if ("accept" in item or "max_size" in item) and ftype not in FILE_TYPES:
+            self.problems.append(source.problem(here, "'accept' / 'max_size' only belong to file and photo fields"))
+        if ftype == "rating" and ("min" in item or "max" in item):
+            self.problems.append(source.problem(here, "a rating is always 1 to 5", "use type: score for another range"))
+        if ftype == "score" and ("min" not in item or "max" not in item):
+            self.problems.append(source.problem(here, "a score field needs 'min' and 'max'"))
+        if choices and "default" in item:
+            defaults = item["default"] if isinstance(item["default"], list) else [item["default"]]
+            for value in defaults:
+                if str(value) not in {c.value for c in choices}:
+                    self.problems.append(source.problem(here + ["default"], f"default {value!r} is not one of the choices",
+                                                        did_you_mean(value, [c.value for c in choices])))
+        subfields: tuple[FieldSpec, ...] = ()
+        if ftype == "repeat" and "fields" in item:
+            subfields = self.build_fields(source, item["fields"], here + ["fields"], choice_lists, outer=tuple(names))
+        min_rows = item.get("min_rows", 1 if item.get("required") and ftype == "repeat" else 0)
+        return FieldSpec(
+            id=item["id"], type=ftype, label=_text(item["label"]) or {}, required=item.get("required", False),
+            help=_text(item.get("help")), placeholder=_text(item.get("placeholder")), default=item.get("default"),
+            min=item.get("min", 1 if ftype == "rating" else None), max=item.get("max", 5 if ftype == "rating" else None),
+            min_length=item.get("min_length"), max_length=item.get("max_length"), pattern=item.get("pattern"),
+            message=_text(item.get("message")), choices=choices,
+            show_if=self.expression(source, here + ["show_if"], item.get("show_if"), names, f"field {item['id']!r}"),
+            compute=self.expression(source, here + ["compute"], item.get("compute"), names - {item["id"]}, f"field {item['id']!r}"),
+            sensitive=item.get("sensitive", False), fields=subfields, min_rows=min_rows, max_rows=item.get("max_rows"),
+            accept=tuple(item.get("accept", ("image/jpeg", "image/png", "image/webp") if ftype == "photo" else ())),
+            max_size=parse_size(item["max_size"]) if "max_size" in item else (5 * 1024 * 1024 if ftype in FILE_TYPES else None),
+            level=item.get("level"),
+        )
+
+    def check_compute_cycles(self, source: YamlSource, fields: list[FieldSpec], path: list[PathItem]) -> None:
+        deps = {f.id: set(f.compute.names) for f in fields if f.compute}
+        for start in deps:
+            stack, seen = [start], set()
+            while stack:
+                name = stack.pop()
+                for dep in deps.get(name, ()):
+                    if dep == start:
+                        index = next(i for i, f in enumerate(fields) if f.id == start)
+                        self.problems.append(source.problem(path + [index, "compute"], f"computed field {start!r} depends on itself",
+                                                            "break the cycle between computed fields"))
+                        stack.clear()
+                        break
+                    if dep not in seen:
+                        seen.add(dep)
+                        stack.append(dep)
+
+    def expression(self, source: YamlSource, path: list[PathItem], text: str | None,
+                   names: Iterable[str], what: str) -> Expression | None:
+        if text is None:
+            return None
+        try:
+            expr = Expression(text)
+        except ExpressionSyntaxError as exc:
+            self.problems.append(source.problem(path, f"expression does not parse: {exc.message}",
+                                                "expressions use Jinja2 syntax, e.g. age >= 18 and 'other' in skills"))
+            return None
+        known = set(names)
+        for name in sorted(expr.names - known):
+            self.problems.append(source.problem(
+                path, f"expression of {what} uses unknown name {name!r}",
+                did_you_mean(name, known | set(HELPERS)) or f"known names: {', '.join(sorted(known)) or '(none)'}"))
+        return expr
+
+    # -- workflows --------------------------------------------------------
+    def build_workflow(self, source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
+        doc = source.data
+        problems_before = len(self.problems)
+
+        def check_form(path: list[PathItem], form_id: str) -> FormSpec | None:
+            if form_id in forms:
+                return forms[form_id]
+            if form_id not in self.broken_ids:
+                self.problems.append(source.problem(path, f"unknown form {form_id!r}",
+                                                    did_you_mean(form_id, forms) or "forms live in forms/*.yaml"))
+            return None
+
+        def check_roles(path: list[PathItem], used: list[str], allowed: Iterable[str], where: str) -> None:
+            allowed = set(allowed)
+            for i, role in enumerate(used):
+                if role not in allowed:
+                    self.problems.append(source.problem(path + [i], f"unknown role {role!r}",
+                                                        did_you_mean(role, allowed) or f"roles here must be listed in {where}"))
+
+        check_roles(["roles"], doc["roles"], roles, "org/roles.yaml")
+        wf_roles = set(doc["roles"]) | PSEUDO_ROLES
+        start = doc["start"]
+        start_form = check_form(["start", "form"], start["form"])
+        check_roles(["start", "roles"], start["roles"], doc["roles"], "the workflow's roles")
+
+        data_names: set[str] = set()
+        step_forms: list[FormSpec] = [start_form] if start_form else []
+        for sid, state in doc["states"].items():
+            for i, t in enumerate(state.get("transitions", [])):
+                if "form" in t:
+                    f = check_form(["states", sid, "transitions", i, "form"], t["form"])
+                    if f:
+                        step_forms.append(f)
+        for f in step_forms:
+            data_names |= {fld.id for fld in f.fields}
+
+        if start_form and "org_unit_field" in start:
+            fld = start_form.field(start["org_unit_field"])
+            if fld is None or fld.type != "orgunit":
+                self.problems.append(source.problem(
+                    ["start", "org_unit_field"], f"{start['org_unit_field']!r} is not an orgunit field of form {start_form.id!r}",
+                    did_you_mean(start["org_unit_field"], [x.id for x in start_form.fields if x.type == "orgunit"])))
+        case_title = self.expression(source, ["start", "title"], start.get("title"),
+                                     {f.id for f in start_form.fields} if start_form else set(), "start.title") if start_form else None
+
+        states = doc["states"]
+        if doc["initial"] not in states:
+            self.problems.append(source.problem(["initial"], f"unknown state {doc['initial']!r}",
+                                                did_you_mean(doc["initial"], states)))
+        built_states: dict[str, StateSpec] = {}
+        for sid, state in states.items():
+            here: list[PathItem] = ["states", sid]
+            transitions = []
+            seen_ids: set[str] = set()
+            final = state.get("final", False)
+            raw = state.get("transitions", [])
+            if final and raw:
+                self.problems.append(source.problem(here + ["transitions"], f"final state {sid!r} has transitions",
+                                                    "remove 'final: true' or the transitions", key=True))
+            if not final and not raw:
+                self.problems.append(source.problem(here, f"state {sid!r} has no way out",
+                                                    "add a transition, or mark it 'final: true'", key=True))
+            check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
+            for i, t in enumerate(raw):
+                tpath = here + ["transitions", i]
+                if t["id"] in seen_ids:
+                    self.problems.append(source.problem(tpath + ["id"], f"duplicate transition id {t['id']!r} in state {sid!r}"))
+                seen_ids.add(t["id"])
+                if t["to"] not in states:
+                    self.problems.append(source.problem(tpath + ["to"], f"unknown state {t['to']!r}",
+                                                        did_you_mean(t["to"], states) or f"states: {', '.join(states)}"))
+                check_roles(tpath + ["roles"], t["roles"], wf_roles, "the workflow's roles (or creator / assignee)")
+                guard = self.expression(source, tpath + ["guard"], t.get("guard"), data_names | GUARD_NAMES, f"transition {t['id']!r}")
+                transitions.append(TransitionSpec(
+                    id=t["id"], source=sid, target=t["to"], label=_text(t["label"]) or {}, roles=tuple(t["roles"]),
+                    guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
+                    before_actions=self.action_calls(source, tpath + ["before_actions"], t.get("before_actions", [])),
+                    actions=self.action_calls(source, tpath + ["actions"], t.get("actions", [])),
+                    style=t.get("style", "primary"), assign=t.get("assign"),
+                ))
+            built_states[sid] = StateSpec(sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions))
+
+        if doc["initial"] in states:
+            reached, queue = {doc["initial"]}, deque([doc["initial"]])
+            while queue:
+                for t in states[queue.popleft()].get("transitions", []):
+                    if t["to"] in states and t["to"] not in reached:
+                        reached.add(t["to"])
+                        queue.append(t["to"])
+            for sid in states:
+                if sid not in reached:
+                    self.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {doc['initial']!r}",
+                                                        "add a transition to it, or remove it", key=True))
+        if len(self.problems) > problems_before or start_form is None:
+            return None
+        return WorkflowSpec(
+            id=doc["id"], version=doc["version"], title=_text(doc["title"]) or {}, description=_text(doc.get("description")),
+            start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
+            states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
+        )
+
+    def action_calls(self, source: YamlSource, path: list[PathItem], items: list[Any]) -> tuple[ActionCall, ...]:
+        calls = []
+        for i, item in enumerate(items):
+            name, args = (item, {}) if isinstance(item, str) else (item["name"], item.get("args", {}))
+            if name not in self.actions:
+                self.problems.append(source.problem(path + [i], f"unknown action {name!r}",
+                                                    did_you_mean(name, self.actions.names()) or
+                                                    f"registered actions: {', '.join(sorted(self.actions.names()))}"))
+            calls.append(ActionCall(name, args))
+        return tuple(calls)
+
+    # -- all ----------------------------------------------------------------
+    def load(self) -> Definitions:
+        roles = self.load_roles()
+        org = self.load_org()
+        form_sources, choice_lists = self.load_form_files()
+        forms: dict[str, FormSpec] = {}
+        for source in form_sources:
+            form = self.build_form(source, choice_lists)
+            if form.id in forms:
+                self.problems.append(source.problem(["id"], f"duplicate form id {form.id!r}",
+                                                    f"already defined in {forms[form.id].file}"))
+                continue
+            forms[form.id] = form
+        workflows: dict[str, WorkflowSpec] = {}
+        for path in sorted((self.root / "workflows").glob("*.yaml")):
+            source = self.read(path, "workflow")
+            if source is None:
+                continue
+            wf = self.build_workflow(source, forms, roles)
+            wid = source.data["id"]
+            if wid in workflows:
+                self.problems.append(source.problem(["id"], f"duplicate workflow id {wid!r}",
+                                                    f"already defined in {workflows[wid].file}"))
+            elif wf is not None:
+                workflows[wid] = wf
+        if self.problems:
+            raise DefinitionError(self.problems)
+        return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists)
+
+
+def load_definitions(root: str | Path, actions: ActionRegistry | None = None) -> Definitions:
+    """Load and check every definition under ``root``; raise :class:`DefinitionError` listing all problems."""
+    from . import builtin_actions  # noqa: F401 - registers the shipped actions
+
+    return Loader(Path(root).resolve(), actions or ACTIONS).load()
+
+
+def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:
+    try:
+        load_definitions(root, actions)
+    except DefinitionError as exc:
+        return exc.problems
+    return []

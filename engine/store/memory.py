@@ -1,0 +1,369 @@
+"""The machinery both stores share, and the in-memory store built from it.
+
+Committed tables live in TinyDB's in-memory storage, in TinyDB's own JSON layout
+(``{table: {str(id): doc}}``); a transaction keeps its writes in an overlay and
+applies them in one step when its ``with`` block exits without an exception.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import MemoryStorage
+
+from engine.errors import EngineError
+from engine.store.base import Doc, Predicate, Store, Transaction
+
+#: Reserved for the file store's bookkeeping (last sequence number, last ids).
+META_TABLE = "_meta"
+
+#: One committed write: ``(table, str(id), doc)``; ``doc is None`` deletes.
+Op = tuple[str, str, "Doc | None"]
+
+
+class StoreError(EngineError):
+    """The store cannot do what was asked (unreadable file, failed write, closed store)."""
+
+
+class CorruptStoreError(StoreError):
+    """A store file cannot be read; the message names the file. Nothing was modified."""
+
+
+def clone(value: Any) -> Any:
+    """Deep copy of a JSON value (dicts, lists, scalars); about 2x faster than copy.deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if kind is list:
+        return [clone(v) for v in value]
+    return value
+
+
+def normalize(doc: Mapping[str, Any], doc_id: int) -> Doc:
+    """A private JSON copy of ``doc`` with ``"id"`` set, exactly as it would read back from disk.
+
+    Going through JSON once means both stores accept the same documents and return the
+    same values (tuples become lists, int keys become strings, NaN is refused).
+    """
+    if not isinstance(doc, Mapping):
+        raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
+    data = dict(doc)
+    data["id"] = doc_id
+    try:
+        return json.loads(json.dumps(data, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"document {doc_id} is not plain JSON: {exc}") from exc
+
+
+def check_table(table: str) -> str:
+    if not isinstance(table, str) or not table:
+        raise ValueError(f"a table name must be a non-empty string, not {table!r}")
+    if table == META_TABLE:
+        raise ValueError(f"the table name {META_TABLE!r} is reserved for the store itself")
+    return table
+
+
+def check_id(doc_id: int) -> int:
+    if type(doc_id) is not int or doc_id < 1:
+        raise ValueError(f"a document id must be an integer >= 1, not {doc_id!r}")
+    return doc_id
+
+
+class TableStore(Store):
+    """Committed tables in TinyDB's ``MemoryStorage`` plus serializable overlay transactions.
+
+    Locking: ``_tx_lock`` (an RLock) is held for the whole of a transaction, so one
+    runs at a time across threads; ``_state_lock`` is held only briefly, to read or
+    apply committed state. Subclasses add persistence through the ``_refresh``,
+    ``_begin_write``, ``_end_write``, ``_persist`` and ``_after_commit`` hooks.
+
+    Nested ``transaction()`` blocks on the same thread join the outer transaction
+    (they yield the same ``Transaction``): their writes become visible and durable
+    only when the outermost block exits. An inner block that raises discards the
+    writes made inside it, like an SQL savepoint, and the outer block may catch the
+    exception and go on. Store-level reads on a thread inside a transaction go
+    through that transaction, so they see its writes.
+
+    Predicates get a read-only view of each stored document (a ``MappingProxyType``;
+    they must not mutate nested values): copying every document just to test it
+    would make a search several times slower. Results are always deep copies.
+    """
+
+    def __init__(self) -> None:
+        self._tx_lock = threading.RLock()
+        self._state_lock = threading.RLock()
+        self._local = threading.local()
+        self._closed = False
+        self._reset_state({})
+
+    # -- committed state ---------------------------------------------------------
+
+    def _reset_state(self, tables: dict[str, dict[str, Doc]], last_ids: Mapping[str, int] = {}) -> None:
+        """Replace all committed state (used at creation and when reloading a file)."""
+        self._db = TinyDB(storage=MemoryStorage)
+        self._db.storage.write(tables)
+        #: Highest id ever used per table, so a deleted id is never handed out again.
+        self._last_ids: dict[str, int] = dict(last_ids)
+        #: Tables whose dict is not in ascending id order (sorted lazily by the next search).
+        self._unsorted: set[str] = set()
+        for name, table in tables.items():
+            previous = 0
+            for key in table:
+                number = int(key)
+                if number < previous:
+                    self._unsorted.add(name)
+                previous = max(previous, number)
+            self._last_ids[name] = max(self._last_ids.get(name, 0), previous)
+
+    @property
+    def _tables(self) -> dict[str, dict[str, Doc]]:
+        return self._db.storage.memory
+
+    def _apply(self, ops: list[Op]) -> None:
+        """Apply committed writes straight to the storage dict: O(1) per write.
+
+        ``Table.insert`` would rebuild the whole table dict on every call (O(n)).
+        """
+        tables = self._tables
+        touched = set()
+        for name, key, doc in ops:
+            table = tables.get(name)
+            if doc is None:
+                if table is not None and table.pop(key, None) is not None:
+                    touched.add(name)
+                continue
+            if table is None:
+                table = tables[name] = {}
+            number = int(key)
+            last = self._last_ids.get(name, 0)
+            if number < last and key not in table:
+                self._unsorted.add(name)
+            if number > last:
+                self._last_ids[name] = number
+            table[key] = doc
+            touched.add(name)
+        for name in touched:
+            # Nothing here reads through TinyDB's Table API, but anyone who does must
+            # not get query results cached before this write.
+            self._db.table(name).clear_cache()
+
+    def _committed(self, table: str) -> dict[str, Doc]:
+        """The committed table in ascending id order (caller holds ``_state_lock``)."""
+        docs = self._tables.get(table)
+        if docs is None:
+            return {}
+        if table in self._unsorted:
+            docs = self._tables[table] = dict(sorted(docs.items(), key=lambda kv: int(kv[0])))
+            self._unsorted.discard(table)
+        return docs
+
+    # -- hooks for persistence (no-ops in memory) --------------------------------
+
+    def _refresh(self) -> None:
+        """Catch up with writes made by other processes (``_state_lock`` held)."""
+
+    def _begin_write(self) -> None:
+        """Take whatever exclusive lock a transaction needs beyond ``_tx_lock``."""
+
+    def _end_write(self) -> None:
+        """Release what ``_begin_write`` took."""
+
+    def _persist(self, ops: list[Op]) -> None:
+        """Make ``ops`` durable before they are applied; raise if that fails."""
+
+    def _after_commit(self) -> None:
+        """Housekeeping after a commit was applied (the file store compacts here)."""
+
+    # -- the Store interface -----------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+    def _current(self) -> OverlayTransaction | None:
+        return getattr(self._local, "tx", None)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._state_lock:
+            self._check_open()
+            self._refresh()
+            yield
+
+    def get(self, table: str, doc_id: int) -> Doc | None:
+        tx = self._current()
+        if tx is not None:
+            return tx.get(table, doc_id)
+        check_table(table)
+        check_id(doc_id)
+        with self._reading():
+            doc = self._tables.get(table, {}).get(str(doc_id))
+            return None if doc is None else clone(doc)
+
+    def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
+        """All documents of ``table`` (matching ``predicate`` if given), ordered by id."""
+        tx = self._current()
+        if tx is not None:
+            return tx.search(table, predicate)
+        check_table(table)
+        with self._reading():
+            docs = self._committed(table).values()
+            if predicate is None:
+                return [clone(d) for d in docs]
+            return [clone(d) for d in docs if predicate(MappingProxyType(d))]
+
+    def count(self, table: str, predicate: Predicate | None = None) -> int:
+        tx = self._current()
+        if tx is not None:
+            return tx.count(table, predicate)
+        check_table(table)
+        with self._reading():
+            docs = self._tables.get(table, {})
+            if predicate is None:
+                return len(docs)
+            return sum(1 for d in docs.values() if predicate(MappingProxyType(d)))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Exclusive across threads and processes sharing the store; durable on exit.
+
+        Re-entrant: a nested call on the same thread joins the outer transaction
+        (see the class docstring for what an exception in an inner block does).
+        """
+        outer = self._current()
+        if outer is not None:
+            mark = outer._savepoint()
+            try:
+                yield outer
+            except BaseException:
+                outer._rollback_to(mark)
+                raise
+            return
+        with self._tx_lock:
+            self._check_open()
+            self._begin_write()
+            tx = OverlayTransaction(self)
+            self._local.tx = tx
+            try:
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+                    ops = tx._finish()
+                # Reached only when the block did not raise.
+                if ops:
+                    with self._state_lock:
+                        self._check_open()
+                        self._persist(ops)
+                        self._apply(ops)
+                        self._after_commit()
+            finally:
+                self._end_write()
+
+    def close(self) -> None:
+        """Release files and locks. Waits for a running transaction to finish."""
+        with self._tx_lock, self._state_lock:
+            self._closed = True
+
+    def __enter__(self) -> TableStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class OverlayTransaction(Transaction):
+    """Pending writes kept apart from the committed tables until the block exits."""
+
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+        #: table -> str(id) -> new document, or None for a deletion.
+        self._writes: dict[str, dict[str, Doc | None]] = {}
+        self._last_ids: dict[str, int] = {}
+        self._active = True
+
+    def _check(self, table: str) -> str:
+        if not self._active:
+            raise StoreError("this transaction has ended; start a new one with store.transaction()")
+        return check_table(table)
+
+    def get(self, table: str, doc_id: int) -> Doc | None:
+        pending = self._writes.get(self._check(table), {})
+        key = str(check_id(doc_id))
+        if key in pending:
+            doc = pending[key]
+        else:
+            with self._store._state_lock:
+                doc = self._store._tables.get(table, {}).get(key)
+        return None if doc is None else clone(doc)
+
+    def _matching(self, table: str, predicate: Predicate | None) -> list[Doc]:
+        """Stored (not copied) documents visible to this transaction, ordered by id."""
+        pending = self._writes.get(self._check(table), {})
+        keep = (lambda d: True) if predicate is None else (lambda d: predicate(MappingProxyType(d)))
+        with self._store._state_lock:
+            committed = self._store._committed(table)
+            if not pending:
+                return [d for d in committed.values() if keep(d)]
+            found = [(int(k), d) for k, d in committed.items() if k not in pending and keep(d)]
+        found += [(int(k), d) for k, d in pending.items() if d is not None and keep(d)]
+        found.sort(key=lambda pair: pair[0])
+        return [d for _, d in found]
+
+    def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
+        return [clone(d) for d in self._matching(table, predicate)]
+
+    def count(self, table: str, predicate: Predicate | None = None) -> int:
+        return len(self._matching(table, predicate))
+
+    def _bump(self, table: str, doc_id: int) -> None:
+        last = self._last_ids.get(table)
+        if last is None:
+            last = self._store._last_ids.get(table, 0)
+        self._last_ids[table] = max(last, doc_id)
+
+    def insert(self, table: str, doc: Doc) -> int:
+        """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
+        self._check(table)
+        self._bump(table, 0)
+        doc_id = self._last_ids[table] + 1
+        self._writes.setdefault(table, {})[str(doc_id)] = normalize(doc, doc_id)
+        self._last_ids[table] = doc_id
+        return doc_id
+
+    def replace(self, table: str, doc_id: int, doc: Doc) -> None:
+        """Store a copy of ``doc`` under ``doc_id`` (creating or overwriting it); sets ``"id"``."""
+        self._check(table)
+        stored = normalize(doc, check_id(doc_id))
+        self._writes.setdefault(table, {})[str(doc_id)] = stored
+        self._bump(table, doc_id)
+
+    def delete(self, table: str, doc_id: int) -> None:
+        """Remove the document; deleting one that does not exist is a no-op."""
+        self._check(table)
+        self._writes.setdefault(table, {})[str(check_id(doc_id))] = None
+
+    # -- used by TableStore.transaction ------------------------------------------
+
+    def _savepoint(self) -> tuple[dict[str, dict[str, Doc | None]], dict[str, int]]:
+        # Pending documents are never mutated in place, so shallow copies suffice.
+        return {t: dict(w) for t, w in self._writes.items()}, dict(self._last_ids)
+
+    def _rollback_to(self, mark: tuple[dict[str, dict[str, Doc | None]], dict[str, int]]) -> None:
+        self._writes, self._last_ids = mark[0], mark[1]
+
+    def _finish(self) -> list[Op]:
+        """End the transaction and hand its writes over (ownership passes to the store)."""
+        self._active = False
+        ops = [(t, k, d) for t, writes in self._writes.items() for k, d in writes.items()]
+        self._writes = {}
+        return ops
+
+
+class MemoryStore(TableStore):
+    """A store that lives only as long as the process: for tests and demos."""

@@ -1,0 +1,99 @@
+"""Reading YAML with positions: every value keeps the file, line and column it came from.
+
+ruamel.yaml's round-trip loader builds only plain mappings, sequences and scalars (no
+arbitrary objects); positions come from ``node.lc`` (0-based, reported 1-based).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import Problem
+
+PathItem = str | int
+
+
+class YamlSource:
+    """One parsed definition file: ``tree`` keeps positions, ``data`` is plain JSON-like Python."""
+
+    def __init__(self, file: str, tree: Any):
+        self.file = file
+        self.tree = tree
+        self.data = plain(tree)
+
+    def position(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
+        """1-based (line, col) of the deepest node of ``path`` that exists.
+
+        ``key=True`` points at the last mapping key instead of its value (for
+        "unknown key" problems).
+        """
+        node = self.tree
+        line, col = 0, 0
+        if isinstance(node, (CommentedMap, CommentedSeq)) and node.lc.line is not None:
+            line, col = node.lc.line, node.lc.col
+        for i, step in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, CommentedMap) and step in node:
+                line, col = node.lc.key(step) if (last and key) else node.lc.value(step)
+                node = node[step]
+            elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+                line, col = node.lc.item(step)
+                node = node[step]
+            else:
+                break
+        return line + 1, col + 1
+
+    def problem(self, path: Sequence[PathItem], message: str, hint: str = "", key: bool = False) -> Problem:
+        line, col = self.position(path, key=key)
+        return Problem(self.file, line, col, format_path(path), message, hint)
+
+
+def format_path(path: Sequence[PathItem]) -> str:
+    text = ""
+    for step in path:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        else:
+            text += f".{step}" if text else str(step)
+    return text
+
+
+def plain(node: Any) -> Any:
+    """ruamel's round-trip types as plain dict/list/str/int/float/bool."""
+    if isinstance(node, dict):
+        return {str(k): plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
+    """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
+    yaml = YAML(typ="rt", pure=True)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = (exc.problem or exc.context or "invalid YAML").strip()
+        hint = "each key may appear only once in a mapping" if "duplicate key" in what else "check indentation, colons and quotes"
+        return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
+    if tree is None:
+        return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
+    return YamlSource(display, tree), []
