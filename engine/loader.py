@@ -28,7 +28,7 @@ from referencing import Registry, Resource
 
 from .actions import ACTIONS, ActionRegistry
 from .errors import DefinitionError, Problem
-from .expressions import HELPERS, Expression, ExpressionSyntaxError
+from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .spec import (
     CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
@@ -76,11 +76,16 @@ def _explain(source: YamlSource, error: ValidationError) -> list[Problem]:
     """Turn one jsonschema error into problems a person can act on."""
     path: list[PathItem] = list(error.absolute_path)
     if error.validator in ("oneOf", "anyOf") and error.context:
-        # Prefer the branch that got furthest, unless that is only "wrong type".
-        deepest = best_match(error.context)
-        if deepest.validator != "type" or len(deepest.absolute_path) > len(error.absolute_path):
-            return _explain(source, deepest)
-        wanted = " or ".join(sorted({str(e.validator_value) for e in error.context if e.validator == "type"}))
+        # Explain the branch the value was meant for: one that failed on more than the
+        # value's own type ({zh: ""} is a text object with an empty zh, not "not a string").
+        meant = [e for e in error.context if e.validator != "type" or len(e.absolute_path) > len(error.absolute_path)]
+        if meant:
+            branch = best_match(meant).relative_schema_path[0]
+            return [p for e in meant if e.relative_schema_path[0] == branch for p in _explain(source, e)]
+        types = set()
+        for e in error.context:
+            types.update([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)
+        wanted = " or ".join(sorted(types))
         return [source.problem(path, f"expected {wanted or 'a different value'}, got {_show(error.instance)}",
                                hint=_hint_for(error.schema))]
     if error.validator == "additionalProperties":
@@ -90,16 +95,23 @@ def _explain(source: YamlSource, error: ValidationError) -> list[Problem]:
                 for extra in error.instance if extra not in allowed]
     if error.validator == "required":
         missing = [k for k in error.validator_value if k not in error.instance]
+        if error.schema.get("additionalProperties") is False:
+            # "lable" is reported once, as an unknown key with "did you mean 'label'?"
+            allowed = list(error.schema.get("properties", {}))
+            typos = {did_you_mean(k, allowed) for k in error.instance if k not in allowed}
+            missing = [k for k in missing if f"did you mean {k!r}?" not in typos]
         return [source.problem(path, f"missing required key {k!r}") for k in missing]
     if error.validator == "enum":
         options = [str(o) for o in error.validator_value]
         return [source.problem(path, f"{_show(error.instance)} is not one of: {', '.join(options)}",
                                did_you_mean(error.instance, options))]
+    if list(error.relative_schema_path)[-2:-1] == ["propertyNames"]:
+        # jsonschema reports a bad key as the key's own error, at the mapping's path
+        return [source.problem(path + [error.instance], f"{_show(error.instance)}: names must be lower_snake_case",
+                               "use lowercase letters, digits and _, starting with a letter", key=True)]
     if error.validator == "pattern":
         return [source.problem(path, f"{_show(error.instance)} does not match {error.validator_value}",
                                error.schema.get("description", ""))]
-    if error.validator == "propertyNames":
-        return [source.problem(path, f"{_show(error.instance)}: names must be lower_snake_case", key=True)]
     if error.validator == "type":
         return [source.problem(path, f"expected {error.validator_value}, got {_show(error.instance)}")]
     return [source.problem(path, error.message)]
@@ -110,7 +122,7 @@ def _hint_for(subschema: dict[str, Any]) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=str)  # YAML tags and sets are not JSON
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -147,6 +159,8 @@ class Loader:
         self.actions = actions
         self.problems: list[Problem] = []
         self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
+        self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
+        self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
 
     def display(self, path: Path) -> str:
         try:
@@ -170,14 +184,26 @@ class Loader:
             return None
         return source
 
+    def note_unparsed(self, path: Path) -> None:
+        """A file that is not YAML still says what it was meant to be: do not blame its users too."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        if match := re.search(r"^id:\s*([a-z][a-z0-9_]*)\s*$", text, re.MULTILINE):
+            self.broken_ids.add(match.group(1))
+        self.choices_broken |= bool(re.search(r"^choice_lists:", text, re.MULTILINE))
+
     # -- roles and org units ------------------------------------------------
     def load_roles(self) -> dict[str, RoleSpec]:
         path = self.root / "org" / "roles.yaml"
         if not path.exists():
             self.problems.append(Problem(self.display(path), 1, 1, "", "file is missing", "declare every role here"))
+            self.roles_broken = True
             return {}
         source = self.read(path, "roles")
         if source is None:
+            self.roles_broken = True
             return {}
         return {rid: RoleSpec(rid, _text(r["title"]) or {}, r.get("scope", "unit"))
                 for rid, r in source.data["roles"].items()}
@@ -212,20 +238,25 @@ class Loader:
     # -- forms ----------------------------------------------------------------
     def load_form_files(self) -> tuple[list[YamlSource], dict[str, tuple[Choice, ...]]]:
         form_sources, choice_lists = [], {}
+        list_files: dict[str, str] = {}
         for path in sorted((self.root / "forms").glob("*.yaml")):
             source, problems = read_yaml(path, self.display(path))
             if source is None:
                 self.problems += problems
+                self.note_unparsed(path)
                 continue
             is_choices = isinstance(source.data, dict) and "choice_lists" in source.data
             source = self.read(path, "choices" if is_choices else "form")
             if source is None:
+                self.choices_broken |= is_choices
                 continue
             if is_choices:
                 for name, items in source.data["choice_lists"].items():
                     if name in choice_lists:
-                        self.problems.append(source.problem(["choice_lists", name], f"duplicate choice list {name!r}", key=True))
+                        self.problems.append(source.problem(["choice_lists", name], f"duplicate choice list {name!r}",
+                                                            f"already defined in {list_files[name]}", key=True))
                     choice_lists[name] = _choices(items)
+                    list_files.setdefault(name, source.file)
             else:
                 form_sources.append(source)
         return form_sources, choice_lists
@@ -238,6 +269,7 @@ class Loader:
     def build_fields(self, source: YamlSource, items: list[dict], path: list[PathItem],
                      choice_lists: dict[str, tuple[Choice, ...]], outer: Sequence[str]) -> tuple[FieldSpec, ...]:
         seen: set[str] = set()
+        paths: list[list[PathItem]] = []  # where each built field is in the YAML (duplicates are skipped)
         ids = [item["id"] for item in items]
         visible_names = set(ids) | set(outer)
         fields = []
@@ -249,11 +281,12 @@ class Loader:
                                                     "each field id may appear once per form"))
                 continue
             seen.add(fid)
-            if fid in HELPERS or fid in GUARD_NAMES:
+            if fid in BUILTINS or fid in GUARD_NAMES:
                 self.problems.append(source.problem(here + ["id"], f"field id {fid!r} hides the name of a built-in",
-                                                    f"rename it, e.g. {fid}_value; built-ins: {', '.join(sorted(set(HELPERS) | GUARD_NAMES))}"))
+                                                    f"rename it, e.g. {fid}_value; built-ins: {', '.join(sorted(BUILTINS | GUARD_NAMES))}"))
             fields.append(self.build_field(source, item, here, choice_lists, visible_names))
-        self.check_compute_cycles(source, fields, path)
+            paths.append(here)
+        self.check_compute_cycles(source, fields, paths)
         return tuple(fields)
 
     def build_field(self, source: YamlSource, item: dict, here: list[PathItem],
@@ -268,7 +301,7 @@ class Loader:
             self.problems.append(source.problem(here + ["choices"], f"'choices' has no effect on a {ftype} field",
                                                 "use type: select or multiselect", key=True))
         elif isinstance(raw_choices, str):
-            if raw_choices not in choice_lists:
+            if raw_choices not in choice_lists and not self.choices_broken:
                 self.problems.append(source.problem(here + ["choices"], f"unknown choice list {raw_choices!r}",
                                                     did_you_mean(raw_choices, choice_lists) or "declare it in forms/choices.yaml"))
             choices = choice_lists.get(raw_choices, ())
@@ -291,18 +324,22 @@ class Loader:
                 self.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
         if "level" in item and ftype != "orgunit":
             self.problems.append(source.problem(here + ["level"], "'level' only belongs to an orgunit field", key=True))
-        if ("accept" in item or "max_size" in item) and ftype not in FILE_TYPES:
-            self.problems.append(source.problem(here, "'accept' / 'max_size' only belong to file and photo fields"))
-        if ftype == "rating" and ("min" in item or "max" in item):
-            self.problems.append(source.problem(here, "a rating is always 1 to 5", "use type: score for another range"))
+        for key in ("accept", "max_size"):
+            if key in item and ftype not in FILE_TYPES:
+                self.problems.append(source.problem(here + [key], f"{key!r} only belongs to a file or photo field", key=True))
+        for key in ("min", "max"):
+            if ftype == "rating" and key in item:
+                self.problems.append(source.problem(here + [key], "a rating is always 1 to 5",
+                                                    "use type: score for another range", key=True))
         if ftype == "score" and ("min" not in item or "max" not in item):
             self.problems.append(source.problem(here, "a score field needs 'min' and 'max'"))
         if choices and "default" in item:
             defaults = item["default"] if isinstance(item["default"], list) else [item["default"]]
             for value in defaults:
                 if str(value) not in {c.value for c in choices}:
+                    values = [c.value for c in choices]
                     self.problems.append(source.problem(here + ["default"], f"default {value!r} is not one of the choices",
-                                                        did_you_mean(value, [c.value for c in choices])))
+                                                        did_you_mean(value, values) or f"choices: {', '.join(values)}"))
         subfields: tuple[FieldSpec, ...] = ()
         if ftype == "repeat" and "fields" in item:
             subfields = self.build_fields(source, item["fields"], here + ["fields"], choice_lists, outer=tuple(names))
@@ -314,32 +351,38 @@ class Loader:
             min_length=item.get("min_length"), max_length=item.get("max_length"), pattern=item.get("pattern"),
             message=_text(item.get("message")), choices=choices,
             show_if=self.expression(source, here + ["show_if"], item.get("show_if"), names, f"field {item['id']!r}"),
-            compute=self.expression(source, here + ["compute"], item.get("compute"), names - {item["id"]}, f"field {item['id']!r}"),
+            compute=self.expression(source, here + ["compute"], item.get("compute"), names, f"field {item['id']!r}"),
             sensitive=item.get("sensitive", False), fields=subfields, min_rows=min_rows, max_rows=item.get("max_rows"),
             accept=tuple(item.get("accept", ("image/jpeg", "image/png", "image/webp") if ftype == "photo" else ())),
             max_size=parse_size(item["max_size"]) if "max_size" in item else (5 * 1024 * 1024 if ftype in FILE_TYPES else None),
             level=item.get("level"),
         )
 
-    def check_compute_cycles(self, source: YamlSource, fields: list[FieldSpec], path: list[PathItem]) -> None:
-        deps = {f.id: set(f.compute.names) for f in fields if f.compute}
-        for start in deps:
-            stack, seen = [start], set()
-            while stack:
-                name = stack.pop()
+    def check_compute_cycles(self, source: YamlSource, fields: list[FieldSpec], paths: list[list[PathItem]]) -> None:
+        """A computed field may not depend on itself, directly (x: x + 1) or through others."""
+        deps = {f.id: sorted(f.compute.names) for f in fields if f.compute}
+        for f, path in zip(fields, paths):
+            if f.id not in deps:
+                continue
+            came_from: dict[str, str] = {}
+            queue = deque([f.id])
+            while queue:
+                name = queue.popleft()
+                if f.id in deps.get(name, ()):
+                    chain = [f.id, name]
+                    while chain[-1] != f.id:
+                        chain.append(came_from[chain[-1]])
+                    cycle = " -> ".join(reversed(chain))
+                    self.problems.append(source.problem(path + ["compute"], f"computed field {f.id!r} depends on itself: {cycle}",
+                                                        "break the cycle between computed fields"))
+                    break
                 for dep in deps.get(name, ()):
-                    if dep == start:
-                        index = next(i for i, f in enumerate(fields) if f.id == start)
-                        self.problems.append(source.problem(path + [index, "compute"], f"computed field {start!r} depends on itself",
-                                                            "break the cycle between computed fields"))
-                        stack.clear()
-                        break
-                    if dep not in seen:
-                        seen.add(dep)
-                        stack.append(dep)
+                    if dep in deps and dep not in came_from and dep != f.id:
+                        came_from[dep] = name
+                        queue.append(dep)
 
     def expression(self, source: YamlSource, path: list[PathItem], text: str | None,
-                   names: Iterable[str], what: str) -> Expression | None:
+                   names: Iterable[str] | None, what: str) -> Expression | None:
         if text is None:
             return None
         try:
@@ -348,11 +391,13 @@ class Loader:
             self.problems.append(source.problem(path, f"expression does not parse: {exc.message}",
                                                 "expressions use Jinja2 syntax, e.g. age >= 18 and 'other' in skills"))
             return None
+        if names is None:
+            return expr
         known = set(names)
         for name in sorted(expr.names - known):
             self.problems.append(source.problem(
                 path, f"expression of {what} uses unknown name {name!r}",
-                did_you_mean(name, known | set(HELPERS)) or f"known names: {', '.join(sorted(known)) or '(none)'}"))
+                did_you_mean(name, known | BUILTINS) or f"known names: {', '.join(sorted(known)) or '(none)'}"))
         return expr
 
     # -- workflows --------------------------------------------------------
@@ -360,9 +405,12 @@ class Loader:
         doc = source.data
         problems_before = len(self.problems)
 
+        missing_forms: list[str] = []
+
         def check_form(path: list[PathItem], form_id: str) -> FormSpec | None:
             if form_id in forms:
                 return forms[form_id]
+            missing_forms.append(form_id)
             if form_id not in self.broken_ids:
                 self.problems.append(source.problem(path, f"unknown form {form_id!r}",
                                                     did_you_mean(form_id, forms) or "forms live in forms/*.yaml"))
@@ -375,7 +423,8 @@ class Loader:
                     self.problems.append(source.problem(path + [i], f"unknown role {role!r}",
                                                         did_you_mean(role, allowed) or f"roles here must be listed in {where}"))
 
-        check_roles(["roles"], doc["roles"], roles, "org/roles.yaml")
+        if not self.roles_broken:
+            check_roles(["roles"], doc["roles"], roles, "org/roles.yaml")
         wf_roles = set(doc["roles"]) | PSEUDO_ROLES
         start = doc["start"]
         start_form = check_form(["start", "form"], start["form"])
@@ -393,11 +442,16 @@ class Loader:
             data_names |= {fld.id for fld in f.fields}
 
         if start_form and "org_unit_field" in start:
-            fld = start_form.field(start["org_unit_field"])
+            name = start["org_unit_field"]
+            fld = start_form.field(name)
+            unit_fields = [x.id for x in start_form.fields if x.type == "orgunit"]
             if fld is None or fld.type != "orgunit":
+                what = f"form {start_form.id!r} has no field {name!r}" if fld is None else \
+                    f"{name!r} is a {fld.type} field of form {start_form.id!r}, not an orgunit field"
                 self.problems.append(source.problem(
-                    ["start", "org_unit_field"], f"{start['org_unit_field']!r} is not an orgunit field of form {start_form.id!r}",
-                    did_you_mean(start["org_unit_field"], [x.id for x in start_form.fields if x.type == "orgunit"])))
+                    ["start", "org_unit_field"], what,
+                    did_you_mean(name, unit_fields) or (f"orgunit fields: {', '.join(unit_fields)}" if unit_fields
+                                                        else "add a field with type: orgunit to the start form")))
         case_title = self.expression(source, ["start", "title"], start.get("title"),
                                      {f.id for f in start_form.fields} if start_form else set(), "start.title") if start_form else None
 
@@ -428,7 +482,9 @@ class Loader:
                     self.problems.append(source.problem(tpath + ["to"], f"unknown state {t['to']!r}",
                                                         did_you_mean(t["to"], states) or f"states: {', '.join(states)}"))
                 check_roles(tpath + ["roles"], t["roles"], wf_roles, "the workflow's roles (or creator / assignee)")
-                guard = self.expression(source, tpath + ["guard"], t.get("guard"), data_names | GUARD_NAMES, f"transition {t['id']!r}")
+                # with a form missing, the names a guard may use are not all known: check syntax only
+                guard = self.expression(source, tpath + ["guard"], t.get("guard"),
+                                        None if missing_forms else data_names | GUARD_NAMES, f"transition {t['id']!r}")
                 transitions.append(TransitionSpec(
                     id=t["id"], source=sid, target=t["to"], label=_text(t["label"]) or {}, roles=tuple(t["roles"]),
                     guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
@@ -438,7 +494,9 @@ class Loader:
                 ))
             built_states[sid] = StateSpec(sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions))
 
-        if doc["initial"] in states:
+        # a transition to a misspelt state already says so; it would also make its real target "unreachable"
+        targets_known = all(t["to"] in states for st in states.values() for t in st.get("transitions", []))
+        if doc["initial"] in states and targets_known:
             reached, queue = {doc["initial"]}, deque([doc["initial"]])
             while queue:
                 for t in states[queue.popleft()].get("transitions", []):
@@ -482,16 +540,19 @@ class Loader:
                 continue
             forms[form.id] = form
         workflows: dict[str, WorkflowSpec] = {}
+        workflow_files: dict[str, str] = {}  # also the ids of workflows that have problems of their own
         for path in sorted((self.root / "workflows").glob("*.yaml")):
             source = self.read(path, "workflow")
             if source is None:
                 continue
             wf = self.build_workflow(source, forms, roles)
             wid = source.data["id"]
-            if wid in workflows:
+            if wid in workflow_files:
                 self.problems.append(source.problem(["id"], f"duplicate workflow id {wid!r}",
-                                                    f"already defined in {workflows[wid].file}"))
-            elif wf is not None:
+                                                    f"already defined in {workflow_files[wid]}"))
+                continue
+            workflow_files[wid] = source.file
+            if wf is not None:
                 workflows[wid] = wf
         if self.problems:
             raise DefinitionError(self.problems)

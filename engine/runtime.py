@@ -16,7 +16,7 @@ from .cases import CASES, Case
 from .clock import Clock, iso
 from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
-from .spec import FILE_TYPES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
+from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
 from .store.base import Store, Transaction
 from .users import User
 
@@ -67,8 +67,11 @@ class Engine:
         return self.has_wide_scope(user) or self.definitions.org.contains(user.org_unit, org_unit)
 
     def roles_for(self, case: Case, user: User) -> set[str]:
-        """The roles ``user`` holds on ``case``: their own roles within scope, plus creator / assignee."""
-        roles = set(user.roles) if self.in_scope(user, case.org_unit) else set()
+        """The roles ``user`` holds on ``case``: their roles that the workflow names, within their org scope,
+        plus creator / assignee. No role on a case means the case is invisible to them."""
+        wf = self.definitions.workflows.get(case.workflow)
+        relevant = set(wf.roles) if wf else set()
+        roles = set(user.roles) & relevant if self.in_scope(user, case.org_unit) else set()
         if case.created_by == user.username:
             roles.add("creator")
         if user.username in case.assignees:
@@ -77,6 +80,14 @@ class Engine:
 
     def can_see(self, case: Case, user: User) -> bool:
         return bool(self.roles_for(case, user))
+
+    def may_see_sensitive(self, case: Case, user: User) -> bool:
+        """The applicant, and staff who act on this workflow within their unit, see unmasked sensitive fields."""
+        if case.created_by == user.username:
+            return True
+        wf = self.workflow_of(case)
+        staff = {r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES
+        return bool(staff & self.roles_for(case, user)) or self.has_wide_scope(user)
 
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return bool(set(wf.start_roles) & set(user.roles))

@@ -1,0 +1,138 @@
+"""The ``civicflow`` command, built on Flask's CLI: ``civicflow run``, ``lint``, ``user add``, ``demo``."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from ruamel.yaml import YAML
+
+from ..errors import DefinitionError
+from ..loader import lint as lint_definitions
+from ..users import USERS, User, find_user, hash_password
+from . import ROOT, create_app, get_engine
+
+
+def _create_app() -> Any:
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def cli() -> None:
+    """Civicflow: community-governance workflows defined in YAML."""
+
+
+def _definitions_root(path: Path) -> tuple[Path, Path | None]:
+    """A definitions directory, or the directory a single definition file belongs to."""
+    path = path.resolve()
+    if path.is_file():
+        root = path.parent.parent
+        return root, path
+    return path, None
+
+
+@cli.command("lint", with_appcontext=False)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def lint_command(paths: tuple[Path, ...]) -> None:
+    """Check definitions (a directory, or single files) and print every problem as file:line:col."""
+    targets = paths or (Path(os.environ.get("CIVICFLOW_HOME", ROOT)),)
+    failed = False
+    for target in targets:
+        root, only = _definitions_root(target)
+        problems = lint_definitions(root)
+        if only is not None:
+            rel = str(only.relative_to(root))
+            problems = [p for p in problems if p.file == rel]
+        for problem in problems:
+            click.echo(f"{root / problem.file if not Path(problem.file).is_absolute() else problem.file}"
+                       f"{str(problem)[len(problem.file):]}")
+        failed = failed or bool(problems)
+        if not problems:
+            click.echo(f"{target}: ok")
+    if failed:
+        sys.exit(1)
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Manage users."""
+
+
+@user_group.command("add")
+@click.argument("username")
+@click.option("--name", default="", help="Display name, e.g. 王芳")
+@click.option("--role", "roles", multiple=True, required=True, help="A role from org/roles.yaml (repeatable)")
+@click.option("--unit", required=True, help="An org unit id from org/units.yaml")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh")
+def user_add(username: str, name: str, roles: tuple[str, ...], unit: str, password: str, lang: str) -> None:
+    """Add a user (or replace the password and roles of an existing one)."""
+    engine = get_engine()
+    unknown = [r for r in roles if r not in engine.definitions.roles]
+    if unknown:
+        raise click.BadParameter(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(engine.definitions.roles)}")
+    if unit not in engine.definitions.org.units:
+        raise click.BadParameter(f"unknown org unit {unit!r}; known: {', '.join(engine.definitions.org.units)}")
+    if len(password) < 6:
+        raise click.BadParameter("the password needs at least 6 characters")
+    save_user(User(username, name or username, roles, unit, hash_password(password), lang))
+    click.echo(f"user {username} saved")
+
+
+def save_user(user: User) -> None:
+    store = get_engine().store
+    with store.transaction() as tx:
+        existing = tx.search(USERS, lambda d: d["username"] == user.username)
+        if existing:
+            tx.replace(USERS, existing[0]["id"], {**user.to_doc(), "id": existing[0]["id"]})
+        else:
+            tx.insert(USERS, user.to_doc())
+
+
+@user_group.command("list")
+def user_list() -> None:
+    for doc in get_engine().store.search(USERS):
+        click.echo(f"{doc['username']:<12} {doc.get('name', ''):<8} {','.join(doc['roles']):<40} {doc['org_unit']}")
+
+
+@cli.command("demo")
+def demo_command() -> None:
+    """Load the demo users (demo/users.yaml) into an empty instance; never over real data."""
+    engine = get_engine()
+    if engine.store.count(USERS):
+        click.echo("users exist already: demo data not loaded")
+        return
+    path = Path(current_app.config["DEFINITIONS"]) / "demo" / "users.yaml"
+    doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    password = doc["password"]
+    for item in doc["users"]:
+        save_user(User(item["username"], item["name"], tuple(item["roles"]), item["unit"], hash_password(password)))
+    click.echo(f"loaded {len(doc['users'])} demo users (password: {password})")
+
+
+def main() -> None:
+    """Entry point: a broken definition prints its problems and exits 1, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except DefinitionError as exc:
+        click.echo(f"Civicflow cannot start: {len(exc.problems)} problem(s) in the definitions:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

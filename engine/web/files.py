@@ -1,0 +1,107 @@
+"""Uploads for file and photo fields: size- and type-limited, type read from the bytes, served only to those allowed."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, abort, current_app, g, request, send_file
+
+from .. import forms
+from ..cases import CASES
+from ..clock import iso
+from ..spec import FILE_TYPES, FormSpec
+from ..users import User
+from . import get_engine
+from .auth import login_required
+
+bp = Blueprint("files", __name__)
+UPLOADS = "uploads"
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
+    (b"GIF87a", "image/gif", ".gif"),
+    (b"GIF89a", "image/gif", ".gif"),
+    (b"%PDF-", "application/pdf", ".pdf"),
+)
+
+
+def sniff(head: bytes) -> tuple[str, str]:
+    """The content type from the first bytes; the browser's claim is not trusted."""
+    for magic, ctype, ext in _MAGIC:
+        if head.startswith(magic):
+            return ctype, ext
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", ".webp"
+    return "application/octet-stream", ".bin"
+
+
+def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
+    """Save the uploaded files of ``form`` that fit their field; the rest become field errors.
+
+    Returns ``{field_id: file_ref}`` (also for files kept from an earlier attempt) and errors.
+    """
+    engine = get_engine()
+    refs: dict[str, Any] = {}
+    errors: dict[str, list[dict[str, str]]] = {}
+    for f in form.fields:
+        if f.type not in FILE_TYPES:
+            continue
+        upload = request.files.get(f.id)
+        if upload is None or not upload.filename:
+            kept = request.form.get(f.id + "__keep")
+            if kept:
+                docs = engine.store.search(UPLOADS, lambda d: d["key"] == kept)
+                if docs and (docs[0]["by"] == user.username or _visible_in_case(kept, user)):
+                    refs[f.id] = {k: docs[0][k] for k in ("name", "key", "size", "content_type")}
+            continue
+        data = upload.stream.read((f.max_size or 0) + 1 if f.max_size else -1)
+        ctype, ext = sniff(data[:16])
+        if f.max_size and len(data) > f.max_size:
+            errors[f.id] = [forms.message("file_size", limit=forms.human_size(f.max_size))]
+            continue
+        if f.accept and ctype not in f.accept:
+            errors[f.id] = [forms.message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))]
+            continue
+        key = secrets.token_urlsafe(16) + ext
+        folder = Path(current_app.config["UPLOADS"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / key).write_bytes(data)
+        ref = {"name": Path(upload.filename).name[:200], "key": key, "size": len(data), "content_type": ctype}
+        with engine.store.transaction() as tx:
+            tx.insert(UPLOADS, {**ref, "by": user.username, "at": iso(engine.clock())})
+        refs[f.id] = ref
+    return refs, errors
+
+
+def _visible_in_case(key: str, user: User) -> bool:
+    engine = get_engine()
+
+    def mentions(value: Any) -> bool:
+        if isinstance(value, dict):
+            return value.get("key") == key or any(mentions(v) for v in value.values())
+        if isinstance(value, list):
+            return any(mentions(v) for v in value)
+        return False
+
+    for doc in engine.store.search(CASES, lambda d: mentions(d.get("data"))):
+        from ..cases import Case
+        if engine.can_see(Case.from_doc(doc), user):
+            return True
+    return False
+
+
+@bp.route("/files/<key>")
+@login_required
+def download(key: str) -> Any:
+    engine = get_engine()
+    docs = engine.store.search(UPLOADS, lambda d: d["key"] == key)
+    if not docs or not (docs[0]["by"] == g.user.username or _visible_in_case(key, g.user)):
+        abort(404)
+    path = Path(current_app.config["UPLOADS"]) / docs[0]["key"]
+    if not path.is_file():
+        abort(404)
+    inline = docs[0]["content_type"].startswith("image/")
+    return send_file(path, mimetype=docs[0]["content_type"], as_attachment=not inline,
+                     download_name=docs[0]["name"], max_age=0)

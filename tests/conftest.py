@@ -1,0 +1,91 @@
+"""Shared fixtures: a real app on a real store (memory and TinyDB file), demo users, and a browser-like client."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.clock import FrozenClock
+from engine.users import USERS, User, hash_password
+from engine.web import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "demo1234"
+DEMO_USERS = [
+    ("resident", "王芳", ["resident"], "renjia-g1"),
+    ("resident2", "马丽", ["resident"], "wenfeng-g1"),
+    ("staff", "陈静", ["community_staff"], "renjia"),
+    ("secretary", "周伟", ["community_secretary"], "renjia"),
+    ("staff2", "吴婷", ["community_staff"], "wenfeng"),
+    ("grid", "赵敏", ["grid_worker"], "renjia-g1"),
+    ("admin", "管理员", ["admin"], "huizhou"),
+]
+_HASH = hash_password(PASSWORD)  # hashing is slow on purpose; do it once
+
+
+def add_users(store: Any, users: list[tuple[str, str, list[str], str]] = DEMO_USERS) -> None:
+    with store.transaction() as tx:
+        for username, name, roles, unit in users:
+            tx.insert(USERS, User(username, name, tuple(roles), unit, _HASH).to_doc())
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock("2026-11-27T09:00:00")
+
+
+@pytest.fixture(params=["memory", "tinydb"])
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
+    store = "memory" if request.param == "memory" else str(tmp_path / "civicflow.json")
+    app = create_app({"TESTING": True, "SECRET_KEY": "test", "STORE": store, "UPLOADS": str(tmp_path / "uploads"),
+                      "DEFINITIONS": str(ROOT), "CLOCK": clock})
+    add_users(app.extensions["civicflow"].store)
+    yield app
+    app.extensions["civicflow"].store.close()
+
+
+class Browser:
+    """The Flask test client used like a person uses a browser: read the CSRF token from the page, then post."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.client = app.test_client()
+        self.last: Any = None
+
+    def get(self, url: str, **kw: Any) -> Any:
+        self.last = self.client.get(url, **kw)
+        return self.last
+
+    def token(self, url: str) -> str:
+        page = self.client.get(url).get_data(as_text=True)
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, f"no CSRF token on {url}"
+        return match.group(1)
+
+    def post(self, url: str, data: dict[str, Any] | None = None, page: str | None = None, **kw: Any) -> Any:
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.token(page or url))
+        self.last = self.client.post(url, data=data, **kw)
+        return self.last
+
+    def login(self, username: str, password: str = PASSWORD) -> "Browser":
+        response = self.post("/login", {"username": username, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return self
+
+    def logout(self) -> None:
+        self.post("/logout", page="/")
+
+
+@pytest.fixture
+def browser(app: Any) -> Browser:
+    return Browser(app)
+
+
+@pytest.fixture
+def as_user(app: Any) -> Any:
+    def make(username: str) -> Browser:
+        return Browser(app).login(username)
+    return make
