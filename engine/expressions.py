@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any, Callable, Mapping
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from .clock import SHANGHAI, now as clock_now
 
@@ -19,7 +19,9 @@ _now: contextvars.ContextVar[dt.datetime | None] = contextvars.ContextVar("now",
 
 
 def _current() -> dt.datetime:
-    return _now.get() or clock_now()
+    moment = _now.get() or clock_now()
+    # a naive time means Shanghai time (as FrozenClock does), not the server's local zone
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
 
 
 def _to_date(value: Any) -> dt.date | None:
@@ -77,21 +79,32 @@ HELPERS: Mapping[str, Callable[..., Any]] = {
 }
 
 
-class _Env(SandboxedEnvironment):
-    pass
+class _Env(ImmutableSandboxedEnvironment):
+    """Read-only: an expression may not change the data it looks at (``skills.append(...)``)."""
 
 
 ENV = _Env(undefined=StrictUndefined)
 ENV.globals.clear()
 ENV.globals.update(HELPERS)
-# range is handy in expressions and harmless in the sandbox
-ENV.globals["range"] = range
+# range is handy in expressions; the sandbox's version refuses ranges over 100000 items
+# (the builtin would let ``range(10**9) | list`` exhaust memory)
+ENV.globals["range"] = safe_range
+#: Every name an expression can use without a field of that name (a field must not hide one).
+BUILTINS: frozenset[str] = frozenset(ENV.globals)
 
 
 class ExpressionSyntaxError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+def _syntax_message(exc: TemplateSyntaxError) -> str:
+    """Jinja's parser speaks of templates; an admin wrote one expression."""
+    text = (exc.message or "syntax error").replace("end of template", "end of expression")
+    if text == "chunk after expression":
+        return "unexpected text after the expression (a missing operator such as 'and' or '=='?)"
+    return text
 
 
 class Expression:
@@ -105,7 +118,7 @@ class Expression:
             self._fn = ENV.compile_expression(self.source, undefined_to_none=False)
             tree = ENV.parse("{{ (" + self.source + ") }}")
         except TemplateSyntaxError as exc:
-            raise ExpressionSyntaxError(exc.message or "syntax error") from None
+            raise ExpressionSyntaxError(_syntax_message(exc)) from None
         self.names = frozenset(meta.find_undeclared_variables(tree)) - set(ENV.globals)
 
     def evaluate(self, context: Mapping[str, Any], at: dt.datetime | None = None) -> Any:

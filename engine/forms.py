@@ -158,6 +158,8 @@ def json_schema(form: FormSpec) -> dict[str, Any]:
     """The whole form as one JSON Schema (every field visible), e.g. for API clients and docs."""
     def build(fields: Sequence[FieldSpec]) -> dict[str, Any]:
         schema = object_schema(fields, {f.id for f in fields})
+        # a field with show_if is required only while it is shown, which one static schema cannot say
+        schema["required"] = [r for r in schema["required"] if not any(f.id == r and f.show_if for f in fields)]
         for f in fields:
             if f.is_repeat:
                 schema["properties"][f.id]["items"] = build(f.fields)
@@ -349,10 +351,14 @@ def _validate_object(fields: Sequence[FieldSpec], data: Mapping[str, Any], visib
     for error in validator.iter_errors(data):
         path = list(error.absolute_path)
         if error.validator == "required":
+            # jsonschema yields one "required" error per missing key, each listing them all
             missing = [k for k in error.validator_value if k not in error.instance]
             for key in missing:
-                errors.setdefault(prefix + key, []).append(message("choose" if by_id[key].type == "multiselect" else
-                                                                   "checkbox" if by_id[key].type == "checkbox" else "required"))
+                msgs = errors.setdefault(prefix + key, [])
+                msg = message("choose" if by_id[key].type == "multiselect" else
+                              "checkbox" if by_id[key].type == "checkbox" else "required")
+                if msg not in msgs:
+                    msgs.append(msg)
             continue
         f = by_id.get(str(path[0])) if path else None
         if f is None:
@@ -393,6 +399,8 @@ def mask(value: Any) -> str:
         return text[0] + "*"
     if len(text) <= 6:
         return text[0] + "*" * (len(text) - 2) + text[-1]
+    if len(text) < 11:  # keeping 3 + 4 would show 7-character values whole
+        return text[:2] + "*" * (len(text) - 4) + text[-2:]
     keep = 3 if len(text) <= 11 else 4
     return text[:keep] + "*" * (len(text) - keep - 4) + text[-4:]
 

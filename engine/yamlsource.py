@@ -5,6 +5,7 @@ arbitrary objects); positions come from ``node.lc`` (0-based, reported 1-based).
 """
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -63,7 +64,7 @@ def format_path(path: Sequence[PathItem]) -> str:
 
 
 def plain(node: Any) -> Any:
-    """ruamel's round-trip types as plain dict/list/str/int/float/bool."""
+    """ruamel's round-trip types as plain dict/list/str/int/float/bool (dates as ISO text)."""
     if isinstance(node, dict):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
@@ -76,6 +77,8 @@ def plain(node: Any) -> Any:
         return float(node)
     if isinstance(node, str):
         return str(node)
+    if isinstance(node, dt.date):  # an unquoted 2024-01-01 is a YAML timestamp; JSON data holds text
+        return node.isoformat()
     return node
 
 

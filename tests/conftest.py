@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.actions import ActionRegistry
+from engine.builtin_actions import grant_role, notify_creator, open_points_account
 from engine.clock import FrozenClock
 from engine.users import USERS, User, hash_password
 from engine.web import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_DEFS = Path(__file__).parent / "data" / "valid" / "runtime"
 PASSWORD = "demo1234"
 DEMO_USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -89,3 +93,41 @@ def as_user(app: Any) -> Any:
     def make(username: str) -> Browser:
         return Browser(app).login(username)
     return make
+
+
+def definitions_dir(tmp_path: Path) -> Path:
+    """The runtime test definitions, with the shipped org tree and roles."""
+    root = tmp_path / "defs"
+    shutil.copytree(RUNTIME_DEFS, root)
+    shutil.copytree(ROOT / "org", root / "org")
+    return root
+
+
+@pytest.fixture
+def log() -> list[tuple[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def registry(log: list[tuple[str, Any]]) -> ActionRegistry:
+    registry = ActionRegistry()
+
+    @registry.action("record_before")
+    def record_before(ctx: Any) -> None:
+        log.append(("before", ctx.case.state, dict(ctx.case.data), len(ctx.case.history)))
+        ctx.tx.insert("audit", {"case": ctx.case.id, "by": ctx.user.username})
+
+    @registry.action("record_after")
+    def record_after(ctx: Any) -> None:
+        log.append(("after", ctx.case.state, dict(ctx.case.data), len(ctx.case.history)))
+
+    @registry.action("explode")
+    def explode(ctx: Any) -> None:
+        raise RuntimeError("after-action failed")
+
+    for name, fn in (("grant_role", grant_role), ("open_points_account", open_points_account),
+                     ("notify_creator", notify_creator)):
+        registry.action(name)(fn)
+    return registry
+
+

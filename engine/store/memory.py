@@ -10,7 +10,6 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from types import MappingProxyType
 from typing import Any
 
 from tinydb import TinyDB
@@ -89,9 +88,10 @@ class TableStore(Store):
     exception and go on. Store-level reads on a thread inside a transaction go
     through that transaction, so they see its writes.
 
-    Predicates get a read-only view of each stored document (a ``MappingProxyType``;
-    they must not mutate nested values): copying every document just to test it
-    would make a search several times slower. Results are always deep copies.
+    Predicates get a shallow copy of each stored document: changing its top-level keys
+    cannot reach the store, but nested values are shared, so a predicate must not
+    mutate them (a deep copy of every document tested would make a search about 5x
+    slower). Results are always deep copies.
     """
 
     def __init__(self) -> None:
@@ -215,7 +215,7 @@ class TableStore(Store):
             docs = self._committed(table).values()
             if predicate is None:
                 return [clone(d) for d in docs]
-            return [clone(d) for d in docs if predicate(MappingProxyType(d))]
+            return [clone(d) for d in docs if predicate(d.copy())]
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         tx = self._current()
@@ -226,7 +226,7 @@ class TableStore(Store):
             docs = self._tables.get(table, {})
             if predicate is None:
                 return len(docs)
-            return sum(1 for d in docs.values() if predicate(MappingProxyType(d)))
+            return sum(1 for d in docs.values() if predicate(d.copy()))
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -305,7 +305,7 @@ class OverlayTransaction(Transaction):
     def _matching(self, table: str, predicate: Predicate | None) -> list[Doc]:
         """Stored (not copied) documents visible to this transaction, ordered by id."""
         pending = self._writes.get(self._check(table), {})
-        keep = (lambda d: True) if predicate is None else (lambda d: predicate(MappingProxyType(d)))
+        keep = (lambda d: True) if predicate is None else (lambda d: predicate(d.copy()))
         with self._store._state_lock:
             committed = self._store._committed(table)
             if not pending:

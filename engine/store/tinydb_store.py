@@ -94,6 +94,20 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _make_dirs(directory: str) -> None:
+    """``os.makedirs``, then fsync each new directory's parent so the new entries are durable."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for new in reversed(missing):
+        try:
+            os.mkdir(new)
+        except FileExistsError:
+            pass
+        _fsync_dir(os.path.dirname(new))
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -105,6 +119,10 @@ class TinyDBStore(TableStore):
 
     ``compact_bytes`` sets the journal size that triggers compaction; by default it is
     ``max(1 MiB, size of the snapshot)``, which keeps compaction amortised O(1) per write.
+
+    Each process holds all the data in memory. Open one store per file per process:
+    two store objects on one file lock each other out like two processes would, so a
+    transaction on one inside a transaction on the other, on one thread, never ends.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, compact_bytes: int | None = None) -> None:
@@ -120,7 +138,7 @@ class TinyDBStore(TableStore):
         self._snapshot_size = 0
         self._exclusive = False  # this process holds the exclusive flock (a transaction runs)
         super().__init__()
-        os.makedirs(self._dir, exist_ok=True)
+        _make_dirs(self._dir)
         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             with self._state_lock:
@@ -173,7 +191,8 @@ class TinyDBStore(TableStore):
             return
         data = os.pread(self._journal_fd, st.st_size - self._offset, self._offset)
         entries, good, damaged = parse_journal(data)
-        if damaged is not None or [s for s, _ in entries] != list(range(self._seq + 1, self._seq + 1 + len(entries))):
+        expected = list(range(self._seq + 1, self._seq + 1 + len(entries)))
+        if damaged is not None or [seq for seq, _ in entries] != expected:
             self._reload(writer)  # unexpected: start over from the files, which will explain
             return
         self._replay(entries)
@@ -187,7 +206,7 @@ class TinyDBStore(TableStore):
             os.close(self._journal_fd)
             self._journal_fd = None  # if anything below fails, the next access starts over
         tables, seq, last_ids, size = self._read_snapshot()
-        fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = self._open_journal()
         try:
             st = os.fstat(fd)
             data = os.pread(fd, st.st_size, 0)
@@ -217,6 +236,15 @@ class TinyDBStore(TableStore):
         self._journal_fd, self._journal_id, self._offset = fd, (st.st_dev, st.st_ino), good
         if writer and good < len(data):
             self._cut_torn_tail(len(data) - good)
+
+    def _open_journal(self) -> int:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+        try:
+            return os.open(self.journal_path, flags)
+        except FileNotFoundError:
+            fd = os.open(self.journal_path, flags | os.O_CREAT, 0o644)
+            _fsync_dir(self._dir)  # so the first acknowledged write cannot lose its file
+            return fd
 
     def _replay(self, entries: list[tuple[int, list[Op]]]) -> None:
         for seq, ops in entries:

@@ -50,7 +50,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         BABEL_DEFAULT_LOCALE="zh",
         BABEL_DEFAULT_TIMEZONE="Asia/Shanghai",
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
-        CLOCK=None,
+        CLOCK=None,                           # a callable returning an aware datetime (tests freeze it)
+        ACTIONS=None,                         # an ActionRegistry; default: the shipped actions
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -60,11 +61,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["STORE"] = app.config["STORE"] or str(instance / "civicflow.json")
     app.config["UPLOADS"] = app.config["UPLOADS"] or str(instance / "uploads")
 
-    definitions = load_definitions(app.config["DEFINITIONS"])
-    ACTIONS.close()
+    actions = app.config.get("ACTIONS") or ACTIONS
+    definitions = load_definitions(app.config["DEFINITIONS"], actions)
+    actions.close()
     store = open_store(app.config["STORE"])
     kwargs = {"clock": app.config["CLOCK"]} if app.config["CLOCK"] else {}
-    app.extensions["civicflow"] = Engine(definitions, store, **kwargs)
+    app.extensions["civicflow"] = Engine(definitions, store, actions, **kwargs)
 
     i18n.compile_catalogs(Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     babel.init_app(app, locale_selector=i18n.select_locale)
