@@ -56,7 +56,8 @@ def _validator(kind: str) -> Draft202012Validator:
     for name in SCHEMA_FILES:
         doc = schema(name)
         resource = Resource.from_contents(doc)
-        registry = registry.with_resource(doc["$id"], resource).with_resource(f"{name}.schema.json", resource)
+        # no $id: relative $refs ("form.schema.json#/$defs/text") resolve by file name, in editors too
+        registry = registry.with_resource(f"{name}.schema.json", resource)
     return Draft202012Validator(schema(kind), registry=registry)
 
 

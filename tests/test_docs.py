@@ -33,7 +33,7 @@ DOC = ROOT / "docs" / "definitions.md"
 TEXT = DOC.read_text(encoding="utf-8")
 SCHEMAS = {name: json.loads((ROOT / "engine" / "schema" / f"{name}.schema.json").read_text(encoding="utf-8"))
            for name in SCHEMA_FILES}
-BASE_URI = "https://civicflow.example/schema/"
+BASE_URI = ""
 
 Block = tuple[int, str, str]  # (line in the doc, language, body)
 
@@ -135,8 +135,8 @@ def test_every_helper_and_action_is_documented() -> None:
 
 def registry() -> Registry:
     reg: Registry = Registry()
-    for schema in SCHEMAS.values():
-        reg = reg.with_resource(schema["$id"], Resource.from_contents(schema))
+    for kind, schema in SCHEMAS.items():
+        reg = reg.with_resource(f"{kind}.schema.json", Resource.from_contents(schema))
     return reg
 
 

@@ -11,6 +11,7 @@ trailing ``(...)`` on an expect line must be a substring of the problem's hint.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -272,3 +273,19 @@ def test_action_names_are_checked_against_the_registry_in_use(tmp_path: Path) ->
     assert [str(p) for p in info.value.problems] == [
         "workflows/help.yaml:23:19: states.submitted.transitions[0].actions[0]: unknown action 'notify_creator' "
         "(did you mean 'notify_creatr'?)"]
+
+
+def test_editor_schema_comments_point_at_shipped_schemas():
+    """Every shipped definition starts with a yaml-language-server line naming a schema file that exists."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("forms/*.yaml"), *root.glob("workflows/*.yaml"), *root.glob("org/*.yaml")]
+    assert files
+    for path in files:
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        match = re.fullmatch(r"# yaml-language-server: \$schema=(\S+)", first)
+        assert match, f"{path} has no schema line"
+        target = (path.parent / match.group(1)).resolve()
+        assert target.is_file(), f"{path}: {target} missing"
+        assert "$id" not in json.loads(target.read_text())  # relative $refs must resolve next to the file
