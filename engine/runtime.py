@@ -59,6 +59,12 @@ class Engine:
         return result
 
     # ------------------------------------------------------------------ access
+    @staticmethod
+    def acting_roles(wf: WorkflowSpec) -> set[str]:
+        roles = {r for t in wf.transitions() for r in t.roles}
+        roles |= {r for state in wf.states.values() for r in state.inbox}
+        return roles - PSEUDO_ROLES
+
     def has_wide_scope(self, user: User) -> bool:
         return any(self.definitions.roles.get(r) and self.definitions.roles[r].scope == "all" for r in user.roles)
 
@@ -67,10 +73,11 @@ class Engine:
         return self.has_wide_scope(user) or self.definitions.org.contains(user.org_unit, org_unit)
 
     def roles_for(self, case: Case, user: User) -> set[str]:
-        """The roles ``user`` holds on ``case``: their roles that the workflow names, within their org scope,
-        plus creator / assignee. No role on a case means the case is invisible to them."""
+        """The roles ``user`` holds on ``case``: their roles that act in the workflow (take a transition or
+        hold an inbox), within their org scope, plus creator / assignee. No role means the case is invisible:
+        a role that may only *start* a case (an applicant) sees its own cases, not its neighbours'."""
         wf = self.definitions.workflows.get(case.workflow)
-        relevant = set(wf.roles) if wf else set()
+        relevant = self.acting_roles(wf) if wf else set()
         roles = set(user.roles) & relevant if self.in_scope(user, case.org_unit) else set()
         if case.created_by == user.username:
             roles.add("creator")
@@ -85,9 +92,7 @@ class Engine:
         """The applicant, and staff who act on this workflow within their unit, see unmasked sensitive fields."""
         if case.created_by == user.username:
             return True
-        wf = self.workflow_of(case)
-        staff = {r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES
-        return bool(staff & self.roles_for(case, user)) or self.has_wide_scope(user)
+        return bool(self.acting_roles(self.workflow_of(case)) & self.roles_for(case, user))
 
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return bool(set(wf.start_roles) & set(user.roles))

@@ -7,6 +7,7 @@ from typing import Any
 from engine.builtin_actions import POINTS_ACCOUNTS
 from engine.cases import CASES
 from engine.users import find_user
+from tests.conftest import add_users
 
 VALID = {
     "name": "王芳", "gender": "female", "phone": "138 1234 5678", "id_number": "11010519491231002X",
@@ -194,3 +195,11 @@ def test_unknown_case_and_workflow_give_404(as_user):
     assert b.get("/cases/999").status_code == 404
     assert b.get("/start/nope").status_code == 404
     assert b.get("/workflows/nope").status_code == 404
+
+
+def test_a_neighbour_cannot_see_another_residents_application(app, as_user):
+    cid = case_id(register(as_user("resident")))
+    add_users(app.extensions["civicflow"].store, [("neighbour", "邻居", ["resident"], "renjia-g1")])
+    neighbour = as_user("neighbour")
+    assert neighbour.get(f"/cases/{cid}").status_code == 404
+    assert "王芳" not in neighbour.get("/workflows/volunteer_registration").get_data(as_text=True)
