@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from .actions import ActionContext, action
 from .clock import iso
+from . import ledger
+from .ledger import ACCOUNTS
+from .notify import NOTIFICATIONS
 from .users import USERS
 
-NOTIFICATIONS = "notifications"
-POINTS_ACCOUNTS = "points_accounts"
+POINTS_ACCOUNTS = ACCOUNTS
 
 
 @action("grant_role")
@@ -24,9 +26,7 @@ def grant_role(ctx: ActionContext) -> None:
 @action("open_points_account")
 def open_points_account(ctx: ActionContext) -> None:
     """Open a points account (balance 0) for the case's creator, once."""
-    owner = ctx.case.created_by
-    if not ctx.tx.search(POINTS_ACCOUNTS, lambda d: d.get("owner") == owner):
-        ctx.tx.insert(POINTS_ACCOUNTS, {"owner": owner, "balance": 0, "opened_at": iso(ctx.now), "case": ctx.case.id})
+    ledger.account(ctx.tx, ctx.case.created_by)
 
 
 @action("notify_creator")

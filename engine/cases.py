@@ -9,10 +9,22 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 CASES = "cases"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 added the governance mechanics: timers, contributions, objections, rounds, overdue flags."""
+    doc.setdefault("timers", [])
+    doc.setdefault("contributions", {})
+    doc.setdefault("objections", [])
+    doc.setdefault("conflicts", [])
+    doc.setdefault("round", None)
+    doc.setdefault("overdue", False)
+    return doc
+
 
 #: schema_version -> function upgrading a stored record to schema_version + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 @dataclass
@@ -31,6 +43,12 @@ class Case:
     waiting_for: list[str] = field(default_factory=list)
     version: int = 1
     id: int | None = None
+    round: str | None = None
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    contributions: dict[str, dict[str, Any]] = field(default_factory=dict)   # state -> username -> contribution
+    objections: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)                      # who declared a conflict of interest
+    overdue: bool = False
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Case":
@@ -39,14 +57,18 @@ class Case:
                    data=doc["data"], org_unit=doc["org_unit"], created_by=doc["created_by"],
                    created_at=doc["created_at"], updated_at=doc["updated_at"], title=doc.get("title", ""),
                    history=doc["history"], assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
-                   version=doc["version"], id=doc.get("id"))
+                   version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
+                   contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
+                   overdue=doc["overdue"])
 
     def to_doc(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "workflow": self.workflow, "workflow_version": self.workflow_version,
                 "state": self.state, "data": self.data, "org_unit": self.org_unit, "created_by": self.created_by,
                 "created_at": self.created_at, "updated_at": self.updated_at, "title": self.title,
                 "history": self.history, "assignees": self.assignees, "waiting_for": self.waiting_for,
-                "version": self.version, "id": self.id}
+                "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
+                "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
+                "overdue": self.overdue}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

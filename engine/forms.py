@@ -194,10 +194,8 @@ def from_html(form: FormSpec, raw: MultiDictLike, files: Mapping[str, Any] | Non
             elif f.type == "checkbox":
                 values[f.id] = bool(raw.getlist(key)) and raw.getlist(key)[-1] not in ("", "0", "false", "off")
             elif f.type in FILE_TYPES:
-                if key in files:
+                if key in files:  # new uploads and files kept from an earlier attempt, checked by the web layer
                     values[f.id] = files[key]
-                elif raw.getlist(key + "__keep"):
-                    values[f.id] = {"__keep__": raw.getlist(key + "__keep")[-1]}
             else:
                 got = raw.getlist(key)
                 values[f.id] = got[-1] if got else ""

@@ -29,7 +29,9 @@ from referencing import Registry, Resource
 from .actions import ACTIONS, ActionRegistry
 from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
+from .durations import Duration
 from .spec import (
+    AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, NoticeSpec, PointsSpec, RankingSpec, TimerSpec,
     CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
@@ -441,6 +443,13 @@ class Loader:
                         step_forms.append(f)
         for f in step_forms:
             data_names |= {fld.id for fld in f.fields}
+        # results the engine writes into the case data are readable by guards too
+        data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
+                       if "aggregate" in st.get("collect", {})}
+        if "ranking" in doc:
+            data_names.add(doc["ranking"].get("into", "award_level"))
+        if "round" in doc:
+            data_names.add("round")
 
         if start_form and "org_unit_field" in start:
             name = start["org_unit_field"]
@@ -491,19 +500,38 @@ class Loader:
                     guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
                     before_actions=self.action_calls(source, tpath + ["before_actions"], t.get("before_actions", [])),
                     actions=self.action_calls(source, tpath + ["actions"], t.get("actions", [])),
-                    style=t.get("style", "primary"), assign=t.get("assign"),
+                    style=t.get("style", "primary"),
+                    assign=self.assign(source, tpath + ["assign"], t.get("assign"), wf_roles),
+                    points=self.points(source, tpath + ["points"], t.get("points", []),
+                                       None if missing_forms else data_names | GUARD_NAMES),
                 ))
-            built_states[sid] = StateSpec(sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions))
+            built_states[sid] = StateSpec(
+                sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions),
+                collect=self.collect(source, here + ["collect"], state.get("collect"), forms, wf_roles, seen_ids, check_form),
+                after=self.timer(source, here + ["after"], state.get("after"), seen_ids),
+                deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles),
+                notice=self.notice(source, here + ["notice"], state.get("notice"), states, seen_ids, wf_roles, data_names),
+                public=state.get("public", False),
+                public_fields=self.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
+                publish=state.get("publish", False),
+            )
 
         # a transition to a misspelt state already says so; it would also make its real target "unreachable"
+        ranking = self.ranking(source, doc.get("ranking"), states, wf_roles, data_names)
         targets_known = all(t["to"] in states for st in states.values() for t in st.get("transitions", []))
         if doc["initial"] in states and targets_known:
             reached, queue = {doc["initial"]}, deque([doc["initial"]])
             while queue:
-                for t in states[queue.popleft()].get("transitions", []):
-                    if t["to"] in states and t["to"] not in reached:
-                        reached.add(t["to"])
-                        queue.append(t["to"])
+                sid = queue.popleft()
+                targets = [t["to"] for t in states[sid].get("transitions", [])]
+                if "notice" in states[sid]:  # an objection moves the case on, too
+                    targets.append(states[sid]["notice"]["objection"]["to"])
+                if ranking is not None and sid == ranking.state:
+                    targets += [ranking.selected, ranking.rest]
+                for target in targets:
+                    if target in states and target not in reached:
+                        reached.add(target)
+                        queue.append(target)
             for sid in states:
                 if sid not in reached:
                     self.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {doc['initial']!r}",
@@ -514,7 +542,161 @@ class Loader:
             id=doc["id"], version=doc["version"], title=_text(doc["title"]) or {}, description=_text(doc.get("description")),
             start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
             states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
+            round=doc.get("round", {}).get("period"), round_title=_text(doc.get("round", {}).get("title")),
+            ranking=ranking, role_scope=self.role_scope(source, doc.get("role_scope", {}), doc["roles"]),
         )
+
+    # -- governance mechanics (issue 4): each returns a spec or None, adding problems as it goes --------
+    def assign(self, source: YamlSource, path: list[PathItem], raw: Any, wf_roles: set[str]) -> AssignSpec | None:
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            return AssignSpec(raw)
+        mode = "choose" if "choose" in raw else "route"
+        role = raw[mode]
+        if role not in wf_roles - PSEUDO_ROLES:
+            self.problems.append(source.problem(path + [mode], f"unknown role {role!r}",
+                                                did_you_mean(role, wf_roles - PSEUDO_ROLES) or "list it in the workflow's roles"))
+        return AssignSpec(mode, role, raw.get("unit"), raw.get("multiple", False))
+
+    def points(self, source: YamlSource, path: list[PathItem], items: list[dict], names: set[str] | None) -> tuple[PointsSpec, ...]:
+        result = []
+        for i, item in enumerate(items):
+            amount = self.expression(source, path + [i, "amount"], str(item["amount"]), names, "points amount")
+            if amount is not None:
+                result.append(PointsSpec(item["to"], amount, _text(item["reason"]) or {}))
+        return tuple(result)
+
+    def field_names(self, source: YamlSource, path: list[PathItem], names: list[str], known: set[str]) -> tuple[str, ...]:
+        for i, name in enumerate(names):
+            if name not in known:
+                self.problems.append(source.problem(path + [i], f"unknown field {name!r}",
+                                                    did_you_mean(name, known) or "use a field of the workflow's forms"))
+        return tuple(names)
+
+    def collect(self, source: YamlSource, path: list[PathItem], raw: dict | None, forms: dict[str, FormSpec],
+                wf_roles: set[str], transition_ids: set[str], check_form: Any) -> CollectSpec | None:
+        if raw is None:
+            return None
+        form = check_form(path + ["form"], raw["form"])
+        roles = raw.get("roles", [])
+        for i, role in enumerate(roles):
+            if role not in wf_roles:
+                self.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}",
+                                                    did_you_mean(role, wf_roles) or "list it in the workflow's roles"))
+        who = raw.get("who", "roles")
+        if who == "roles" and not roles:
+            self.problems.append(source.problem(path, "collect needs 'roles' (who may contribute) or who: assignees"))
+        for key in ("on_deadline",):
+            if key in raw and raw[key] not in transition_ids:
+                self.problems.append(source.problem(path + [key], f"unknown transition {raw[key]!r} in this state",
+                                                    did_you_mean(raw[key], transition_ids) or f"transitions here: {', '.join(sorted(transition_ids))}"))
+        if "on_deadline" in raw and "deadline" not in raw:
+            self.problems.append(source.problem(path + ["on_deadline"], "on_deadline needs a deadline", key=True))
+        fields = {f.id: f for f in form.fields} if form else {}
+        for i, rule in enumerate(raw.get("recuse", [])):
+            if rule.startswith("field:") and form is not None and rule[6:] not in self.all_field_ids(forms):
+                self.problems.append(source.problem(path + ["recuse", i], f"unknown field {rule[6:]!r} in recusal rule",
+                                                    did_you_mean(rule[6:], self.all_field_ids(forms))))
+        aggregate = None
+        if "aggregate" in raw:
+            agg = raw["aggregate"]
+            apath = path + ["aggregate"]
+            numeric = {"integer", "number", "score", "rating"}
+            for name in ([agg["field"]] if "field" in agg else []) + list(agg.get("criteria", {})):
+                if form is not None and (name not in fields or fields[name].type not in numeric):
+                    self.problems.append(source.problem(apath, f"{name!r} is not a numeric field of form {raw['form']!r}",
+                                                        did_you_mean(name, [f for f, x in fields.items() if x.type in numeric])))
+            if "tally" in agg and form is not None and (agg["tally"] not in fields or fields[agg["tally"]].type not in CHOICE_TYPES | {"checkbox"}):
+                self.problems.append(source.problem(apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {raw['form']!r}"))
+            method = agg.get("method", "mean")
+            if "field" not in agg and "criteria" not in agg and "tally" not in agg:
+                self.problems.append(source.problem(apath, "aggregate needs 'field', 'criteria' or 'tally'"))
+            if "field" in agg and "criteria" in agg:
+                self.problems.append(source.problem(apath, "use either 'field' or 'criteria', not both"))
+            if method == "weighted_mean" and not agg.get("role_weights"):
+                self.problems.append(source.problem(apath + ["method"], "weighted_mean needs role_weights",
+                                                    "e.g. role_weights: {district_evaluator: 2, street_evaluator: 1}"))
+            aggregate = AggregateSpec(agg["into"], method, agg.get("field"), dict(agg.get("criteria", {})),
+                                      dict(agg.get("role_weights", {})), agg.get("tally"))
+        return CollectSpec(
+            form=raw["form"], label=_text(raw["label"]) or {}, roles=tuple(roles), who=who, min=raw.get("min"),
+            once=raw.get("once", "replace"), deadline=Duration.parse(raw["deadline"]) if "deadline" in raw else None,
+            on_deadline=raw.get("on_deadline"), recuse=tuple(raw.get("recuse", [])),
+            visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate)
+
+    @staticmethod
+    def all_field_ids(forms: dict[str, FormSpec]) -> set[str]:
+        return {f.id for form in forms.values() for f in form.fields}
+
+    def timer(self, source: YamlSource, path: list[PathItem], raw: str | None, transition_ids: set[str]) -> TimerSpec | None:
+        if raw is None:
+            return None
+        duration, _, target = (part.strip() for part in raw.partition("->"))
+        if target not in transition_ids:
+            self.problems.append(source.problem(path, f"unknown transition {target!r} in this state",
+                                                did_you_mean(target, transition_ids) or "the timer takes one of this state's transitions"))
+        return TimerSpec(Duration.parse(duration), target)
+
+    def deadline(self, source: YamlSource, path: list[PathItem], raw: dict | None, wf_roles: set[str]) -> DeadlineSpec | None:
+        if raw is None:
+            return None
+        return DeadlineSpec(Duration.parse(raw["within"]), self.assign(source, path + ["escalate"], raw.get("escalate"), wf_roles))
+
+    def notice(self, source: YamlSource, path: list[PathItem], raw: dict | None, states: dict, transition_ids: set[str],
+               wf_roles: set[str], data_names: set[str]) -> NoticeSpec | None:
+        if raw is None:
+            return None
+        if raw["on_expiry"] not in transition_ids:
+            self.problems.append(source.problem(path + ["on_expiry"], f"unknown transition {raw['on_expiry']!r} in this state",
+                                                did_you_mean(raw["on_expiry"], transition_ids) or "name one of this state's transitions"))
+        target = raw["objection"]["to"]
+        if target not in states:
+            self.problems.append(source.problem(path + ["objection", "to"], f"unknown state {target!r}", did_you_mean(target, states)))
+        roles = raw["objection"].get("roles", ["resident"])
+        for i, role in enumerate(roles):
+            if role not in wf_roles:
+                self.problems.append(source.problem(path + ["objection", "roles", i], f"unknown role {role!r}",
+                                                    did_you_mean(role, wf_roles) or "list it in the workflow's roles"))
+        return NoticeSpec(Duration.parse(raw["duration"]), raw["on_expiry"], tuple(roles), target,
+                          self.field_names(source, path + ["public_fields"], raw.get("public_fields", []), data_names))
+
+    def ranking(self, source: YamlSource, raw: dict | None, states: dict, wf_roles: set[str],
+                data_names: set[str]) -> RankingSpec | None:
+        if raw is None:
+            return None
+        path: list[PathItem] = ["ranking"]
+        for key in ("state", "selected", "rest"):
+            if raw[key] not in states:
+                self.problems.append(source.problem(path + [key], f"unknown state {raw[key]!r}", did_you_mean(raw[key], states)))
+        for i, role in enumerate(raw["roles"]):
+            if role not in wf_roles:
+                self.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}", did_you_mean(role, wf_roles)))
+        names = data_names | GUARD_NAMES
+        by = self.expression(source, path + ["by"], raw["by"], names, "ranking.by")
+        ties = []
+        for i, rule in enumerate(raw.get("tie_break", [])):
+            expr = self.expression(source, path + ["tie_break", i, "by"], rule["by"], names, "ranking.tie_break")
+            if expr is not None:
+                ties.append((expr, rule.get("order", "desc")))
+        seen: set[str] = set()
+        for i, level in enumerate(raw["levels"]):
+            if level["id"] in seen:
+                self.problems.append(source.problem(path + ["levels", i, "id"], f"duplicate level {level['id']!r}"))
+            seen.add(level["id"])
+        if by is None:
+            return None
+        return RankingSpec(
+            state=raw["state"], by=by, levels=tuple(LevelSpec(x["id"], _text(x["label"]) or {}, x["quota"]) for x in raw["levels"]),
+            selected=raw["selected"], rest=raw["rest"], roles=tuple(raw["roles"]), into=raw.get("into", "award_level"),
+            order=raw.get("order", "desc"), tie_break=tuple(ties), on_tie=raw.get("on_tie", "refuse"))
+
+    def role_scope(self, source: YamlSource, raw: dict[str, str], roles: list[str]) -> dict[str, str]:
+        for role in raw:
+            if role not in roles:
+                self.problems.append(source.problem(["role_scope", role], f"unknown role {role!r}",
+                                                    did_you_mean(role, roles) or "list it in the workflow's roles", key=True))
+        return dict(raw)
 
     def action_calls(self, source: YamlSource, path: list[PathItem], items: list[Any]) -> tuple[ActionCall, ...]:
         calls = []

@@ -1,28 +1,49 @@
-"""The engine at run time: who may see and do what, starting cases, and the one transition function.
+"""The engine at run time: who may see and do what, and the one transition function.
 
-``Engine.fire`` is the only place a case changes state. Its order is fixed:
+``Engine._take`` is the only place a case changes state by a transition. Its order is fixed:
 role check -> guard -> form validation -> before-actions -> state change + data merge
--> history entry -> after-actions, all inside one store transaction with an
-optimistic version check.
+-> history entry -> after-actions (registered actions, points, publication, notifications),
+all inside one store transaction with an optimistic version check. Objections, timers and
+closing a round move cases through ``_move``, which records history the same way.
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from . import forms
+from . import collect, forms, ledger, ranking
 from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case
 from .clock import Clock, iso
 from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
-from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
+from .notify import notify
+from .spec import (
+    FILE_TYPES, LEVELS, PSEUDO_ROLES, AssignSpec, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr,
+)
 from .store.base import Store, Transaction
-from .users import User
+from .users import USERS, User
+
+#: Who acts when the clock takes a transition (timers, notice expiry, deadlines).
+SYSTEM = User("system", "系统", ("system",), "")
+ROUNDS = "rounds"
 
 
 def _msg(zh: str, en: str) -> dict[str, str]:
     return {"zh": zh, "en": en}
+
+
+def round_of(period: str | None, moment: dt.datetime) -> str | None:
+    """The round a case started at ``moment`` belongs to: 2026-11, 2026-Q4, 2026-H2 or 2026."""
+    if period is None:
+        return None
+    if period == "month":
+        return f"{moment.year}-{moment.month:02d}"
+    if period == "quarter":
+        return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
+    if period == "half":
+        return f"{moment.year}-H{1 if moment.month <= 6 else 2}"
+    return str(moment.year)
 
 
 class Engine:
@@ -61,24 +82,46 @@ class Engine:
     # ------------------------------------------------------------------ access
     @staticmethod
     def acting_roles(wf: WorkflowSpec) -> set[str]:
+        """Roles that take part in a workflow beyond starting it: they see its cases within their reach."""
         roles = {r for t in wf.transitions() for r in t.roles}
         roles |= {r for state in wf.states.values() for r in state.inbox}
+        roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
+        if wf.ranking:
+            roles |= set(wf.ranking.roles)
         return roles - PSEUDO_ROLES
 
+    def role_scope(self, role: str, wf: WorkflowSpec | None = None) -> str:
+        if wf is not None and role in wf.role_scope:
+            return wf.role_scope[role]
+        spec = self.definitions.roles.get(role)
+        return spec.scope if spec else "unit"
+
+    def reaches(self, user: User, role: str, org_unit: str, wf: WorkflowSpec | None = None) -> bool:
+        """Whether ``user`` acting as ``role`` reaches a case of ``org_unit``: their unit and below, everything
+        (scope all), or everything under their unit's ancestor at the role's level (e.g. community)."""
+        scope = self.role_scope(role, wf)
+        org = self.definitions.org
+        if scope == "all":
+            return True
+        if scope in LEVELS:
+            top = org.ancestor_at(user.org_unit, scope)
+            if top is not None:
+                return org.contains(top, org_unit)
+        return org.contains(user.org_unit, org_unit)
+
     def has_wide_scope(self, user: User) -> bool:
-        return any(self.definitions.roles.get(r) and self.definitions.roles[r].scope == "all" for r in user.roles)
+        return any(self.role_scope(r) == "all" for r in user.roles)
 
     def in_scope(self, user: User, org_unit: str) -> bool:
-        """The user's own unit and everything below it (or everywhere for a role with scope: all)."""
-        return self.has_wide_scope(user) or self.definitions.org.contains(user.org_unit, org_unit)
+        return any(self.reaches(user, r, org_unit) for r in user.roles)
 
     def roles_for(self, case: Case, user: User) -> set[str]:
-        """The roles ``user`` holds on ``case``: their roles that act in the workflow (take a transition or
-        hold an inbox), within their org scope, plus creator / assignee. No role means the case is invisible:
-        a role that may only *start* a case (an applicant) sees its own cases, not its neighbours'."""
+        """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
+        creator / assignee. No role means the case is invisible: a role that may only *start* a case
+        (an applicant) sees its own cases, not its neighbours'."""
         wf = self.definitions.workflows.get(case.workflow)
-        relevant = self.acting_roles(wf) if wf else set()
-        roles = set(user.roles) & relevant if self.in_scope(user, case.org_unit) else set()
+        roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
+                 if self.reaches(user, r, case.org_unit, wf)}
         if case.created_by == user.username:
             roles.add("creator")
         if user.username in case.assignees:
@@ -89,10 +132,13 @@ class Engine:
         return bool(self.roles_for(case, user))
 
     def may_see_sensitive(self, case: Case, user: User) -> bool:
-        """The applicant, and staff who act on this workflow within their unit, see unmasked sensitive fields."""
+        """The applicant, and staff who act on this workflow within their reach, see unmasked sensitive fields.
+        Raters (contributors) do not."""
         if case.created_by == user.username:
             return True
-        return bool(self.acting_roles(self.workflow_of(case)) & self.roles_for(case, user))
+        wf = self.workflow_of(case)
+        staff = {r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES
+        return bool(staff & self.roles_for(case, user))
 
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return bool(set(wf.start_roles) & set(user.roles))
@@ -104,19 +150,33 @@ class Engine:
         wf = self.workflow_of(case)
         ctx = {f.id: case.data.get(f.id, [] if f.type in ("multiselect", "repeat") else None)
                for _, f in self.data_fields(wf)}
+        for state in wf.states.values():
+            if state.collect and state.collect.aggregate:
+                ctx[state.collect.aggregate.into] = case.data.get(state.collect.aggregate.into) or {}
+        if wf.ranking:
+            ctx[wf.ranking.into] = case.data.get(wf.ranking.into)
+        if wf.round:
+            ctx["round"] = case.round
         ctx.update(user=user.public(), state=case.state,
-                   case={"id": case.id, "state": case.state, "created_by": case.created_by,
-                         "org_unit": case.org_unit, "created_at": case.created_at})
+                   case={"id": case.id, "state": case.state, "created_by": case.created_by, "round": case.round,
+                         "org_unit": case.org_unit, "created_at": case.created_at, "overdue": case.overdue,
+                         "assignees": list(case.assignees)})
         return ctx
 
-    def _check_transition(self, case: Case, user: User, transition_id: str) -> TransitionSpec:
+    def _check_transition(self, case: Case, user: User, transition_id: str, system: bool = False) -> TransitionSpec:
         """Role check, then guard. Raises with a message saying which one failed."""
+        wf = self.workflow_of(case)
         state = self.state_of(case)
         t = state.transition(transition_id)
         if t is None:
+            declared = next((x for x in wf.transitions() if x.id == transition_id), None)
+            if declared is not None and declared.assign and declared.assign.mode == "self" and case.assignees:
+                holder = case.history[-1]["by_name"] if case.history else case.assignees[0]
+                raise TransitionError(_msg(f"已被 {holder} 认领，您来晚了一步。", f"Already claimed by {holder}."))
             raise TransitionError(_msg("此操作在当前状态下不可用（可能已被他人处理），请刷新页面。",
                                        "This action is not available in the current state (someone may have acted already). Reload the page."))
-        if not (set(t.roles) & self.roles_for(case, user)):
+        roles = self.roles_for(case, user) | ({"system"} if system else set())
+        if not (set(t.roles) & roles):
             raise NotAllowed(_msg(f"您的角色不能执行“{tr(t.label, 'zh')}”。", f"Your role may not '{tr(t.label, 'en')}'."))
         if t.guard is not None and not t.guard.test(self.guard_context(case, user), self.clock()):
             raise TransitionError(_msg(f"条件未满足，暂不能“{tr(t.label, 'zh')}”。",
@@ -126,6 +186,8 @@ class Engine:
     def available_transitions(self, case: Case, user: User) -> list[TransitionSpec]:
         result = []
         for t in self.state_of(case).transitions:
+            if t.roles == ("system",):
+                continue
             try:
                 self._check_transition(case, user, t.id)
             except TransitionError:
@@ -151,32 +213,26 @@ class Engine:
         return [c for c in found if self.can_see(c, user)]
 
     def inbox(self, user: User) -> list[Case]:
-        """Open cases waiting for one of the roles the user holds on them."""
+        """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
         result = []
         for case in self.cases(user):
             wf = self.definitions.workflows.get(case.workflow)
             if wf is None or case.state not in wf.states or wf.states[case.state].final:
                 continue
-            if set(case.waiting_for) & self.roles_for(case, user) and self.available_transitions(case, user):
+            roles = self.roles_for(case, user)
+            waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
+            if waiting or self.may_contribute(case, user)[0]:
                 result.append(case)
         result.sort(key=lambda c: c.updated_at, reverse=True)
         return result
 
-    # ------------------------------------------------------------------ commands
-    def _validate(self, form: FormSpec, values: Mapping[str, Any], keep: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        values = dict(values)
-        for f in form.fields:  # an unchanged upload is sent back as {"__keep__": ...}
-            if f.type in FILE_TYPES and isinstance(values.get(f.id), dict) and "__keep__" in values[f.id]:
-                if keep and isinstance(keep.get(f.id), dict):
-                    values[f.id] = keep[f.id]
-                else:
-                    values.pop(f.id)
-        try:
-            data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
-        except SubmissionError as exc:
-            exc.values = values
-            raise
-        return data
+    def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
+        source = tx or self.store
+        return [User.from_doc(d) for d in source.search(USERS, lambda d: role is None or role in d.get("roles", []))]
+
+    # ------------------------------------------------------------------ commands: start and transitions
+    def _validate(self, form: FormSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+        return forms.validate(form, values, at=self.clock(), org=self.definitions.org)
 
     def _waiting_for(self, wf: WorkflowSpec, state_id: str) -> list[str]:
         state = wf.states[state_id]
@@ -184,7 +240,7 @@ class Engine:
             return []
         if state.inbox:
             return list(state.inbox)
-        return sorted({r for t in state.transitions for r in t.roles})
+        return sorted({r for t in state.transitions for r in t.roles} - {"system"})
 
     def start(self, workflow_id: str, user: User, values: Mapping[str, Any]) -> Case:
         wf = self.definitions.workflows.get(workflow_id)
@@ -194,62 +250,442 @@ class Engine:
             raise NotAllowed(_msg(f"您的角色不能发起“{tr(wf.title, 'zh')}”。", f"Your role may not start '{tr(wf.title, 'en')}'."))
         form = self.definitions.forms[wf.start_form]
         data = self._validate(form, values)
-        org_unit = data.get(wf.org_unit_field) if wf.org_unit_field else None
-        org_unit = org_unit or user.org_unit
-        now = iso(self.clock())
+        org_unit = (data.get(wf.org_unit_field) if wf.org_unit_field else None) or user.org_unit
+        now = self.clock()
         case = Case(workflow=wf.id, workflow_version=wf.version, state=wf.initial, data=data, org_unit=org_unit,
-                    created_by=user.username, created_at=now, updated_at=now,
-                    waiting_for=self._waiting_for(wf, wf.initial))
+                    created_by=user.username, created_at=iso(now), updated_at=iso(now),
+                    round=round_of(wf.round, now))
         case.title = self._title(wf, case)
         case.history.append(self._history(user, "start", wf.title, None, wf.initial, "", _changes(form, {}, data)))
         with self.store.transaction() as tx:
             case.id = tx.insert(CASES, case.to_doc())
+            self._enter(tx, case, wf, wf.initial, user, now)
+            tx.replace(CASES, case.id, case.to_doc())
         return case
 
     def fire(self, case_id: int, transition_id: str, user: User, values: Mapping[str, Any] | None = None,
-             comment: str = "", expected_version: int | None = None) -> Case:
-        """Take one transition. The only function that changes a case's state."""
-        values = values or {}
+             comment: str = "", expected_version: int | None = None, assignees: Iterable[str] = ()) -> Case:
+        """Take one transition (``assignees``: the people picked in a dispatch step)."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, user)
+            if expected_version is not None and expected_version != case.version:
+                raise StaleVersion()
+            self._take(tx, case, transition_id, user, values or {}, comment, list(assignees))
+            tx.replace(CASES, case_id, case.to_doc())
+        return case
+
+    def _load(self, tx: Transaction, case_id: int, user: User | None) -> Case:
+        doc = tx.get(CASES, case_id)
+        if doc is None:
+            raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
+        case = Case.from_doc(doc)
+        if user is not None and not self.can_see(case, user):
+            raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
+        return case
+
+    def _take(self, tx: Transaction, case: Case, transition_id: str, user: User, values: Mapping[str, Any],
+              comment: str, chosen: list[str], system: bool = False) -> TransitionSpec:
+        wf = self.workflow_of(case)
         comment = (comment or "").strip()
+        t = self._check_transition(case, user, transition_id, system)                  # 1. role, 2. guard
+        step_form = self.definitions.forms[t.form] if t.form else None
+        try:
+            step_data = self._validate(step_form, values) if step_form else {}          # 3. form
+        except SubmissionError as exc:
+            exc.values = dict(values)
+            raise
+        if t.comment == "required" and not comment:
+            raise SubmissionError({"comment": [_msg("请填写意见", "Please write a comment.")]}, values=dict(values))
+        assignees = self._resolve_assign(tx, case, t.assign, user, chosen) if t.assign else None
+        now = self.clock()
+        self._run(t.before_actions, case, user, t, tx, now)                            # 4. before-actions
+        before = dict(case.data)
+        if step_form:                                                                   # 5. state + data
+            for f in step_form.fields:
+                if f.id in step_data:
+                    case.data[f.id] = step_data[f.id]
+                else:
+                    case.data.pop(f.id, None)
+        previous_assignees = list(case.assignees)
+        if assignees is not None:
+            case.assignees = assignees
+        changes = _changes(step_form, before, case.data) if step_form else []
+        self._move(tx, case, wf, t.target, user, t.id, t.label, comment, changes, now)  # 5 + 6. history
+        self._run(t.actions, case, user, t, tx, now)                                    # 7. after-actions
+        for points in t.points:
+            self._post_points(tx, case, t, points, user, now)
+        if assignees is not None:
+            new = set(case.assignees) - set(previous_assignees)
+            notify(tx, new, "assigned", case, t.label, now, skip=user.username)
+            if t.assign and t.assign.mode == "self":
+                notify(tx, [case.created_by], "claimed", case, t.label, now, skip=user.username)
+        return t
+
+    def _move(self, tx: Transaction, case: Case, wf: WorkflowSpec, target: str, actor: User, action: str,
+              label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime) -> None:
+        """State change and its history entry; then what entering the new state means (timers, notices...)."""
+        source = case.state
+        if source != target and any(s.notice and s.notice.objection_to == source for s in wf.states.values()):
+            # leaving an objection review: back to the notice means dismissed, anywhere else upheld
+            back = any(s.notice and s.notice.objection_to == source and s.id == target for s in wf.states.values())
+            for objection in case.objections:
+                if objection["status"] == "open":
+                    objection.update(status="dismissed" if back else "upheld", decided_by=actor.username, decided_at=iso(now))
+        case.state = target
+        case.title = self._title(wf, case)
+        case.updated_at = iso(now)
+        case.version += 1
+        case.history.append(self._history(actor, action, label, source, target, comment, changes))
+        self._enter(tx, case, wf, target, actor, now)
+
+    def _enter(self, tx: Transaction, case: Case, wf: WorkflowSpec, state_id: str, actor: User, now: dt.datetime) -> None:
+        state = wf.states[state_id]
+        case.waiting_for = self._waiting_for(wf, state_id)
+        case.overdue = False
+        case.timers = []
+        if state.after:
+            case.timers.append({"kind": "after", "state": state_id, "due": iso(state.after.after.after(now)),
+                                "transition": state.after.transition, "done": False})
+        if state.deadline:
+            case.timers.append({"kind": "deadline", "state": state_id, "due": iso(state.deadline.within.after(now)),
+                                "transition": None, "done": False})
+        if state.notice:
+            case.timers.append({"kind": "notice", "state": state_id, "due": iso(state.notice.duration.after(now)),
+                                "transition": state.notice.on_expiry, "done": False})
+        if state.collect and state.collect.deadline:
+            case.timers.append({"kind": "collect_deadline", "state": state_id,
+                                "due": iso(state.collect.deadline.after(now)),
+                                "transition": state.collect.on_deadline, "done": False})
+        if state.collect:
+            self._aggregate(case, state)
+        if state.publish:
+            ledger.publish(tx, case, state_id, self.public_data(case, state), actor.username, now)
+        if state.final or state.publish:
+            notify(tx, [case.created_by], "result", case, state.title, now, skip=actor.username)
+
+    def _resolve_assign(self, tx: Transaction, case: Case, spec: AssignSpec, actor: User, chosen: list[str]) -> list[str]:
+        if spec.mode == "creator":
+            return [case.created_by]
+        if spec.mode == "none":
+            return []
+        if spec.mode == "self":
+            return [actor.username]
+        eligible = [u.username for u in self.eligible_assignees(case, spec, actor, tx)]
+        if spec.mode == "route":
+            if not eligible:
+                raise TransitionError(_msg(f"上级单位没有“{self._role_title(spec.role, 'zh')}”，无法转交。",
+                                           f"No {self._role_title(spec.role, 'en')} in the unit above: cannot route."))
+            return eligible
+        picked = [u for u in dict.fromkeys(chosen) if u]
+        if not picked or (len(picked) > 1 and not spec.multiple) or set(picked) - set(eligible):
+            raise SubmissionError({"assignees": [_msg("请选择办理人" if not picked else "所选人员不可分配",
+                                                      "Choose who does it." if not picked else "That person cannot be assigned.")]})
+        return picked
+
+    def _role_title(self, role: str | None, lang: str) -> str:
+        spec = self.definitions.roles.get(role or "")
+        return tr(spec.title, lang) if spec else str(role)
+
+    def routed_unit(self, case: Case, spec: AssignSpec) -> str | None:
+        org = self.definitions.org
+        if spec.unit == "parent":
+            return org.parent(case.org_unit)
+        if spec.unit in LEVELS:
+            return org.ancestor_at(case.org_unit, spec.unit)
+        return None
+
+    def eligible_assignees(self, case: Case, spec: AssignSpec, actor: User, tx: Transaction | None = None) -> list[User]:
+        """Who a dispatch may pick (``choose``) or a route goes to (``route``)."""
+        org = self.definitions.org
+        holders = self.users(tx, spec.role)
+        if spec.mode == "route":
+            unit = self.routed_unit(case, spec)
+            if unit is None:  # no unit named: every holder whose reach covers the case
+                return [u for u in holders if self.reaches(u, spec.role or "", case.org_unit)]
+            return [u for u in holders if u.org_unit == unit]
+        return [u for u in holders
+                if org.contains(actor.org_unit, u.org_unit) or org.contains(u.org_unit, case.org_unit)]
+
+    def _post_points(self, tx: Transaction, case: Case, t: TransitionSpec, spec: Any, actor: User, now: dt.datetime) -> None:
+        value = spec.amount.evaluate(self.guard_context(case, actor), now)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TransitionError(_msg(f"积分数额无法计算（{spec.amount.source}），请检查填写内容。",
+                                       f"The points amount ({spec.amount.source}) cannot be computed from this case."))
+        owners = {"creator": [case.created_by], "assignee": case.assignees, "actor": [actor.username]}[spec.account]
+        for owner in owners:
+            ledger.post(tx, owner, int(round(value)), reason=spec.reason, case_id=case.id, workflow=case.workflow,
+                        transition=t.id, by=actor.username, now=now)
+
+    # ------------------------------------------------------------------ many contributors
+    def may_contribute(self, case: Case, user: User) -> tuple[bool, dict[str, str] | None]:
+        """Whether ``user`` may submit their own input on ``case`` now, and if not, why."""
+        wf = self.definitions.workflows.get(case.workflow)
+        state = wf.states.get(case.state) if wf else None
+        spec = state.collect if state else None
+        if spec is None:
+            return False, None
+        if spec.who == "assignees":
+            if user.username not in case.assignees:
+                return False, _msg("您不是本事项的评审人。", "You are not one of the assigned reviewers.")
+        elif not any(r in user.roles and (spec.scope == "any" or self.reaches(user, r, case.org_unit, wf))
+                     for r in spec.roles):
+            return False, _msg("您的角色不能参与此项。", "Your role does not take part in this.")
+        reason = self.recusal(case, user, spec.recuse)
+        if reason:
+            return False, reason
+        mine = case.contributions.get(case.state, {}).get(user.username)
+        if mine and spec.once == "refuse":
+            return False, _msg("您已经提交过，不能重复提交。", "You have already submitted; a second submission is not accepted.")
+        return True, None
+
+    def recusal(self, case: Case, user: User, rules: Iterable[str]) -> dict[str, str] | None:
+        if user.username in case.conflicts:
+            return _msg("您已声明回避。", "You declared a conflict of interest.")
+        for rule in rules:
+            if rule == "creator" and case.created_by == user.username:
+                return _msg("本人事项需回避。", "You may not rate your own case.")
+            if rule == "same_unit" and case.org_unit == user.org_unit:
+                return _msg("本单位事项需回避。", "You may not rate a case of your own unit.")
+            if rule.startswith("field:"):
+                value = case.data.get(rule[6:])
+                if value == user.username or (isinstance(value, list) and user.username in value):
+                    return _msg("您是本事项的当事人，需回避。", "You are party to this case and must recuse yourself.")
+        return None
+
+    def contribute(self, case_id: int, user: User, values: Mapping[str, Any]) -> Case:
+        """Store ``user``'s own input for the current collecting state and update the aggregate."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, user)
+            allowed, reason = self.may_contribute(case, user)
+            if not allowed:
+                raise NotAllowed(reason or _msg("现在不能提交。", "Nothing to submit now."))
+            state = self.state_of(case)
+            spec = state.collect
+            assert spec is not None
+            data = self._validate(self.definitions.forms[spec.form], values)
+            now = iso(self.clock())
+            bucket = case.contributions.setdefault(case.state, {})
+            previous = bucket.get(user.username)
+            revisions = (previous.get("revisions", []) + [{"data": previous["data"], "at": previous["at"]}]) if previous else []
+            bucket[user.username] = {"by": user.username, "name": user.name, "unit": user.org_unit,
+                                     "roles": sorted(set(user.roles) & (set(spec.roles) or set(user.roles))),
+                                     "data": data, "at": now, "revisions": revisions}
+            self._aggregate(case, state)
+            case.updated_at = now
+            tx.replace(CASES, case_id, case.to_doc())
+        return case
+
+    def declare_conflict(self, case_id: int, user: User, reason: str) -> Case:
+        """A contributor declares a conflict of interest: they are left out (and their input, if any, removed)."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, user)
+            state = self.state_of(case)
+            if state.collect is None or not reason.strip():
+                raise TransitionError(_msg("请说明回避理由。", "Give a reason for recusing yourself."))
+            if user.username not in case.conflicts:
+                case.conflicts.append(user.username)
+            case.contributions.get(case.state, {}).pop(user.username, None)
+            case.history.append(self._history(user, "recuse", _msg("声明回避", "Declared a conflict of interest"),
+                                              case.state, case.state, reason.strip(), []))
+            self._aggregate(case, state)
+            tx.replace(CASES, case_id, case.to_doc())
+        return case
+
+    def needed(self, case: Case, state: StateSpec) -> int:
+        spec = state.collect
+        assert spec is not None
+        if spec.who == "assignees":
+            active = [u for u in case.assignees if u not in case.conflicts]
+            return spec.min or len(active)
+        return spec.min or 1
+
+    def _aggregate(self, case: Case, state: StateSpec) -> None:
+        spec = state.collect
+        if spec is None or spec.aggregate is None:
+            return
+        bucket = case.contributions.get(state.id, {})
+        case.data[spec.aggregate.into] = collect.aggregate(spec.aggregate, bucket, self.needed(case, state))
+
+    def progress(self, case: Case, user: User) -> dict[str, Any] | None:
+        """For the case page: how many have contributed, who is pending, and (if allowed) who gave what."""
+        state = self.state_of(case)
+        spec = state.collect
+        if spec is None:
+            return None
+        bucket = case.contributions.get(case.state, {})
+        pending = [u for u in case.assignees if u not in bucket and u not in case.conflicts] if spec.who == "assignees" else []
+        names = {u.username: u.name for u in self.users()} if pending else {}
+        may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
+        return {
+            "spec": spec, "done": len(bucket), "needed": self.needed(case, state),
+            "pending": [names.get(u, u) for u in pending],
+            "contributions": list(bucket.values()) if may_see else [],
+            "mine": bucket.get(user.username),
+            "may_see": may_see,
+            "result": case.data.get(spec.aggregate.into) if spec.aggregate else None,
+        }
+
+    # ------------------------------------------------------------------ public notice and objections
+    def object(self, case_id: int, user: User, reason: str) -> Case:
+        """File an objection during a public notice: the case moves to the declared review state."""
+        reason = (reason or "").strip()
         with self.store.transaction() as tx:
             doc = tx.get(CASES, case_id)
             if doc is None:
                 raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
             case = Case.from_doc(doc)
-            if not self.can_see(case, user):
-                raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
-            if expected_version is not None and expected_version != case.version:
-                raise StaleVersion()
             wf = self.workflow_of(case)
-            t = self._check_transition(case, user, transition_id)                    # 1. role, 2. guard
-            step_form = self.definitions.forms[t.form] if t.form else None
-            step_data = self._validate(step_form, values, keep=case.data) if step_form else {}   # 3. form
-            if t.comment == "required" and not comment:
-                raise SubmissionError({"comment": [_msg("请填写意见", "Please write a comment.")]}, values=dict(values))
+            state = self.state_of(case)
+            if state.notice is None:
+                raise TransitionError(_msg("公示已结束，不能再提出异议。", "The public notice period is over."))
+            if not set(state.notice.objection_roles) & set(user.roles):
+                raise NotAllowed(_msg("只有居民可以在公示期提出异议。", "Only residents may object during a public notice."))
+            if not reason:
+                raise SubmissionError({"reason": [_msg("请写明异议理由", "Please give the reason for your objection.")]})
             now = self.clock()
-            self._run(t.before_actions, case, user, t, tx, now)                     # 4. before-actions
-            before = dict(case.data)
-            if step_form:                                                            # 5. state + data
-                for f in step_form.fields:
-                    if f.id in step_data:
-                        case.data[f.id] = step_data[f.id]
-                    else:
-                        case.data.pop(f.id, None)
-            source = case.state
-            case.state = t.target
-            case.waiting_for = self._waiting_for(wf, t.target)
-            if t.assign == "creator":
-                case.assignees = [case.created_by]
-            elif t.assign == "none":
-                case.assignees = []
-            case.title = self._title(wf, case)
-            case.updated_at = iso(now)
-            case.version += 1
-            case.history.append(self._history(user, t.id, t.label, source, t.target, comment,  # 6. history
-                                              _changes(step_form, before, case.data) if step_form else []))
-            self._run(t.actions, case, user, t, tx, now)                             # 7. after-actions
+            case.objections.append({"by": user.username, "name": user.name, "at": iso(now), "reason": reason[:2000],
+                                    "status": "open", "state": case.state})
+            self._move(tx, case, wf, state.notice.objection_to, user, "object", _msg("提出异议", "Objection filed"),
+                       reason[:2000], [], now)
+            waiting = [u.username for u in self.users(tx) if set(case.waiting_for) & self.roles_for(case, u)]
+            notify(tx, waiting, "objection", case, _msg("提出异议", "Objection filed"), now, skip=user.username)
             tx.replace(CASES, case_id, case.to_doc())
         return case
+
+    def public_data(self, case: Case, state: StateSpec) -> dict[str, Any]:
+        """What the public page may show of a case: declared fields only, sensitive ones masked."""
+        wf = self.workflow_of(case)
+        names = state.notice.public_fields if state.notice else state.public_fields
+        by_id = {f.id: f for _, f in self.data_fields(wf)}
+        result = {}
+        for name in names:
+            value = case.data.get(name)
+            f = by_id.get(name)
+            if f is not None and f.sensitive:
+                value = forms.mask(value)
+            result[name] = value
+        return result
+
+    def public_cases(self) -> list[tuple[Case, StateSpec]]:
+        """Cases on public notice or in a public state, for the page anyone may read."""
+        result = []
+        for doc in self.store.search(CASES):
+            wf = self.definitions.workflows.get(doc["workflow"])
+            state = wf.states.get(doc["state"]) if wf else None
+            if state is not None and (state.notice or state.public):
+                result.append((Case.from_doc(doc), state))
+        result.sort(key=lambda cs: cs[0].updated_at, reverse=True)
+        return result
+
+    def notice_ends(self, case: Case) -> str | None:
+        return next((t["due"] for t in case.timers if t["kind"] == "notice" and not t["done"]), None)
+
+    # ------------------------------------------------------------------ timers
+    def tick(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Run every due timer once: safe from cron and from several processes (each in its own transaction)."""
+        moment = now or self.clock()
+        stamp = iso(moment)
+        due_ids = [d["id"] for d in self.store.search(
+            CASES, lambda d: any(not t["done"] and t["due"] <= stamp for t in d.get("timers", [])))]
+        fired = []
+        for case_id in due_ids:
+            with self.store.transaction() as tx:
+                case = self._load(tx, case_id, None)
+                wf = self.workflow_of(case)
+                for timer in list(case.timers):
+                    if timer["done"] or timer["due"] > stamp or timer["state"] != case.state:
+                        continue
+                    timer["done"] = True
+                    fired.append({"case": case_id, "kind": timer["kind"], "transition": timer["transition"]})
+                    if timer["kind"] == "deadline":
+                        self._overdue(tx, case, wf, moment)
+                    elif timer["transition"]:
+                        try:
+                            self._take(tx, case, timer["transition"], SYSTEM, {}, "", [], system=True)
+                        except TransitionError as exc:  # a guard said no: note it, never retry forever
+                            case.history.append(self._history(SYSTEM, "timer_skipped", _msg("定时操作未执行", "Timer skipped"),
+                                                              case.state, case.state, tr(exc.message), []))
+                        break  # the state changed: the old state's other timers are gone
+                    else:
+                        self._overdue(tx, case, wf, moment)
+                tx.replace(CASES, case_id, case.to_doc())
+        return fired
+
+    def _overdue(self, tx: Transaction, case: Case, wf: WorkflowSpec, now: dt.datetime) -> None:
+        state = wf.states[case.state]
+        case.overdue = True
+        label = _msg(f"“{tr(state.title, 'zh')}”已超期", f"'{tr(state.title, 'en')}' is overdue")
+        case.history.append(self._history(SYSTEM, "overdue", label, case.state, case.state, "", []))
+        waiting = [u.username for u in self.users(tx) if set(case.waiting_for) & self.roles_for(case, u)]
+        if state.deadline and state.deadline.escalate:
+            up = self._resolve_assign(tx, case, state.deadline.escalate, SYSTEM, [])
+            case.assignees = sorted(set(case.assignees) | set(up))
+            if "assignee" not in case.waiting_for:
+                case.waiting_for.append("assignee")
+            notify(tx, up, "assigned", case, label, now)
+        notify(tx, set(waiting) | set(case.assignees), "overdue", case, label, now)
+
+    # ------------------------------------------------------------------ rounds and ranking
+    def rounds(self, workflow_id: str, user: User) -> list[str]:
+        return sorted({c.round for c in self.cases(user, workflow_id) if c.round}, reverse=True)
+
+    def ranking(self, workflow_id: str, round_id: str, user: User) -> ranking.RankResult:
+        wf = self.definitions.workflows[workflow_id]
+        if wf.ranking is None:
+            raise NotFound(_msg("此流程没有排名", "This process has no ranking."))
+        cases = [c for c in self.cases(user, workflow_id, wf.ranking.state) if c.round == round_id]
+        return ranking.rank(wf.ranking, cases, lambda c: self.guard_context(c, user))
+
+    def round_closed(self, workflow_id: str, round_id: str) -> dict[str, Any] | None:
+        found = self.store.search(ROUNDS, lambda d: d["workflow"] == workflow_id and d["round"] == round_id)
+        return found[0] if found else None
+
+    def close_round(self, workflow_id: str, round_id: str, user: User) -> ranking.RankResult:
+        """Rank the round and move every ranked case: the top of each level to ``selected``, the rest to ``rest``."""
+        wf = self.definitions.workflows.get(workflow_id)
+        if wf is None or wf.ranking is None:
+            raise NotFound(_msg("此流程没有排名", "This process has no ranking."))
+        spec = wf.ranking
+        if not set(spec.roles) & set(user.roles):
+            raise NotAllowed(_msg("您的角色不能确定排名。", "Your role may not close a ranking round."))
+        with self.store.transaction() as tx:
+            if tx.search(ROUNDS, lambda d: d["workflow"] == workflow_id and d["round"] == round_id):
+                raise TransitionError(_msg(f"{round_id} 已确定排名。", f"Round {round_id} is already closed."))
+            cases = [Case.from_doc(d) for d in tx.search(
+                CASES, lambda d: d["workflow"] == workflow_id and d["state"] == spec.state and d.get("round") == round_id)]
+            cases = [c for c in cases if self.can_see(c, user)]
+            if not cases:
+                raise TransitionError(_msg("本轮没有待排名的事项。", "No cases are waiting to be ranked in this round."))
+            result = ranking.rank(spec, cases, lambda c: self.guard_context(c, user))
+            if result.blocking_ties:
+                tie = result.blocking_ties[0]
+                ids = "、".join(f"#{i}" for i in tie["cases"])
+                raise TransitionError(_msg(f"名额边界出现并列（{ids}），请先按规则处理并列后再确定排名。",
+                                           f"A tie at the quota boundary ({ids.replace('、', ', ')}): resolve it before closing."))
+            now = self.clock()
+            by_id = {c.id: c for c in cases}
+            labels = {lv.id: lv.label for lv in spec.levels}
+            for placed in result.placed:
+                case = by_id[placed.case_id]
+                case.data[spec.into] = placed.level
+                target = spec.selected if placed.level else spec.rest
+                level = labels.get(placed.level or "", _msg("未入选", "not selected"))
+                comment = f"第 {placed.rank} 名 · {tr(level, 'zh')}"
+                self._move(tx, case, wf, target, user, "ranking", _msg("确定排名", "Ranking closed"), comment,
+                           [{"field": spec.into, "old": None, "new": placed.level}], now)
+                tx.replace(CASES, case.id, case.to_doc())
+            tx.insert(ROUNDS, {"workflow": workflow_id, "round": round_id, "closed_at": iso(now), "by": user.username,
+                               "results": [{"case": p.case_id, "rank": p.rank, "level": p.level} for p in result.placed],
+                               "ties": result.ties})
+        return result
+
+    # ------------------------------------------------------------------ points
+    def balance(self, username: str) -> int:
+        found = self.store.search(ledger.ACCOUNTS, lambda d: d["owner"] == username)
+        return found[0]["balance"] if found else 0
+
+    def ledger_of(self, username: str) -> list[dict[str, Any]]:
+        return sorted(self.store.search(ledger.LEDGER, lambda d: d["account"] == username), key=lambda d: -d["seq"])
 
     # ------------------------------------------------------------------ helpers
     def _run(self, calls: Iterable[Any], case: Case, user: User, t: TransitionSpec | None, tx: Transaction,
@@ -264,14 +700,11 @@ class Engine:
 
     def _title(self, wf: WorkflowSpec, case: Case) -> str:
         if wf.case_title is not None:
-            value = wf.case_title.evaluate(self.guard_context_for_title(wf, case), self.clock())
+            form = self.definitions.forms[wf.start_form]
+            value = wf.case_title.evaluate(forms.expression_context(form.fields, case.data), self.clock())
             if value not in (None, ""):
                 return str(value)
         return tr(wf.title, "zh")
-
-    def guard_context_for_title(self, wf: WorkflowSpec, case: Case) -> dict[str, Any]:
-        form = self.definitions.forms[wf.start_form]
-        return forms.expression_context(form.fields, case.data)
 
 
 def _changes(form: FormSpec | None, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -288,3 +721,6 @@ def _changes(form: FormSpec | None, before: Mapping[str, Any], after: Mapping[st
             else:
                 changes.append({"field": f.id, "old": old, "new": new})
     return changes
+
+
+__all__ = ["Engine", "SYSTEM", "round_of", "FILE_TYPES"]

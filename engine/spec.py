@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
+from .durations import Duration
 from .expressions import Expression
 
 Text = Mapping[str, str]
@@ -21,8 +22,9 @@ FIELD_TYPES = frozenset({
     "email", "select", "multiselect", "checkbox", "rating", "score", "file", "photo",
     "repeat", "orgunit",
 })
-#: Roles every workflow knows without declaring them: who started the case, who it is assigned to.
-PSEUDO_ROLES = frozenset({"creator", "assignee"})
+#: Roles every workflow knows without declaring them: who started the case, who it is assigned to,
+#: and the system itself (timers: a transition only the clock takes).
+PSEUDO_ROLES = frozenset({"creator", "assignee", "system"})
 
 
 def tr(text: Text | None, lang: str = "zh") -> str:
@@ -107,6 +109,30 @@ class ActionCall:
 
 
 @dataclass(frozen=True)
+class AssignSpec:
+    """Who a case is assigned to after a transition (whose inbox it is in).
+
+    mode: ``creator`` | ``self`` (the actor: a claim) | ``none`` (back to the pool) |
+    ``choose`` (the actor picks ``role`` holders, several if ``multiple``) |
+    ``route`` (every ``role`` holder of the case's unit at ``unit`` level, or its ``parent``).
+    """
+
+    mode: str
+    role: str | None = None
+    unit: str | None = None
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class PointsSpec:
+    """A points ledger entry made by a transition: ``amount`` (an expression) to ``account``."""
+
+    account: str            # creator | assignee | actor
+    amount: Expression
+    reason: Text
+
+
+@dataclass(frozen=True)
 class TransitionSpec:
     id: str
     source: str
@@ -119,7 +145,72 @@ class TransitionSpec:
     before_actions: tuple[ActionCall, ...] = ()
     actions: tuple[ActionCall, ...] = ()
     style: str = "primary"             # "primary" | "secondary" | "danger"
-    assign: str | None = None          # "creator" | "none": who the case is assigned to after
+    assign: AssignSpec | None = None
+    points: tuple[PointsSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """How contributions become one result in the case data (``into``), usable in guards.
+
+    Each sheet's score is ``field`` (``score_field`` here), or the weighted mean of ``criteria`` {field: weight};
+    sheets are combined by ``method``: mean | sum | trimmed_mean (drop highest and lowest) |
+    weighted_mean (by the contributor's role, ``role_weights``). ``tally`` counts the values of a
+    choice field (N-of-M approvals).
+    """
+
+    into: str
+    method: str = "mean"
+    score_field: str | None = None      # YAML: field
+    criteria: Mapping[str, float] = field(default_factory=dict)
+    role_weights: Mapping[str, float] = field(default_factory=dict)
+    tally: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """Many people each submit their own input on the same case (ratings, score sheets, approvals)."""
+
+    form: str
+    label: Text
+    roles: tuple[str, ...] = ()
+    who: str = "roles"                  # roles | assignees
+    min: int | None = None              # how many are needed (default: all assignees / 1)
+    once: str = "replace"               # replace | refuse
+    deadline: Duration | None = None
+    on_deadline: str | None = None      # a transition the system takes at the deadline
+    recuse: tuple[str, ...] = ()        # creator | same_unit | field:<id>
+    visible_to: tuple[str, ...] = ()    # roles that may see who contributed what
+    scope: str = "unit"                 # unit (the contributor's scope covers the case) | any
+    aggregate: AggregateSpec | None = None
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """``after: 3d -> close``: the system takes ``transition`` that long after the case entered the state."""
+
+    after: Duration
+    transition: str
+
+
+@dataclass(frozen=True)
+class DeadlineSpec:
+    """The case is overdue ``within`` after entering the state: flagged, notified, optionally routed up."""
+
+    within: Duration
+    escalate: AssignSpec | None = None
+
+
+@dataclass(frozen=True)
+class NoticeSpec:
+    """Public notice (公示): listed publicly for ``duration``; objections move the case to ``objection_to``;
+    when time runs out the system takes ``on_expiry``."""
+
+    duration: Duration
+    on_expiry: str
+    objection_roles: tuple[str, ...]
+    objection_to: str
+    public_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,9 +220,42 @@ class StateSpec:
     final: bool = False
     inbox: tuple[str, ...] = ()
     transitions: tuple[TransitionSpec, ...] = ()
+    collect: CollectSpec | None = None
+    after: TimerSpec | None = None
+    deadline: DeadlineSpec | None = None
+    notice: NoticeSpec | None = None
+    public: bool = False                # cases in this state are listed on the public page (居务公开)
+    public_fields: tuple[str, ...] = ()
+    publish: bool = False               # entering this state appends to the tamper-evident publication chain
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    id: str
+    label: Text
+    quota: int
+
+
+@dataclass(frozen=True)
+class RankingSpec:
+    """When a round closes, cases waiting in ``state`` are ranked by ``by`` and the top ``quota`` of each
+    level (in order) move to ``selected``, the rest to ``rest``. Ties left after ``tie_break`` are never
+    resolved silently: ``on_tie`` says refuse (default: closing is refused, naming the tied cases),
+    include (all tied cases get the place) or exclude (none of them does)."""
+
+    state: str
+    by: Expression
+    levels: tuple[LevelSpec, ...]
+    selected: str
+    rest: str
+    roles: tuple[str, ...]
+    into: str = "award_level"
+    order: str = "desc"
+    tie_break: tuple[tuple[Expression, str], ...] = ()
+    on_tie: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -148,6 +272,10 @@ class WorkflowSpec:
     org_unit_field: str | None = None
     case_title: Expression | None = None
     file: str = ""
+    round: str | None = None            # month | quarter | year: cases belong to a round by start date
+    round_title: Text | None = None
+    ranking: RankingSpec | None = None
+    role_scope: Mapping[str, str] = field(default_factory=dict)   # role -> level it reaches in this workflow
 
     def state(self, state_id: str) -> StateSpec:
         return self.states[state_id]
@@ -161,7 +289,8 @@ class WorkflowSpec:
 class RoleSpec:
     id: str
     title: Text
-    scope: str = "unit"                 # "unit": own org unit and below; "all": everywhere
+    scope: str = "unit"                 # unit: own org unit and below; all: everywhere; or a level
+                                        # (e.g. community): everything under the user's unit at that level
 
 
 @dataclass(frozen=True)
@@ -189,6 +318,14 @@ class OrgTree:
 
     def contains(self, outer: str, inner: str) -> bool:
         return outer in self.ancestors(inner)
+
+    def ancestor_at(self, unit_id: str, level: str) -> str | None:
+        """The unit at ``level`` above (or equal to) ``unit_id``; None if it sits higher than that level."""
+        return next((u for u in self.ancestors(unit_id) if self.units[u].level == level), None)
+
+    def parent(self, unit_id: str) -> str | None:
+        unit = self.units.get(unit_id)
+        return unit.parent if unit else None
 
     def below(self, unit_id: str) -> list[str]:
         return [u for u in self.units if self.contains(unit_id, u)]

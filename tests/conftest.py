@@ -131,3 +131,37 @@ def registry(log: list[tuple[str, Any]]) -> ActionRegistry:
     return registry
 
 
+
+
+GOVERNANCE_DEFS = Path(__file__).parent / "data" / "valid" / "governance"
+#: People of the governance examples: (username, name, roles, unit)
+GOVERNANCE_USERS = [
+    ("staff", "陈静", ["community_staff"], "renjia"),
+    ("staff2", "吴婷", ["community_staff"], "wenfeng"),
+    ("secretary", "周伟", ["community_secretary"], "renjia"),
+    ("secretary2", "钱刚", ["community_secretary"], "renjia"),
+    ("secretary_wf", "孔亮", ["community_secretary"], "wenfeng"),
+    ("grid", "赵敏", ["grid_worker"], "renjia-g1"),
+    ("grid_wf", "冯磊", ["grid_worker"], "wenfeng-g1"),
+    ("street", "郑军", ["street_evaluator"], "huizhou-jie"),
+    ("street2", "何平", ["street_evaluator"], "huizhou-jie"),
+    ("street3", "施琳", ["street_evaluator"], "huizhou-jie"),
+    ("district", "黄蕾", ["district_evaluator"], "huizhou"),
+    ("district2", "韩梅", ["district_evaluator"], "huizhou"),
+    ("district3", "唐宁", ["district_evaluator"], "huizhou"),
+    ("party", "刘洋", ["resident", "party_member"], "renjia-g2"),
+    ("party2", "蒋涛", ["resident", "party_member"], "renjia-g1"),
+    ("party_wf", "沈洁", ["resident", "party_member"], "wenfeng-g2"),
+    ("volunteer", "李强", ["resident", "volunteer"], "renjia-g1"),
+    ("volunteer2", "杨帆", ["resident", "volunteer"], "renjia-g2"),
+    ("volunteer_wf", "许诺", ["resident", "volunteer"], "wenfeng-g1"),
+] + [(f"r{i}", f"居民{i}", ["resident"], "renjia-g1" if i % 2 else "renjia-g2") for i in range(1, 7)] + [
+    ("r_wf", "文峰居民", ["resident"], "wenfeng-g1"),
+]
+
+
+def governance_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "gov"
+    shutil.copytree(GOVERNANCE_DEFS, root)
+    shutil.copytree(ROOT / "org", root / "org")
+    return root
