@@ -226,6 +226,12 @@ class Engine:
         result.sort(key=lambda c: c.updated_at, reverse=True)
         return result
 
+    def display_names(self, usernames: Iterable[str]) -> list[str]:
+        wanted = set(usernames)
+        names = {d["username"]: d.get("name") or d["username"]
+                 for d in self.store.search(USERS, lambda d: d["username"] in wanted)}
+        return [names.get(u, u) for u in usernames]
+
     def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
         source = tx or self.store
         return [User.from_doc(d) for d in source.search(USERS, lambda d: role is None or role in d.get("roles", []))]
@@ -635,6 +641,9 @@ class Engine:
             raise NotFound(_msg("此流程没有排名", "This process has no ranking."))
         cases = [c for c in self.cases(user, workflow_id, wf.ranking.state) if c.round == round_id]
         return ranking.rank(wf.ranking, cases, lambda c: self.guard_context(c, user))
+
+    def can_rank(self, wf: WorkflowSpec, user: User) -> bool:
+        return wf.ranking is not None and bool(set(wf.ranking.roles) & set(user.roles))
 
     def round_closed(self, workflow_id: str, round_id: str) -> dict[str, Any] | None:
         found = self.store.search(ROUNDS, lambda d: d["workflow"] == workflow_id and d["round"] == round_id)

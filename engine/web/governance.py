@@ -1,0 +1,151 @@
+"""Pages for the governance mechanics: contributions (ratings, score sheets, votes), the public notice page
+with objections, ranking rounds, and points."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from .. import forms, ledger
+from ..errors import SubmissionError, TransitionError
+from . import get_engine
+from .auth import login_required
+from .cases import render_form_page
+from .i18n import tr
+
+bp = Blueprint("governance", __name__)
+
+
+# --------------------------------------------------------------------------- contributions
+
+@bp.route("/cases/<int:case_id>/contribute", methods=["GET", "POST"])
+@login_required
+def contribute(case_id: int) -> Any:
+    engine = get_engine()
+    case = engine.get(case_id, g.user)
+    spec = engine.state_of(case).collect
+    allowed, reason = engine.may_contribute(case, g.user)
+    if spec is None or not allowed:
+        raise TransitionError(reason or {"zh": "现在不需要您提交。", "en": "Nothing to submit here now."})
+    form = engine.definitions.forms[spec.form]
+    mine = case.contributions.get(case.state, {}).get(g.user.username)
+    if request.method == "GET":
+        values = dict(mine["data"]) if mine else {}
+        return render_form_page("contribute.html", form, values, {}, case=case, spec=spec, mine=mine)
+    values = forms.from_html(form, request.form)
+    try:
+        engine.contribute(case_id, g.user, values)
+    except SubmissionError as exc:
+        return render_form_page("contribute.html", form, values, exc.errors, 422, case=case, spec=spec, mine=mine,
+                                alert=_("Please correct the marked fields. Nothing you typed was lost."))
+    flash(_("Thank you: your “%(label)s” was recorded.", label=tr(spec.label)))
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+@bp.route("/cases/<int:case_id>/recuse", methods=["POST"])
+@login_required
+def recuse(case_id: int) -> Any:
+    get_engine().declare_conflict(case_id, g.user, request.form.get("reason", ""))
+    flash(_("Your conflict of interest was recorded; you are left out of this case."))
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+# --------------------------------------------------------------------------- public page (no login)
+
+@bp.route("/public")
+def public() -> Any:
+    engine = get_engine()
+    items = [(case, state, engine.public_data(case, state), engine.notice_ends(case))
+             for case, state in engine.public_cases()]
+    return render_template("public.html", items=items, now=engine.clock())
+
+
+@bp.route("/public/<int:case_id>", methods=["GET", "POST"])
+def public_case(case_id: int) -> Any:
+    engine = get_engine()
+    found = next(((c, s) for c, s in engine.public_cases() if c.id == case_id), None)
+    if found is None:
+        abort(404)
+    case, state = found
+    error = None
+    reason = ""
+    if request.method == "POST":
+        if g.user is None:
+            return redirect(url_for("auth.login", next=url_for("governance.public_case", case_id=case_id)))
+        reason = request.form.get("reason", "")
+        try:
+            engine.object(case_id, g.user, reason)
+        except SubmissionError as exc:
+            error = tr(exc.errors["reason"][0])
+        else:
+            flash(_("Your objection was filed. The case is being reviewed; you will see the outcome here."))
+            return redirect(url_for("governance.public"))
+    may_object = bool(state.notice and g.user is not None and set(state.notice.objection_roles) & set(g.user.roles))
+    workflow = engine.workflow_of(case)
+    fields = {f.id: f for _, f in engine.data_fields(workflow)}
+    return render_template("public_case.html", case=case, state=state, workflow=workflow, fields=fields,
+                           data=engine.public_data(case, state), ends=engine.notice_ends(case),
+                           may_object=may_object, error=error, reason=reason), 422 if error else 200
+
+
+# --------------------------------------------------------------------------- ranking
+
+@bp.route("/workflows/<workflow_id>/ranking", methods=["GET", "POST"])
+@login_required
+def ranking(workflow_id: str) -> Any:
+    engine = get_engine()
+    wf = engine.definitions.workflows.get(workflow_id)
+    if wf is None or wf.ranking is None:
+        abort(404)
+    if not engine.can_rank(wf, g.user):
+        abort(403)
+    rounds = engine.rounds(workflow_id, g.user)
+    round_id = request.values.get("round") or (rounds[0] if rounds else None)
+    if request.method == "POST" and round_id:
+        try:
+            engine.close_round(workflow_id, round_id, g.user)
+        except TransitionError as exc:
+            flash(tr(exc.message))
+        else:
+            flash(_("Round %(round)s closed: the cases have moved on.", round=round_id))
+        return redirect(url_for("governance.ranking", workflow_id=workflow_id, round=round_id))
+    result = engine.ranking(workflow_id, round_id, g.user) if round_id else None
+    closed = engine.round_closed(workflow_id, round_id) if round_id else None
+    cases = {c.id: c for c in engine.cases(g.user, workflow_id)}
+    levels = {lv.id: lv for lv in wf.ranking.levels}
+    may_close = bool(set(wf.ranking.roles) & set(g.user.roles))
+    return render_template("ranking.html", workflow=wf, rounds=rounds, round=round_id, result=result, closed=closed,
+                           cases=cases, levels=levels, may_close=may_close)
+
+
+# --------------------------------------------------------------------------- points
+
+@bp.route("/points")
+@login_required
+def points() -> Any:
+    engine = get_engine()
+    return render_template("points.html", balance=engine.balance(g.user.username),
+                           entries=engine.ledger_of(g.user.username))
+
+
+@bp.route("/points/overview")
+@login_required
+def points_overview() -> Any:
+    engine = get_engine()
+    staff = {r for wf in engine.definitions.workflows.values() for t in wf.transitions() if t.points for r in t.roles}
+    if not (set(g.user.roles) & (staff | {"community_staff", "community_secretary", "admin"})):
+        abort(403)
+    people = {u.username: u for u in engine.users() if engine.in_scope(g.user, u.org_unit)}
+    rows = []
+    for acc in engine.store.search(ledger.ACCOUNTS):
+        person = people.get(acc["owner"])
+        if person is None:
+            continue
+        entries = [e for e in engine.store.search(ledger.LEDGER, lambda d, o=acc["owner"]: d["account"] == o)]
+        rows.append({"user": person, "balance": acc["balance"],
+                     "earned": sum(e["amount"] for e in entries if e["amount"] > 0),
+                     "spent": -sum(e["amount"] for e in entries if e["amount"] < 0)})
+    rows.sort(key=lambda r: -r["earned"])
+    totals = {k: sum(r[k] for r in rows) for k in ("balance", "earned", "spent")}
+    return render_template("points_overview.html", rows=rows, totals=totals)
