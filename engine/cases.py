@@ -20,6 +20,7 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     doc.setdefault("conflicts", [])
     doc.setdefault("round", None)
     doc.setdefault("overdue", False)
+    doc.setdefault("parent", None)
     return doc
 
 
@@ -49,6 +50,7 @@ class Case:
     objections: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)                      # who declared a conflict of interest
     overdue: bool = False
+    parent: int | None = None                                                # the case this one was started from
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Case":
@@ -59,7 +61,7 @@ class Case:
                    history=doc["history"], assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
                    version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
-                   overdue=doc["overdue"])
+                   overdue=doc["overdue"], parent=doc["parent"])
 
     def to_doc(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "workflow": self.workflow, "workflow_version": self.workflow_version,
@@ -68,7 +70,7 @@ class Case:
                 "history": self.history, "assignees": self.assignees, "waiting_for": self.waiting_for,
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
-                "overdue": self.overdue}
+                "overdue": self.overdue, "parent": self.parent}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

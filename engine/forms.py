@@ -118,6 +118,8 @@ def field_schema(f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
         s = {"type": "string", "minLength": 1}
         if org is not None:
             s["enum"] = [u.id for u in org.at_level(f.level)]
+    elif t == "case":
+        s = {"type": "integer", "minimum": 1}
     elif t == "repeat":
         s = {"type": "array", "items": {"type": "object"}}
         if f.min_rows:
@@ -218,7 +220,7 @@ def coerce(f: FieldSpec, value: Any) -> Any:
             value = re.sub(r"[\s-]", "", value)
     if _empty(value):
         return None
-    if f.type in ("integer", "rating") and isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value):
+    if f.type in ("integer", "rating", "case") and isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value):
         return int(value)
     if f.type in ("number", "score") and isinstance(value, str):
         try:
@@ -418,4 +420,6 @@ def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = No
         return org.path_name(value, lang)
     if f.type in FILE_TYPES and isinstance(value, dict):
         return str(value.get("name", ""))
+    if f.type == "case":
+        return f"#{value}"
     return str(value)

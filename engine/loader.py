@@ -31,7 +31,8 @@ from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .durations import Duration
 from .spec import (
-    AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, NoticeSpec, PointsSpec, RankingSpec, TimerSpec,
+    AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, ListSpec, MetricSpec, NoticeSpec, PointsSpec,
+    RankingSpec, SpawnSpec, TargetSpec, TimerSpec,
     CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
@@ -162,6 +163,9 @@ class Loader:
         self.actions = actions
         self.problems: list[Problem] = []
         self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
+        # references to other workflows, checked once every workflow is loaded: (source, path, workflow id, extra)
+        self.case_refs: list[tuple[YamlSource, list[PathItem], str, tuple[str, ...]]] = []
+        self.spawn_refs: list[tuple[YamlSource, list[PathItem], SpawnSpec]] = []
         self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
         self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
 
@@ -327,6 +331,13 @@ class Loader:
                 self.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
         if "level" in item and ftype != "orgunit":
             self.problems.append(source.problem(here + ["level"], "'level' only belongs to an orgunit field", key=True))
+        if ftype == "case" and "workflow" not in item:
+            self.problems.append(source.problem(here, "a case field needs 'workflow' (which process the case belongs to)"))
+        elif ftype == "case":
+            self.case_refs.append((source, here + ["workflow"], item["workflow"], tuple(item.get("states", []))))
+        for key in ("workflow", "states"):
+            if key in item and ftype != "case":
+                self.problems.append(source.problem(here + [key], f"'{key}' only belongs to a case field", key=True))
         for key in ("accept", "max_size"):
             if key in item and ftype not in FILE_TYPES:
                 self.problems.append(source.problem(here + [key], f"{key!r} only belongs to a file or photo field", key=True))
@@ -358,7 +369,7 @@ class Loader:
             sensitive=item.get("sensitive", False), fields=subfields, min_rows=min_rows, max_rows=item.get("max_rows"),
             accept=tuple(item.get("accept", ("image/jpeg", "image/png", "image/webp") if ftype == "photo" else ())),
             max_size=parse_size(item["max_size"]) if "max_size" in item else (5 * 1024 * 1024 if ftype in FILE_TYPES else None),
-            level=item.get("level"),
+            level=item.get("level"), workflow=item.get("workflow"), states=tuple(item.get("states", ())),
         )
 
     def check_compute_cycles(self, source: YamlSource, fields: list[FieldSpec], paths: list[list[PathItem]]) -> None:
@@ -479,7 +490,8 @@ class Loader:
             if final and raw:
                 self.problems.append(source.problem(here + ["transitions"], f"final state {sid!r} has transitions",
                                                     "remove 'final: true' or the transitions", key=True))
-            if not final and not raw:
+            ranked_here = sid == doc.get("ranking", {}).get("state")  # closing a round moves its cases on
+            if not final and not raw and not ranked_here:
                 self.problems.append(source.problem(here, f"state {sid!r} has no way out",
                                                     "add a transition, or mark it 'final: true'", key=True))
             check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
@@ -504,21 +516,44 @@ class Loader:
                     assign=self.assign(source, tpath + ["assign"], t.get("assign"), wf_roles),
                     points=self.points(source, tpath + ["points"], t.get("points", []),
                                        None if missing_forms else data_names | GUARD_NAMES),
+                    spawn=self.spawns(source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
+                                      step_forms, rows_allowed=True),
                 ))
+            by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
+            timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()
+            timed |= {state["notice"]["on_expiry"]} if "notice" in state else set()
+            timed |= {state["collect"]["on_deadline"]} if "on_deadline" in state.get("collect", {}) else set()
+            for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
+                if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
+                    self.problems.append(source.problem(
+                        here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
+                        "name it in the state's after, notice.on_expiry or collect.on_deadline, or add a role that takes it"))
             built_states[sid] = StateSpec(
                 sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions),
-                collect=self.collect(source, here + ["collect"], state.get("collect"), forms, wf_roles, seen_ids, check_form),
-                after=self.timer(source, here + ["after"], state.get("after"), seen_ids),
+                collect=self.collect(source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
+                                     None if missing_forms else data_names),
+                after=self.timer(source, here + ["after"], state.get("after"), by_id),
                 deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles),
-                notice=self.notice(source, here + ["notice"], state.get("notice"), states, seen_ids, wf_roles, data_names),
+                notice=self.notice(source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
                 public=state.get("public", False),
                 public_fields=self.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
                 publish=state.get("publish", False),
+                offers=self.spawns(source, here + ["offers"], state.get("offers", []), None if missing_forms else data_names,
+                                   step_forms, rows_allowed=False),
+                certificate=state.get("certificate", False),
             )
 
         # a transition to a misspelt state already says so; it would also make its real target "unreachable"
         ranking = self.ranking(source, doc.get("ranking"), states, wf_roles, data_names)
-        targets_known = all(t["to"] in states for st in states.values() for t in st.get("transitions", []))
+        if "ranking" in doc and "round" not in doc:
+            self.problems.append(source.problem(["ranking"], "a ranking needs a round",
+                                                "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
+        role_scope = self.role_scope(source, doc.get("role_scope", {}), doc["roles"])
+        raw_ranking = doc.get("ranking")
+        other_targets = [st["notice"]["objection"]["to"] for st in states.values() if "notice" in st]
+        other_targets += [raw_ranking[k] for k in ("state", "selected", "rest")] if raw_ranking else []
+        targets_known = all(t["to"] in states for st in states.values() for t in st.get("transitions", [])) \
+            and all(t in states for t in other_targets)
         if doc["initial"] in states and targets_known:
             reached, queue = {doc["initial"]}, deque([doc["initial"]])
             while queue:
@@ -526,8 +561,8 @@ class Loader:
                 targets = [t["to"] for t in states[sid].get("transitions", [])]
                 if "notice" in states[sid]:  # an objection moves the case on, too
                     targets.append(states[sid]["notice"]["objection"]["to"])
-                if ranking is not None and sid == ranking.state:
-                    targets += [ranking.selected, ranking.rest]
+                if raw_ranking and sid == raw_ranking["state"]:  # closing a round moves the case on
+                    targets += [raw_ranking["selected"], raw_ranking["rest"]]
                 for target in targets:
                     if target in states and target not in reached:
                         reached.add(target)
@@ -536,6 +571,9 @@ class Loader:
                 if sid not in reached:
                     self.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {doc['initial']!r}",
                                                         "add a transition to it, or remove it", key=True))
+        metrics = self.metrics(source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
+        targets = self.targets(source, doc.get("targets", []), start_form, set(doc["roles"]))
+        listing = self.listing(source, doc.get("list", {}), start_form)
         if len(self.problems) > problems_before or start_form is None:
             return None
         return WorkflowSpec(
@@ -543,8 +581,100 @@ class Loader:
             start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
             states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
             round=doc.get("round", {}).get("period"), round_title=_text(doc.get("round", {}).get("title")),
-            ranking=ranking, role_scope=self.role_scope(source, doc.get("role_scope", {}), doc["roles"]),
+            ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing,
         )
+
+    # -- links between processes, reports, list pages (issue 5) ------------------------------------------
+    def spawns(self, source: YamlSource, path: list[PathItem], items: list[dict], names: set[str] | None,
+               step_forms: list[FormSpec], rows_allowed: bool) -> tuple[SpawnSpec, ...]:
+        result = []
+        repeats = {f.id: f for form in step_forms for f in form.fields if f.is_repeat}
+        for i, item in enumerate(items):
+            here = path + [i]
+            known = None if names is None else names | GUARD_NAMES
+            if "rows" in item:
+                if not rows_allowed:
+                    self.problems.append(source.problem(here + ["rows"], "'rows' only works in a transition's spawn", key=True))
+                elif names is not None and item["rows"] not in repeats:
+                    self.problems.append(source.problem(here + ["rows"], f"{item['rows']!r} is not a repeat field",
+                                                        did_you_mean(item["rows"], repeats) or "name a repeat field of this workflow's forms"))
+                if known is not None:
+                    known = known | {"row"}
+            mapping = {}
+            for target, text in item["map"].items():
+                expr = self.expression(source, here + ["map", target], text, known, f"map.{target}")
+                if expr is not None:
+                    mapping[target] = expr
+            spec = SpawnSpec(item["workflow"], _text(item["label"]) or {}, mapping, item.get("rows"))
+            self.spawn_refs.append((source, here, spec))
+            result.append(spec)
+        return tuple(result)
+
+    def metrics(self, source: YamlSource, items: list[dict], names: set[str] | None,
+                step_forms: list[FormSpec]) -> tuple[MetricSpec, ...]:
+        numeric = {f.id for form in step_forms for f in form.fields if f.type in ("integer", "number", "score", "rating")}
+        result, seen = [], set()
+        for i, item in enumerate(items):
+            here: list[PathItem] = ["metrics", i]
+            if item["id"] in seen:
+                self.problems.append(source.problem(here + ["id"], f"duplicate metric id {item['id']!r}"))
+            seen.add(item["id"])
+            if "sum" in item and names is not None and item["sum"] not in numeric:
+                self.problems.append(source.problem(here + ["sum"], f"{item['sum']!r} is not a numeric field of this workflow",
+                                                    did_you_mean(item["sum"], numeric)))
+            where = self.expression(source, here + ["where"], item.get("where"),
+                                    None if names is None else names | GUARD_NAMES, f"metric {item['id']!r}")
+            result.append(MetricSpec(item["id"], _text(item["label"]) or {}, item.get("sum"), where))
+        return tuple(result)
+
+    def targets(self, source: YamlSource, items: list[dict], start_form: FormSpec | None,
+                roles: set[str]) -> tuple[TargetSpec, ...]:
+        result = []
+        for i, item in enumerate(items):
+            here: list[PathItem] = ["targets", i]
+            if "date" in item and start_form is not None:
+                f = start_form.field(item["date"])
+                if f is None or f.type not in ("date", "datetime"):
+                    self.problems.append(source.problem(here + ["date"], f"{item['date']!r} is not a date field of the start form",
+                                                        did_you_mean(item["date"], [x.id for x in start_form.fields if x.type in ("date", "datetime")])))
+            for j, role in enumerate(item.get("roles", [])):
+                if role not in roles:
+                    self.problems.append(source.problem(here + ["roles", j], f"unknown role {role!r}", did_you_mean(role, roles)))
+            result.append(TargetSpec(item["id"], _text(item["label"]) or {}, item["count"], item.get("period", "week"),
+                                     item.get("date"), tuple(item.get("roles", []))))
+        return tuple(result)
+
+    def listing(self, source: YamlSource, raw: dict, start_form: FormSpec | None) -> ListSpec:
+        if start_form is not None:
+            fields = {f.id for f in start_form.fields}
+            for key in ("columns", "filters"):
+                for i, name in enumerate(raw.get(key, [])):
+                    if name not in fields:
+                        self.problems.append(source.problem(["list", key, i], f"unknown field {name!r} of the start form",
+                                                            did_you_mean(name, fields)))
+        return ListSpec(tuple(raw.get("columns", [])), tuple(raw.get("filters", [])))
+
+    def check_references(self, forms: dict[str, FormSpec], workflows: dict[str, WorkflowSpec], known: set[str]) -> None:
+        """References across workflows, once all are loaded (``known``: ids of every workflow file, broken or not)."""
+        for source, path, wid, states in self.case_refs:
+            if wid not in known:
+                self.problems.append(source.problem(path, f"unknown workflow {wid!r}", did_you_mean(wid, known)))
+            elif wid in workflows:
+                for state in states:
+                    if state not in workflows[wid].states:
+                        self.problems.append(source.problem(path[:-1] + ["states"], f"unknown state {state!r} of workflow {wid!r}",
+                                                            did_you_mean(state, workflows[wid].states)))
+        for source, path, spec in self.spawn_refs:
+            if spec.workflow not in known:
+                self.problems.append(source.problem(path + ["workflow"], f"unknown workflow {spec.workflow!r}",
+                                                    did_you_mean(spec.workflow, known)))
+            elif spec.workflow in workflows:
+                start = forms[workflows[spec.workflow].start_form]
+                fields = {f.id for f in start.fields}
+                for target in spec.map:
+                    if target not in fields:
+                        self.problems.append(source.problem(path + ["map", target], f"{target!r} is not a field of form {start.id!r}",
+                                                            did_you_mean(target, fields), key=True))
 
     # -- governance mechanics (issue 4): each returns a spec or None, adding problems as it goes --------
     def assign(self, source: YamlSource, path: list[PathItem], raw: Any, wf_roles: set[str]) -> AssignSpec | None:
@@ -575,15 +705,17 @@ class Loader:
         return tuple(names)
 
     def collect(self, source: YamlSource, path: list[PathItem], raw: dict | None, forms: dict[str, FormSpec],
-                wf_roles: set[str], transition_ids: set[str], check_form: Any) -> CollectSpec | None:
+                wf_roles: set[str], transition_ids: dict[str, list[str]], check_form: Any,
+                data_names: set[str] | None = None) -> CollectSpec | None:
         if raw is None:
             return None
         form = check_form(path + ["form"], raw["form"])
         roles = raw.get("roles", [])
+        people = wf_roles - PSEUDO_ROLES  # contributors hold a role; who: assignees is for the people assigned
         for i, role in enumerate(roles):
-            if role not in wf_roles:
+            if role not in people:
                 self.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}",
-                                                    did_you_mean(role, wf_roles) or "list it in the workflow's roles"))
+                                                    did_you_mean(role, people) or "list it in the workflow's roles"))
         who = raw.get("who", "roles")
         if who == "roles" and not roles:
             self.problems.append(source.problem(path, "collect needs 'roles' (who may contribute) or who: assignees"))
@@ -593,27 +725,48 @@ class Loader:
                                                     did_you_mean(raw[key], transition_ids) or f"transitions here: {', '.join(sorted(transition_ids))}"))
         if "on_deadline" in raw and "deadline" not in raw:
             self.problems.append(source.problem(path + ["on_deadline"], "on_deadline needs a deadline", key=True))
+        if "on_deadline" in raw:
+            self.clock_takes(source, path + ["on_deadline"], raw["on_deadline"], transition_ids)
+        for i, role in enumerate(raw.get("visible_to", [])):
+            if role not in wf_roles - {"system"}:
+                self.problems.append(source.problem(path + ["visible_to", i], f"unknown role {role!r}",
+                                                    did_you_mean(role, wf_roles - {"system"}) or "list it in the workflow's roles"))
         fields = {f.id: f for f in form.fields} if form else {}
         for i, rule in enumerate(raw.get("recuse", [])):
-            if rule.startswith("field:") and form is not None and rule[6:] not in self.all_field_ids(forms):
+            if rule.startswith("field:") and data_names is not None and rule[6:] not in data_names:
                 self.problems.append(source.problem(path + ["recuse", i], f"unknown field {rule[6:]!r} in recusal rule",
-                                                    did_you_mean(rule[6:], self.all_field_ids(forms))))
+                                                    did_you_mean(rule[6:], data_names) or
+                                                    "name a field of the case that holds a username, e.g. field:nominee_user"))
         aggregate = None
         if "aggregate" in raw:
             agg = raw["aggregate"]
             apath = path + ["aggregate"]
             numeric = {"integer", "number", "score", "rating"}
-            for name in ([agg["field"]] if "field" in agg else []) + list(agg.get("criteria", {})):
+            named = ([(["field"], agg["field"], False)] if "field" in agg else []) + \
+                [(["criteria", name], name, True) for name in agg.get("criteria", {})]
+            for where, name, key in named:
                 if form is not None and (name not in fields or fields[name].type not in numeric):
-                    self.problems.append(source.problem(apath, f"{name!r} is not a numeric field of form {raw['form']!r}",
-                                                        did_you_mean(name, [f for f, x in fields.items() if x.type in numeric])))
-            if "tally" in agg and form is not None and (agg["tally"] not in fields or fields[agg["tally"]].type not in CHOICE_TYPES | {"checkbox"}):
-                self.problems.append(source.problem(apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {raw['form']!r}"))
+                    usable = [f for f, x in fields.items() if x.type in numeric]
+                    self.problems.append(source.problem(
+                        apath + where, f"{name!r} is not a numeric field of form {raw['form']!r}",
+                        did_you_mean(name, usable) or (f"numeric fields: {', '.join(usable)}" if usable else
+                                                       "use an integer, number, score or rating field"), key=key))
+            tally_types = CHOICE_TYPES | {"checkbox"}
+            if "tally" in agg and form is not None and (agg["tally"] not in fields or fields[agg["tally"]].type not in tally_types):
+                usable = [f for f, x in fields.items() if x.type in tally_types]
+                self.problems.append(source.problem(
+                    apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {raw['form']!r}",
+                    did_you_mean(agg["tally"], usable) or (f"choice fields: {', '.join(usable)}" if usable else
+                                                           "tally a select, multiselect or checkbox field")))
             method = agg.get("method", "mean")
             if "field" not in agg and "criteria" not in agg and "tally" not in agg:
                 self.problems.append(source.problem(apath, "aggregate needs 'field', 'criteria' or 'tally'"))
             if "field" in agg and "criteria" in agg:
                 self.problems.append(source.problem(apath, "use either 'field' or 'criteria', not both"))
+            for role in agg.get("role_weights", {}):
+                if role not in people:
+                    self.problems.append(source.problem(apath + ["role_weights", role], f"unknown role {role!r}",
+                                                        did_you_mean(role, people) or "weigh roles of the workflow", key=True))
             if method == "weighted_mean" and not agg.get("role_weights"):
                 self.problems.append(source.problem(apath + ["method"], "weighted_mean needs role_weights",
                                                     "e.g. role_weights: {district_evaluator: 2, street_evaluator: 1}"))
@@ -625,39 +778,57 @@ class Loader:
             on_deadline=raw.get("on_deadline"), recuse=tuple(raw.get("recuse", [])),
             visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate)
 
-    @staticmethod
-    def all_field_ids(forms: dict[str, FormSpec]) -> set[str]:
-        return {f.id for form in forms.values() for f in form.fields}
+    def clock_takes(self, source: YamlSource, path: list[PathItem], target: str, transitions: dict[str, list[str]],
+                    key: bool = False) -> None:
+        """A transition the clock takes (a timer, a notice's expiry, a collect deadline) must list ``system``."""
+        if target in transitions and "system" not in transitions[target]:
+            self.problems.append(source.problem(path, f"the clock takes transition {target!r}, but its roles lack 'system'",
+                                                f"add system to its roles, e.g. roles: [{', '.join(transitions[target] + ['system'])}]",
+                                                key=key))
 
-    def timer(self, source: YamlSource, path: list[PathItem], raw: str | None, transition_ids: set[str]) -> TimerSpec | None:
+    def timer(self, source: YamlSource, path: list[PathItem], raw: str | None,
+              transition_ids: dict[str, list[str]]) -> TimerSpec | None:
         if raw is None:
             return None
         duration, _, target = (part.strip() for part in raw.partition("->"))
         if target not in transition_ids:
             self.problems.append(source.problem(path, f"unknown transition {target!r} in this state",
                                                 did_you_mean(target, transition_ids) or "the timer takes one of this state's transitions"))
+        self.clock_takes(source, path, target, transition_ids)
         return TimerSpec(Duration.parse(duration), target)
 
     def deadline(self, source: YamlSource, path: list[PathItem], raw: dict | None, wf_roles: set[str]) -> DeadlineSpec | None:
         if raw is None:
             return None
+        escalate = raw.get("escalate")
+        if escalate == "self" or isinstance(escalate, dict) and "choose" in escalate:
+            what = "it cannot choose people" if isinstance(escalate, dict) else "'self' would be the system"
+            self.problems.append(source.problem(path + ["escalate"], f"the clock escalates a deadline: {what}",
+                                                "route it, e.g. escalate: {route: community_staff, unit: community}"))
         return DeadlineSpec(Duration.parse(raw["within"]), self.assign(source, path + ["escalate"], raw.get("escalate"), wf_roles))
 
-    def notice(self, source: YamlSource, path: list[PathItem], raw: dict | None, states: dict, transition_ids: set[str],
-               wf_roles: set[str], data_names: set[str]) -> NoticeSpec | None:
+    def notice(self, source: YamlSource, path: list[PathItem], raw: dict | None, states: dict,
+               transition_ids: dict[str, list[str]], wf_roles: set[str], data_names: set[str]) -> NoticeSpec | None:
         if raw is None:
             return None
         if raw["on_expiry"] not in transition_ids:
             self.problems.append(source.problem(path + ["on_expiry"], f"unknown transition {raw['on_expiry']!r} in this state",
                                                 did_you_mean(raw["on_expiry"], transition_ids) or "name one of this state's transitions"))
+        self.clock_takes(source, path + ["on_expiry"], raw["on_expiry"], transition_ids)
         target = raw["objection"]["to"]
         if target not in states:
             self.problems.append(source.problem(path + ["objection", "to"], f"unknown state {target!r}", did_you_mean(target, states)))
+        people = wf_roles - PSEUDO_ROLES  # objections come from people holding a role, never creator / assignee / system
         roles = raw["objection"].get("roles", ["resident"])
-        for i, role in enumerate(roles):
-            if role not in wf_roles:
+        if "roles" not in raw["objection"] and "resident" not in people:
+            self.problems.append(source.problem(path + ["objection"], "objections come from 'resident' by default, "
+                                                "but it is not a role of this workflow",
+                                                "say who may object, e.g. objection: {roles: [resident], to: ...}, "
+                                                "and list that role in the workflow's roles"))
+        for i, role in enumerate(raw["objection"].get("roles", [])):
+            if role not in people:
                 self.problems.append(source.problem(path + ["objection", "roles", i], f"unknown role {role!r}",
-                                                    did_you_mean(role, wf_roles) or "list it in the workflow's roles"))
+                                                    did_you_mean(role, people) or "list it in the workflow's roles"))
         return NoticeSpec(Duration.parse(raw["duration"]), raw["on_expiry"], tuple(roles), target,
                           self.field_names(source, path + ["public_fields"], raw.get("public_fields", []), data_names))
 
@@ -669,9 +840,11 @@ class Loader:
         for key in ("state", "selected", "rest"):
             if raw[key] not in states:
                 self.problems.append(source.problem(path + [key], f"unknown state {raw[key]!r}", did_you_mean(raw[key], states)))
+        people = wf_roles - PSEUDO_ROLES  # closing a round is done by a person holding the role
         for i, role in enumerate(raw["roles"]):
-            if role not in wf_roles:
-                self.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}", did_you_mean(role, wf_roles)))
+            if role not in people:
+                self.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}",
+                                                    did_you_mean(role, people) or "list it in the workflow's roles"))
         names = data_names | GUARD_NAMES
         by = self.expression(source, path + ["by"], raw["by"], names, "ranking.by")
         ties = []
@@ -737,6 +910,7 @@ class Loader:
             workflow_files[wid] = source.file
             if wf is not None:
                 workflows[wid] = wf
+        self.check_references(forms, workflows, set(workflow_files) | self.broken_ids)
         if self.problems:
             raise DefinitionError(self.problems)
         return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists)

@@ -237,8 +237,30 @@ class Engine:
         return [User.from_doc(d) for d in source.search(USERS, lambda d: role is None or role in d.get("roles", []))]
 
     # ------------------------------------------------------------------ commands: start and transitions
-    def _validate(self, form: FormSpec, values: Mapping[str, Any]) -> dict[str, Any]:
-        return forms.validate(form, values, at=self.clock(), org=self.definitions.org)
+    def _validate(self, form: FormSpec, values: Mapping[str, Any], user: User | None = None,
+                  tx: Transaction | None = None) -> dict[str, Any]:
+        data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
+        errors = {}
+        for f in form.fields:  # references to other cases: they must exist, be of the right kind, and be visible
+            if f.type == "case" and f.id in data:
+                if not self._case_ref_ok(f, data[f.id], user, tx):
+                    errors[f.id] = [_msg("请选择一个有效的事项", "Choose one of the listed cases.")]
+        if errors:
+            raise SubmissionError(errors, values=dict(values))
+        return data
+
+    def _case_ref_ok(self, f: Any, value: Any, user: User | None, tx: Transaction | None) -> bool:
+        try:
+            doc = (tx or self.store).get(CASES, int(value))
+        except (TypeError, ValueError):
+            return False
+        if doc is None or doc["workflow"] != f.workflow or (f.states and doc["state"] not in f.states):
+            return False
+        return user is None or self.can_see(Case.from_doc(doc), user)
+
+    def case_choices(self, f: Any, user: User) -> list[Case]:
+        """The cases a ``type: case`` field may point at, for this user."""
+        return [c for c in self.cases(user, f.workflow) if not f.states or c.state in f.states]
 
     def _waiting_for(self, wf: WorkflowSpec, state_id: str) -> list[str]:
         state = wf.states[state_id]
@@ -248,26 +270,59 @@ class Engine:
             return list(state.inbox)
         return sorted({r for t in state.transitions for r in t.roles} - {"system"})
 
-    def start(self, workflow_id: str, user: User, values: Mapping[str, Any]) -> Case:
+    def start(self, workflow_id: str, user: User, values: Mapping[str, Any], parent: int | None = None) -> Case:
+        """Open a case; ``parent``: the case it was started from (one of that case's ``offers``)."""
         wf = self.definitions.workflows.get(workflow_id)
         if wf is None:
             raise NotFound(_msg(f"流程 {workflow_id} 不存在", f"workflow {workflow_id} does not exist"))
         if not self.may_start(wf, user):
             raise NotAllowed(_msg(f"您的角色不能发起“{tr(wf.title, 'zh')}”。", f"Your role may not start '{tr(wf.title, 'en')}'."))
+        if parent is not None:
+            self.offer(parent, workflow_id, user)  # the parent must offer it, now, to this user
+        with self.store.transaction() as tx:
+            case = self._open(tx, wf, user, values, parent)
+        return case
+
+    def _open(self, tx: Transaction, wf: WorkflowSpec, user: User, values: Mapping[str, Any], parent: int | None,
+              note: str = "") -> Case:
         form = self.definitions.forms[wf.start_form]
-        data = self._validate(form, values)
+        data = self._validate(form, values, user, tx)
         org_unit = (data.get(wf.org_unit_field) if wf.org_unit_field else None) or user.org_unit
         now = self.clock()
         case = Case(workflow=wf.id, workflow_version=wf.version, state=wf.initial, data=data, org_unit=org_unit,
                     created_by=user.username, created_at=iso(now), updated_at=iso(now),
-                    round=round_of(wf.round, now))
+                    round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
-        case.history.append(self._history(user, "start", wf.title, None, wf.initial, "", _changes(form, {}, data)))
-        with self.store.transaction() as tx:
-            case.id = tx.insert(CASES, case.to_doc())
-            self._enter(tx, case, wf, wf.initial, user, now)
-            tx.replace(CASES, case.id, case.to_doc())
+        case.history.append(self._history(user, "start", wf.title, None, wf.initial, note, _changes(form, {}, data)))
+        case.id = tx.insert(CASES, case.to_doc())
+        self._enter(tx, case, wf, wf.initial, user, now)
+        tx.replace(CASES, case.id, case.to_doc())
         return case
+
+    def offer(self, parent_id: int, workflow_id: str, user: User) -> tuple[Case, Any]:
+        """The parent case and its offer to start ``workflow_id`` from it (raises if there is none now)."""
+        parent = self.get(parent_id, user)
+        state = self.state_of(parent)
+        spec = next((o for o in state.offers if o.workflow == workflow_id), None)
+        if spec is None:
+            raise TransitionError(_msg("此事项现在不能生成该类事项。", "This case does not offer that now."))
+        return parent, spec
+
+    def prefill(self, parent: Case, spec: Any, user: User, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Start-form values for a linked case, from ``spec.map`` over the parent (and a repeat row)."""
+        ctx = self.guard_context(parent, user)
+        if row is not None:
+            ctx["row"] = dict(row)
+        values = {}
+        for target, expr in spec.map.items():
+            value = expr.evaluate(ctx, self.clock())
+            if value is not None:
+                values[target] = value
+        return values
+
+    def children(self, case: Case, user: User) -> list[Case]:
+        found = [Case.from_doc(d) for d in self.store.search(CASES, lambda d: d.get("parent") == case.id)]
+        return [c for c in found if self.can_see(c, user)]
 
     def fire(self, case_id: int, transition_id: str, user: User, values: Mapping[str, Any] | None = None,
              comment: str = "", expected_version: int | None = None, assignees: Iterable[str] = ()) -> Case:
@@ -296,7 +351,7 @@ class Engine:
         t = self._check_transition(case, user, transition_id, system)                  # 1. role, 2. guard
         step_form = self.definitions.forms[t.form] if t.form else None
         try:
-            step_data = self._validate(step_form, values) if step_form else {}          # 3. form
+            step_data = self._validate(step_form, values, user, tx) if step_form else {}  # 3. form
         except SubmissionError as exc:
             exc.values = dict(values)
             raise
@@ -320,6 +375,8 @@ class Engine:
         self._run(t.actions, case, user, t, tx, now)                                    # 7. after-actions
         for points in t.points:
             self._post_points(tx, case, t, points, user, now)
+        for spawn in t.spawn:
+            self._spawn(tx, case, spawn, user)
         if assignees is not None:
             new = set(case.assignees) - set(previous_assignees)
             notify(tx, new, "assigned", case, t.label, now, skip=user.username)
@@ -368,6 +425,21 @@ class Engine:
             ledger.publish(tx, case, state_id, self.public_data(case, state), actor.username, now)
         if state.final or state.publish:
             notify(tx, [case.created_by], "result", case, state.title, now, skip=actor.username)
+
+    def _spawn(self, tx: Transaction, case: Case, spec: Any, actor: User) -> None:
+        """Start linked cases from this one: one per row of ``spec.rows``, or one."""
+        wf = self.definitions.workflows[spec.workflow]
+        rows = case.data.get(spec.rows) or [] if spec.rows else [None]
+        for i, row in enumerate(rows):
+            values = self.prefill(case, spec, actor, row)
+            try:
+                self._open(tx, wf, actor, values, case.id, note=f"#{case.id}")
+            except SubmissionError as exc:
+                where = f"第 {i + 1} 行" if spec.rows else ""
+                detail = "; ".join(f"{k}: {v[0]['zh']}" for k, v in exc.errors.items())
+                raise TransitionError(_msg(f"{where}无法生成“{tr(spec.label, 'zh')}”：{detail}",
+                                           f"Cannot start '{tr(spec.label, 'en')}' {('from row ' + str(i + 1)) if spec.rows else ''}: "
+                                           + "; ".join(f"{k}: {v[0]['en']}" for k, v in exc.errors.items()))) from None
 
     def _resolve_assign(self, tx: Transaction, case: Case, spec: AssignSpec, actor: User, chosen: list[str]) -> list[str]:
         if spec.mode == "creator":
@@ -468,7 +540,7 @@ class Engine:
             state = self.state_of(case)
             spec = state.collect
             assert spec is not None
-            data = self._validate(self.definitions.forms[spec.form], values)
+            data = self._validate(self.definitions.forms[spec.form], values, user, tx)
             now = iso(self.clock())
             bucket = case.contributions.setdefault(case.state, {})
             previous = bucket.get(user.username)
@@ -686,6 +758,54 @@ class Engine:
             tx.insert(ROUNDS, {"workflow": workflow_id, "round": round_id, "closed_at": iso(now), "by": user.username,
                                "results": [{"case": p.case_id, "rank": p.rank, "level": p.level} for p in result.placed],
                                "ties": result.ties})
+        return result
+
+    # ------------------------------------------------------------------ reported figures and quotas
+    def figures(self, user: User, unit: str | None = None) -> list[dict[str, Any]]:
+        """Every declared metric, per case month and org unit, over the cases the user may see.
+
+        Rows: ``{"workflow", "metric", "month": "2026-11", "unit": org unit, "value"}`` (values per case:
+        1 for a count, the field for a sum). The dashboard groups them by month, quarter and unit.
+        """
+        rows = []
+        for case in self.cases(user):
+            wf = self.definitions.workflows.get(case.workflow)
+            if wf is None or not wf.metrics or (unit and not self.definitions.org.contains(unit, case.org_unit)):
+                continue
+            ctx = self.guard_context(case, user)
+            for metric in wf.metrics:
+                if metric.where is not None and not metric.where.test(ctx, self.clock()):
+                    continue
+                value = 1 if metric.sum is None else case.data.get(metric.sum)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                rows.append({"workflow": wf.id, "metric": metric.id, "month": case.created_at[:7],
+                             "unit": case.org_unit, "value": value})
+        return rows
+
+    def quota_report(self, wf: WorkflowSpec, user: User, day: dt.date | None = None) -> list[dict[str, Any]]:
+        """For each target: per person, how many cases they started in the period around ``day``, and the shortfall."""
+        day = day or self.clock().date()
+        result = []
+        cases = self.cases(user, wf.id)
+        for target in wf.targets:
+            if target.period == "week":
+                start = day - dt.timedelta(days=day.weekday())
+                end = start + dt.timedelta(days=7)
+            else:
+                start = day.replace(day=1)
+                end = (start + dt.timedelta(days=32)).replace(day=1)
+            people = [u for u in self.users(role=None)
+                      if (set(target.roles or wf.start_roles) & set(u.roles)) and self.in_scope(user, u.org_unit)]
+            counts = {u.username: 0 for u in people}
+            for case in cases:
+                when = str(case.data.get(target.date) or "") if target.date else case.created_at
+                if when and start.isoformat() <= when[:10] < end.isoformat() and case.created_by in counts:
+                    counts[case.created_by] += 1
+            for person in people:
+                done = counts[person.username]
+                result.append({"target": target, "user": person, "count": done, "shortfall": max(0, target.count - done),
+                               "start": start.isoformat(), "end": (end - dt.timedelta(days=1)).isoformat()})
         return result
 
     # ------------------------------------------------------------------ points

@@ -20,7 +20,7 @@ FILE_TYPES = frozenset({"file", "photo"})
 FIELD_TYPES = frozenset({
     "text", "textarea", "integer", "number", "date", "datetime", "phone", "id_number",
     "email", "select", "multiselect", "checkbox", "rating", "score", "file", "photo",
-    "repeat", "orgunit",
+    "repeat", "orgunit", "case",
 })
 #: Roles every workflow knows without declaring them: who started the case, who it is assigned to,
 #: and the system itself (timers: a transition only the clock takes).
@@ -65,6 +65,8 @@ class FieldSpec:
     accept: tuple[str, ...] = ()
     max_size: int | None = None
     level: str | None = None
+    workflow: str | None = None          # type: case — which workflow the referenced case belongs to
+    states: tuple[str, ...] = ()         # type: case — and which states it may be in
 
     @property
     def is_repeat(self) -> bool:
@@ -133,6 +135,18 @@ class PointsSpec:
 
 
 @dataclass(frozen=True)
+class SpawnSpec:
+    """A linked case started from this one: automatically by a transition (one per row of ``rows``), or
+    offered as a button on the case page. ``map`` fills the new case's start form: target field ->
+    expression over this case (and ``row`` for rows)."""
+
+    workflow: str
+    label: Text
+    map: Mapping[str, Expression]
+    rows: str | None = None
+
+
+@dataclass(frozen=True)
 class TransitionSpec:
     id: str
     source: str
@@ -147,6 +161,7 @@ class TransitionSpec:
     style: str = "primary"             # "primary" | "secondary" | "danger"
     assign: AssignSpec | None = None
     points: tuple[PointsSpec, ...] = ()
+    spawn: tuple[SpawnSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,8 @@ class StateSpec:
     public: bool = False                # cases in this state are listed on the public page (居务公开)
     public_fields: tuple[str, ...] = ()
     publish: bool = False               # entering this state appends to the tamper-evident publication chain
+    offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
+    certificate: bool = False           # cases in this state have a printable certificate
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
@@ -259,6 +276,37 @@ class RankingSpec:
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """A figure the reports count, per org unit and month: ``count`` of cases, or ``sum`` of a field,
+    over the cases for which ``where`` holds (``where`` sees the case's data, ``state`` and ``case``)."""
+
+    id: str
+    label: Text
+    sum: str | None = None
+    where: Expression | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A quota per person and period (e.g. 10 visits a week per cadre): shortfalls are shown."""
+
+    id: str
+    label: Text
+    count: int
+    period: str = "week"                # week | month
+    date: str | None = None             # a date field of the start form; default: when the case started
+    roles: tuple[str, ...] = ()         # whose quota it is (default: everyone who starts such cases)
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """The workflow's list page: which start-form fields are columns and which can be filtered (search)."""
+
+    columns: tuple[str, ...] = ()
+    filters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class WorkflowSpec:
     id: str
     version: int
@@ -276,6 +324,9 @@ class WorkflowSpec:
     round_title: Text | None = None
     ranking: RankingSpec | None = None
     role_scope: Mapping[str, str] = field(default_factory=dict)   # role -> level it reaches in this workflow
+    metrics: tuple[MetricSpec, ...] = ()
+    targets: tuple[TargetSpec, ...] = ()
+    listing: ListSpec = field(default_factory=ListSpec)
 
     def state(self, state_id: str) -> StateSpec:
         return self.states[state_id]

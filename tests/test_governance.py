@@ -425,3 +425,88 @@ def test_other_community_can_neither_list_open_nor_act(gov: Engine):
     with pytest.raises(NotFound):
         gov.fire(cid, "close_rating", U["secretary_wf"])
     assert gov.store.get(CASES, order)["state"] == "ordered"
+
+
+# ---------------------------------------------------------------- links between processes, figures, quotas
+
+def test_publishing_minutes_spawns_one_linked_case_per_decision(gov: Engine):
+    values = {"topic": "楼道堆物整治", "grid": "renjia-g1", "decisions": [
+        {"text": "清理 3 号楼楼道", "owner": "赵敏", "due": "2026-12-05"},
+        {"text": "加装监控", "owner": "陈静", "due": "2026-12-20"}]}
+    meeting = gov.start("meeting", U["staff"], values)
+    gov.fire(meeting.id, "publish", U["secretary"])
+    children = gov.children(gov.get(meeting.id), U["staff"])
+    assert [(c.workflow, c.data["decision_text"], c.data["due"], c.parent) for c in children] == [
+        ("decision", "清理 3 号楼楼道", "2026-12-05", meeting.id), ("decision", "加装监控", "2026-12-20", meeting.id)]
+    assert children[0].org_unit == "renjia-g1" and children[0].history[0]["comment"] == f"#{meeting.id}"
+
+
+def test_a_bad_row_stops_the_publication_and_says_which(gov: Engine):
+    values = {"topic": "议题", "grid": "renjia-g1", "decisions": [{"text": "甲", "owner": "赵敏", "due": "2026-12-05"}]}
+    meeting = gov.start("meeting", U["staff"], values)
+    spec = gov.definitions.workflows["meeting"]
+    t = spec.states["draft"].transitions[0]
+    broken = dataclasses.replace(t, spawn=(dataclasses.replace(t.spawn[0], map={**t.spawn[0].map, "due": t.spawn[0].map["owner"]}),))
+    draft = dataclasses.replace(spec.states["draft"], transitions=(broken,))
+    gov.definitions = dataclasses.replace(gov.definitions, workflows={
+        **gov.definitions.workflows, "meeting": dataclasses.replace(spec, states={**spec.states, "draft": draft})})
+    with pytest.raises(TransitionError) as err:
+        gov.fire(meeting.id, "publish", U["secretary"])
+    assert "第 1 行" in err.value.message["zh"] and "due" in err.value.message["zh"]
+    assert gov.get(meeting.id).state == "draft" and gov.children(gov.get(meeting.id), U["staff"]) == []
+
+
+def test_a_visit_offers_a_prefilled_wish(gov: Engine):
+    visit = gov.start("visit", U["grid"], {"household": "3 号楼 201 张奶奶", "visit_date": "2026-11-27",
+                                           "grid": "renjia-g1", "need": "需要助行器"})
+    parent, offer = gov.offer(visit.id, "wish", U["grid"])
+    assert gov.prefill(parent, offer, U["grid"]) == {"wish_title": "需要助行器", "grid": "renjia-g1"}
+    wish = gov.start("wish", U["grid"], {"wish_title": "需要助行器", "grid": "renjia-g1"}, parent=visit.id)
+    assert wish.parent == visit.id and [c.id for c in gov.children(gov.get(visit.id), U["grid"])] == [wish.id]
+    with pytest.raises(TransitionError):
+        gov.start("meeting", U["staff"], {"topic": "x", "grid": "renjia-g1",
+                                          "decisions": [{"text": "a", "owner": "b", "due": "2026-12-01"}]}, parent=visit.id)
+    with pytest.raises(NotFound):  # a grid worker of another community cannot start from this visit
+        gov.start("wish", U["grid_wf"], {"wish_title": "x", "grid": "wenfeng-g1"}, parent=visit.id)
+
+
+def test_case_reference_fields_accept_only_visible_cases_of_the_right_kind(gov: Engine):
+    wish_here = gov.start("wish", U["grid"], {"wish_title": "修门", "grid": "renjia-g1"}).id
+    wish_there = gov.start("wish", U["grid_wf"], {"wish_title": "修窗", "grid": "wenfeng-g1"}).id
+    visit = gov.start("visit", U["grid"], {"household": "x", "visit_date": "2026-11-27", "grid": "renjia-g1"}).id
+    assert [c.id for c in gov.case_choices(gov.definitions.forms["project"].field("for_wish"), U["staff"])] == [wish_here]
+    project = gov.start("project", U["staff"], {"name": "助老项目", "for_wish": str(wish_here)})
+    assert project.data["for_wish"] == wish_here
+    for bad in (wish_there, visit, 999):
+        with pytest.raises(SubmissionError) as err:
+            gov.start("project", U["staff"], {"name": "x", "for_wish": str(bad)})
+        assert "for_wish" in err.value.errors
+    gov.fire(wish_here, "claim", U["party"])
+    with pytest.raises(SubmissionError):  # no longer in a listed state
+        gov.start("project", U["staff"], {"name": "x", "for_wish": str(wish_here)})
+
+
+def test_figures_count_per_month_and_unit(gov: Engine):
+    a = gov.start("wish", U["grid"], {"wish_title": "甲", "grid": "renjia-g1"}).id
+    gov.start("wish", U["grid"], {"wish_title": "乙", "grid": "renjia-g1"})
+    gov.start("wish", U["grid_wf"], {"wish_title": "丙", "grid": "wenfeng-g1"})
+    gov.fire(a, "claim", U["party"])
+    gov.fire(a, "fulfil", U["party"])
+    rows = gov.figures(User("boss", "区领导", ("community_staff",), "huizhou"))  # the whole district
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r["metric"]] = totals.get(r["metric"], 0) + r["value"]
+    assert totals == {"wishes_collected": 3, "wishes_claimed": 1, "wishes_fulfilled": 1}
+    assert {r["month"] for r in rows} == {"2026-11"}
+    mine = gov.figures(U["staff"])
+    assert sum(r["value"] for r in mine if r["metric"] == "wishes_collected") == 2  # own unit only
+
+
+def test_weekly_visit_quota_shows_the_shortfall(gov: Engine):
+    for day in ("2026-11-23", "2026-11-25"):
+        gov.start("visit", U["grid"], {"household": day, "visit_date": day, "grid": "renjia-g1"})
+    gov.start("visit", U["grid"], {"household": "上周", "visit_date": "2026-11-20", "grid": "renjia-g1"})
+    report = gov.quota_report(gov.definitions.workflows["visit"], U["staff"])
+    mine = [r for r in report if r["user"].username == "grid"][0]
+    assert (mine["count"], mine["shortfall"], mine["start"], mine["end"]) == (2, 1, "2026-11-23", "2026-11-29")
+    assert [r["user"].username for r in report] == ["grid"]  # the other community's grid worker is out of scope
