@@ -122,6 +122,9 @@ class Engine:
         wf = self.definitions.workflows.get(case.workflow)
         roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
                  if self.reaches(user, r, case.org_unit, wf)}
+        state = wf.states.get(case.state) if wf else None
+        if state is not None and state.collect and state.collect.scope == "any":  # open to contributors anywhere
+            roles |= set(user.roles) & set(state.collect.roles)
         if case.created_by == user.username:
             roles.add("creator")
         if user.username in case.assignees:
