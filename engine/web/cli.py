@@ -8,9 +8,12 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 from ruamel.yaml import YAML
 
+from .. import ledger
+from ..cases import CASES
+from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
 from ..users import USERS, User, find_user, hash_password
@@ -57,12 +60,15 @@ def lint_command(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
-@cli.group("user")
+# Commands that need the app (its definitions and store) are registered on every app's ``app.cli`` by
+# ``init_app``, so ``civicflow ...``, ``flask --app engine.web ...`` and tests' ``app.test_cli_runner()`` share them.
+@click.group("user")
 def user_group() -> None:
     """Manage users."""
 
 
 @user_group.command("add")
+@with_appcontext
 @click.argument("username")
 @click.option("--name", default="", help="Display name, e.g. 王芳")
 @click.option("--role", "roles", multiple=True, required=True, help="A role from org/roles.yaml (repeatable)")
@@ -94,24 +100,62 @@ def save_user(user: User) -> None:
 
 
 @user_group.command("list")
+@with_appcontext
 def user_list() -> None:
     for doc in get_engine().store.search(USERS):
         click.echo(f"{doc['username']:<12} {doc.get('name', ''):<8} {','.join(doc['roles']):<40} {doc['org_unit']}")
 
 
-@cli.command("demo")
+@click.command("demo")
+@with_appcontext
 def demo_command() -> None:
-    """Load the demo users (demo/users.yaml) into an empty instance; never over real data."""
+    """Load the demo users (demo/users.yaml) and demo cases (demo/cases/*.yaml) into an empty instance only."""
     engine = get_engine()
-    if engine.store.count(USERS):
-        click.echo("users exist already: demo data not loaded")
+    if engine.store.count(USERS) or engine.store.count(CASES):
+        click.echo("the instance has data already: demo data not loaded")
         return
-    path = Path(current_app.config["DEFINITIONS"]) / "demo" / "users.yaml"
-    doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    folder = Path(current_app.config["DEFINITIONS"]) / "demo"
+    doc = YAML(typ="safe").load((folder / "users.yaml").read_text(encoding="utf-8"))
     password = doc["password"]
+    hashed = hash_password(password)  # one hash for the shared demo password: hashing is slow on purpose
     for item in doc["users"]:
-        save_user(User(item["username"], item["name"], tuple(item["roles"]), item["unit"], hash_password(password)))
+        save_user(User(item["username"], item["name"], tuple(item["roles"]), item["unit"], hashed))
     click.echo(f"loaded {len(doc['users'])} demo users (password: {password})")
+    try:
+        count = load_demo(engine, folder / "cases")
+    except DemoError as exc:
+        click.echo(f"demo cases could not be loaded: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"loaded {count} demo cases")
+
+
+@click.command("tick")
+@with_appcontext
+def tick_command() -> None:
+    """Run every due timer once (idempotent: safe from cron while the web app runs)."""
+    fired = get_engine().tick()
+    for item in fired:
+        click.echo(f"case #{item['case']}: {item['kind']}" + (f" -> {item['transition']}" if item["transition"] else ""))
+    click.echo(f"{len(fired)} timer(s) fired")
+
+
+@click.command("verify")
+@with_appcontext
+def verify_command() -> None:
+    """Check the points ledger and the publication record: print the first broken link, exit 1 if any."""
+    broken = ledger.verify(get_engine().store)
+    for problem in broken:
+        click.echo(f"BROKEN {problem}")
+    if broken:
+        sys.exit(1)
+    store = get_engine().store
+    click.echo(f"ok: {store.count(ledger.LEDGER)} ledger entries, {store.count(ledger.PUBLICATIONS)} publications, "
+               "every link intact")
+
+
+def init_app(app: Any) -> None:
+    for command in (user_group, demo_command, tick_command, verify_command):
+        app.cli.add_command(command)
 
 
 def main() -> None:
