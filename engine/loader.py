@@ -179,6 +179,7 @@ class Loader:
         source, problems = read_yaml(path, self.display(path))
         self.problems += problems
         if source is None:
+            self.note_unparsed(path)  # e.g. a workflow that is not YAML: its users are not blamed too
             return None
         if not isinstance(source.data, dict):
             self.problems.append(source.problem([], "expected a mapping at the top of the file"))
@@ -589,9 +590,14 @@ class Loader:
                step_forms: list[FormSpec], rows_allowed: bool) -> tuple[SpawnSpec, ...]:
         result = []
         repeats = {f.id: f for form in step_forms for f in form.fields if f.is_repeat}
+        offered: set[str] = set()
         for i, item in enumerate(items):
             here = path + [i]
             known = None if names is None else names | GUARD_NAMES
+            if not rows_allowed and item["workflow"] in offered:  # a case page offers a workflow once (Engine.offer)
+                self.problems.append(source.problem(here + ["workflow"], f"workflow {item['workflow']!r} is offered twice in this state",
+                                                    "a state offers each workflow once: keep one offer"))
+            offered.add(item["workflow"])
             if "rows" in item:
                 if not rows_allowed:
                     self.problems.append(source.problem(here + ["rows"], "'rows' only works in a transition's spawn", key=True))
@@ -602,7 +608,14 @@ class Loader:
                     known = known | {"row"}
             mapping = {}
             for target, text in item["map"].items():
-                expr = self.expression(source, here + ["map", target], text, known, f"map.{target}")
+                # 'row' without rows gets its own message below, not "unknown name 'row' (did you mean 'now'?)"
+                expr = self.expression(source, here + ["map", target], text, None if known is None else known | {"row"},
+                                       f"map.{target}")
+                if expr is not None and known is not None and "row" not in known and "row" in expr.names:
+                    self.problems.append(source.problem(
+                        here + ["map", target], f"expression of map.{target} uses 'row', but there is no 'rows'",
+                        "row is a row of the repeat field that rows names: add rows to a transition's spawn, "
+                        "or map from this case's fields"))
                 if expr is not None:
                     mapping[target] = expr
             spec = SpawnSpec(item["workflow"], _text(item["label"]) or {}, mapping, item.get("rows"))
@@ -621,7 +634,9 @@ class Loader:
             seen.add(item["id"])
             if "sum" in item and names is not None and item["sum"] not in numeric:
                 self.problems.append(source.problem(here + ["sum"], f"{item['sum']!r} is not a numeric field of this workflow",
-                                                    did_you_mean(item["sum"], numeric)))
+                                                    did_you_mean(item["sum"], numeric) or
+                                                    (f"numeric fields: {', '.join(sorted(numeric))}" if numeric else
+                                                     "sum an integer, number, score or rating field, or leave out sum to count cases")))
             where = self.expression(source, here + ["where"], item.get("where"),
                                     None if names is None else names | GUARD_NAMES, f"metric {item['id']!r}")
             result.append(MetricSpec(item["id"], _text(item["label"]) or {}, item.get("sum"), where))
@@ -629,17 +644,24 @@ class Loader:
 
     def targets(self, source: YamlSource, items: list[dict], start_form: FormSpec | None,
                 roles: set[str]) -> tuple[TargetSpec, ...]:
-        result = []
+        result, seen = [], set()
         for i, item in enumerate(items):
             here: list[PathItem] = ["targets", i]
+            if item["id"] in seen:
+                self.problems.append(source.problem(here + ["id"], f"duplicate target id {item['id']!r}"))
+            seen.add(item["id"])
             if "date" in item and start_form is not None:
                 f = start_form.field(item["date"])
                 if f is None or f.type not in ("date", "datetime"):
+                    dates = [x.id for x in start_form.fields if x.type in ("date", "datetime")]
                     self.problems.append(source.problem(here + ["date"], f"{item['date']!r} is not a date field of the start form",
-                                                        did_you_mean(item["date"], [x.id for x in start_form.fields if x.type in ("date", "datetime")])))
+                                                        did_you_mean(item["date"], dates) or
+                                                        (f"date fields: {', '.join(dates)}" if dates else
+                                                         "leave out date to count cases by the day they were started")))
             for j, role in enumerate(item.get("roles", [])):
                 if role not in roles:
-                    self.problems.append(source.problem(here + ["roles", j], f"unknown role {role!r}", did_you_mean(role, roles)))
+                    self.problems.append(source.problem(here + ["roles", j], f"unknown role {role!r}",
+                                                        did_you_mean(role, roles) or "list it in the workflow's roles"))
             result.append(TargetSpec(item["id"], _text(item["label"]) or {}, item["count"], item.get("period", "week"),
                                      item.get("date"), tuple(item.get("roles", []))))
         return tuple(result)
@@ -651,30 +673,35 @@ class Loader:
                 for i, name in enumerate(raw.get(key, [])):
                     if name not in fields:
                         self.problems.append(source.problem(["list", key, i], f"unknown field {name!r} of the start form",
-                                                            did_you_mean(name, fields)))
+                                                            did_you_mean(name, fields) or
+                                                            f"fields of form {start_form.id!r}: {', '.join(f.id for f in start_form.fields)}"))
         return ListSpec(tuple(raw.get("columns", [])), tuple(raw.get("filters", [])))
 
     def check_references(self, forms: dict[str, FormSpec], workflows: dict[str, WorkflowSpec], known: set[str]) -> None:
         """References across workflows, once all are loaded (``known``: ids of every workflow file, broken or not)."""
         for source, path, wid, states in self.case_refs:
             if wid not in known:
-                self.problems.append(source.problem(path, f"unknown workflow {wid!r}", did_you_mean(wid, known)))
+                self.problems.append(source.problem(path, f"unknown workflow {wid!r}",
+                                                    did_you_mean(wid, known) or "workflows live in workflows/*.yaml"))
             elif wid in workflows:
-                for state in states:
+                for i, state in enumerate(states):
                     if state not in workflows[wid].states:
-                        self.problems.append(source.problem(path[:-1] + ["states"], f"unknown state {state!r} of workflow {wid!r}",
-                                                            did_you_mean(state, workflows[wid].states)))
+                        self.problems.append(source.problem(path[:-1] + ["states", i], f"unknown state {state!r} of workflow {wid!r}",
+                                                            did_you_mean(state, workflows[wid].states) or
+                                                            f"states: {', '.join(workflows[wid].states)}"))
         for source, path, spec in self.spawn_refs:
             if spec.workflow not in known:
                 self.problems.append(source.problem(path + ["workflow"], f"unknown workflow {spec.workflow!r}",
-                                                    did_you_mean(spec.workflow, known)))
+                                                    did_you_mean(spec.workflow, known) or "workflows live in workflows/*.yaml"))
             elif spec.workflow in workflows:
                 start = forms[workflows[spec.workflow].start_form]
                 fields = {f.id for f in start.fields}
                 for target in spec.map:
                     if target not in fields:
                         self.problems.append(source.problem(path + ["map", target], f"{target!r} is not a field of form {start.id!r}",
-                                                            did_you_mean(target, fields), key=True))
+                                                            did_you_mean(target, fields) or
+                                                            f"the start form of {spec.workflow!r} has: {', '.join(f.id for f in start.fields)}",
+                                                            key=True))
 
     # -- governance mechanics (issue 4): each returns a spec or None, adding problems as it goes --------
     def assign(self, source: YamlSource, path: list[PathItem], raw: Any, wf_roles: set[str]) -> AssignSpec | None:
