@@ -61,7 +61,7 @@ def test_run_with_a_broken_definition_lists_problems_and_exits(broken: Path, tmp
 def test_demo_users_load_once_and_user_add(tmp_path: Path):
     instance = tmp_path / "instance"
     first = civicflow("demo", instance=instance)
-    assert first.returncode == 0 and "loaded 20 demo users" in first.stdout, first.stderr
+    assert first.returncode == 0 and "loaded 23 demo users" in first.stdout, first.stderr
     again = civicflow("demo", instance=instance)
     assert "not loaded" in again.stdout  # never over existing data
     added = civicflow("user", "add", "liwei", "--name", "李伟", "--role", "grid_worker", "--unit", "renjia-g2",
