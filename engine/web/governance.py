@@ -2,6 +2,7 @@
 with objections, ranking rounds, and points."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -149,3 +150,40 @@ def points_overview() -> Any:
     rows.sort(key=lambda r: -r["earned"])
     totals = {k: sum(r[k] for r in rows) for k in ("balance", "earned", "spent")}
     return render_template("points_overview.html", rows=rows, totals=totals)
+
+
+# --------------------------------------------------------------------------- quotas and certificates
+
+@bp.route("/workflows/<workflow_id>/targets")
+@login_required
+def targets(workflow_id: str) -> Any:
+    engine = get_engine()
+    wf = engine.definitions.workflows.get(workflow_id)
+    if wf is None or not wf.targets:
+        abort(404)
+    if not set(g.user.roles) & (engine.acting_roles(wf) | set(wf.start_roles)):
+        abort(403)
+    day = request.args.get("day")
+    try:
+        when = dt.date.fromisoformat(day) if day else None
+    except ValueError:
+        when = None
+    rows = engine.quota_report(wf, g.user, when)
+    rows.sort(key=lambda r: (-r["shortfall"], r["user"].name))
+    return render_template("targets.html", workflow=wf, rows=rows, day=(when or engine.clock().date()).isoformat())
+
+
+@bp.route("/cases/<int:case_id>/certificate")
+@login_required
+def certificate(case_id: int) -> Any:
+    engine = get_engine()
+    case = engine.get(case_id, g.user)
+    state = engine.state_of(case)
+    if not state.certificate:
+        abort(404)
+    wf = engine.workflow_of(case)
+    level = None
+    if wf.ranking and case.data.get(wf.ranking.into):
+        level = next((lv for lv in wf.ranking.levels if lv.id == case.data[wf.ranking.into]), None)
+    return render_template("certificate.html", case=case, workflow=wf, state=state, level=level,
+                           issued=case.updated_at[:10])
