@@ -84,13 +84,15 @@ def plain(node: Any) -> Any:
 
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
-    yaml = YAML(typ="rt", pure=True)
+    # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
+    # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
+    parser = YAML(typ="rt", pure=True)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
     try:
-        tree = yaml.load(text)
+        tree = parser.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
