@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test browser-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,17 @@ run: $(STAMP)
 	$(BIN)/civicflow run --host $(HOST) --port $(PORT)
 
 ## test: install what the tests need and run every test
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+## browser-deps: Debian's Chromium and CJK fonts for tests/browser (Playwright drives them), via apt-get when missing
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ] || ! dpkg-query -W -f='$${Status}' fonts-noto-cjk 2>/dev/null | grep -q 'ok installed'; then \
+	  echo "make: installing chromium and fonts-noto-cjk with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-noto-cjk; \
+	fi
+	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is still missing; the browser tests need it"; exit 1; }
 
 ## lint: check the shipped YAML definitions
 lint: $(STAMP)

@@ -21,6 +21,7 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     doc.setdefault("round", None)
     doc.setdefault("overdue", False)
     doc.setdefault("parent", None)
+    doc.setdefault("escalated_to", [])
     return doc
 
 
@@ -51,6 +52,7 @@ class Case:
     conflicts: list[str] = field(default_factory=list)                      # who declared a conflict of interest
     overdue: bool = False
     parent: int | None = None                                                # the case this one was started from
+    escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "Case":
@@ -61,7 +63,8 @@ class Case:
                    history=doc["history"], assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
                    version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
-                   overdue=doc["overdue"], parent=doc["parent"])
+                   overdue=doc["overdue"], parent=doc["parent"],
+                   escalated_to=doc["escalated_to"])
 
     def to_doc(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "workflow": self.workflow, "workflow_version": self.workflow_version,
@@ -70,7 +73,8 @@ class Case:
                 "history": self.history, "assignees": self.assignees, "waiting_for": self.waiting_for,
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
-                "overdue": self.overdue, "parent": self.parent}
+                "overdue": self.overdue, "parent": self.parent,
+                "escalated_to": self.escalated_to}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

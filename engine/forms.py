@@ -383,6 +383,10 @@ def validate(form: FormSpec, values: Mapping[str, Any], *, outer: Mapping[str, A
     data, visible = clean(form.fields, values, outer, at)
     errors: dict[str, list[dict[str, str]]] = {}
     _validate_object(form.fields, data, visible, "", errors, outer, at, org)
+    ctx = expression_context(form.fields, data, outer)
+    for rule in form.rules:  # checks across fields; "unknown" (a missing input) is left to the field errors
+        if rule.check.evaluate(ctx, at) is False:
+            errors.setdefault(rule.field or "", []).append(dict(rule.message))
     if errors:
         raise SubmissionError(errors, values=dict(values))
     return data

@@ -32,7 +32,7 @@ from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .durations import Duration
 from .spec import (
     AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, ListSpec, MetricSpec, NoticeSpec, PointsSpec,
-    RankingSpec, SpawnSpec, TargetSpec, TimerSpec,
+    RankingSpec, RuleSpec, SpawnSpec, TargetSpec, TimerSpec,
     CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
@@ -175,8 +175,8 @@ class Loader:
         except ValueError:
             return str(path)
 
-    def read(self, path: Path, kind: str) -> YamlSource | None:
-        source, problems = read_yaml(path, self.display(path))
+    def read(self, path: Path, kind: str, parsed: YamlSource | None = None) -> YamlSource | None:
+        source, problems = (parsed, []) if parsed is not None else read_yaml(path, self.display(path))
         self.problems += problems
         if source is None:
             self.note_unparsed(path)  # e.g. a workflow that is not YAML: its users are not blamed too
@@ -254,7 +254,7 @@ class Loader:
                 self.note_unparsed(path)
                 continue
             is_choices = isinstance(source.data, dict) and "choice_lists" in source.data
-            source = self.read(path, "choices" if is_choices else "form")
+            source = self.read(path, "choices" if is_choices else "form", parsed=source)
             if source is None:
                 self.choices_broken |= is_choices
                 continue
@@ -272,7 +272,16 @@ class Loader:
     def build_form(self, source: YamlSource, choice_lists: dict[str, tuple[Choice, ...]]) -> FormSpec:
         doc = source.data
         fields = self.build_fields(source, doc["fields"], ["fields"], choice_lists, outer=())
-        return FormSpec(doc["id"], doc["version"], _text(doc["title"]) or {}, fields, source.file)
+        names = {f.id for f in fields}
+        rules = []
+        for i, rule in enumerate(doc.get("rules", [])):
+            check = self.expression(source, ["rules", i, "check"], rule["check"], names, "a form rule")
+            if "field" in rule and rule["field"] not in names:
+                self.problems.append(source.problem(["rules", i, "field"], f"unknown field {rule['field']!r}",
+                                                    did_you_mean(rule["field"], names) or "name a field of this form"))
+            if check is not None:
+                rules.append(RuleSpec(check, _text(rule["message"]) or {}, rule.get("field")))
+        return FormSpec(doc["id"], doc["version"], _text(doc["title"]) or {}, fields, source.file, tuple(rules))
 
     def build_fields(self, source: YamlSource, items: list[dict], path: list[PathItem],
                      choice_lists: dict[str, tuple[Choice, ...]], outer: Sequence[str]) -> tuple[FieldSpec, ...]:
@@ -530,11 +539,13 @@ class Loader:
                         here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
                         "name it in the state's after, notice.on_expiry or collect.on_deadline, or add a role that takes it"))
             built_states[sid] = StateSpec(
-                sid, _text(state["title"]) or {}, final, tuple(state.get("inbox", [])), tuple(transitions),
+                sid, _text(state["title"]) or {}, final, tuple(state["inbox"]) if "inbox" in state else None, tuple(transitions),
                 collect=self.collect(source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
                                      None if missing_forms else data_names),
                 after=self.timer(source, here + ["after"], state.get("after"), by_id),
-                deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles),
+                deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles,
+                                       None if missing_forms else {f.id for form in step_forms for f in form.fields
+                                                                   if f.type in ("date", "datetime")}),
                 notice=self.notice(source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
                 public=state.get("public", False),
                 public_fields=self.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
@@ -824,7 +835,8 @@ class Loader:
         self.clock_takes(source, path, target, transition_ids)
         return TimerSpec(Duration.parse(duration), target)
 
-    def deadline(self, source: YamlSource, path: list[PathItem], raw: dict | None, wf_roles: set[str]) -> DeadlineSpec | None:
+    def deadline(self, source: YamlSource, path: list[PathItem], raw: dict | None, wf_roles: set[str],
+                 date_fields: set[str] | None = None) -> DeadlineSpec | None:
         if raw is None:
             return None
         escalate = raw.get("escalate")
@@ -832,7 +844,12 @@ class Loader:
             what = "it cannot choose people" if isinstance(escalate, dict) else "'self' would be the system"
             self.problems.append(source.problem(path + ["escalate"], f"the clock escalates a deadline: {what}",
                                                 "route it, e.g. escalate: {route: community_staff, unit: community}"))
-        return DeadlineSpec(Duration.parse(raw["within"]), self.assign(source, path + ["escalate"], raw.get("escalate"), wf_roles))
+        if "at" in raw and date_fields is not None and raw["at"] not in date_fields:
+            self.problems.append(source.problem(path + ["at"], f"{raw['at']!r} is not a date field of this workflow",
+                                                did_you_mean(raw["at"], date_fields) or
+                                                (f"date fields: {', '.join(sorted(date_fields))}" if date_fields else "add a date field")))
+        return DeadlineSpec(Duration.parse(raw["within"]) if "within" in raw else None,
+                            self.assign(source, path + ["escalate"], raw.get("escalate"), wf_roles), raw.get("at"))
 
     def notice(self, source: YamlSource, path: list[PathItem], raw: dict | None, states: dict,
                transition_ids: dict[str, list[str]], wf_roles: set[str], data_names: set[str]) -> NoticeSpec | None:
@@ -943,11 +960,31 @@ class Loader:
         return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists)
 
 
+_LOADED: dict[tuple[Any, ...], Definitions] = {}
+
+
+def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Which definition files there are and when they last changed."""
+    files = [*root.glob("org/*.yaml"), *root.glob("forms/*.yaml"), *root.glob("workflows/*.yaml")]
+    return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
 def load_definitions(root: str | Path, actions: ActionRegistry | None = None) -> Definitions:
-    """Load and check every definition under ``root``; raise :class:`DefinitionError` listing all problems."""
+    """Load and check every definition under ``root``; raise :class:`DefinitionError` listing all problems.
+
+    Specs are immutable, so a directory whose files have not changed since the last load (same names,
+    sizes and modification times, same registered actions) is not parsed again.
+    """
     from . import builtin_actions  # noqa: F401 - registers the shipped actions
 
-    return Loader(Path(root).resolve(), actions or ACTIONS).load()
+    root = Path(root).resolve()
+    registry = actions or ACTIONS
+    key = (str(root), _signature(root), id(registry), registry.names())
+    if key not in _LOADED:
+        if len(_LOADED) >= 32:
+            _LOADED.clear()
+        _LOADED[key] = Loader(root, registry).load()
+    return _LOADED[key]
 
 
 def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:

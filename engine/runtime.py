@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 from . import collect, forms, ledger, ranking
 from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case
-from .clock import Clock, iso
+from .clock import SHANGHAI, Clock, iso
 from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from .notify import notify
@@ -84,7 +84,7 @@ class Engine:
     def acting_roles(wf: WorkflowSpec) -> set[str]:
         """Roles that take part in a workflow beyond starting it: they see its cases within their reach."""
         roles = {r for t in wf.transitions() for r in t.roles}
-        roles |= {r for state in wf.states.values() for r in state.inbox}
+        roles |= {r for state in wf.states.values() for r in state.inbox or ()}
         roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
         if wf.ranking:
             roles |= set(wf.ranking.roles)
@@ -129,15 +129,17 @@ class Engine:
             roles.add("creator")
         if user.username in case.assignees:
             roles.add("assignee")
+        if user.username in case.escalated_to:
+            roles.add("escalated")  # may see the overdue case; acts only through roles it names
         return roles
 
     def can_see(self, case: Case, user: User) -> bool:
         return bool(self.roles_for(case, user))
 
     def may_see_sensitive(self, case: Case, user: User) -> bool:
-        """The applicant, and staff who act on this workflow within their reach, see unmasked sensitive fields.
-        Raters (contributors) do not."""
-        if case.created_by == user.username:
+        """The applicant, the people assigned to do the work, and staff who act on this workflow within their
+        reach see unmasked sensitive fields. Raters (contributors) and the public do not."""
+        if case.created_by == user.username or user.username in case.assignees:  # the doer needs the phone
             return True
         wf = self.workflow_of(case)
         staff = {r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES
@@ -224,7 +226,7 @@ class Engine:
                 continue
             roles = self.roles_for(case, user)
             waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
-            if waiting or self.may_contribute(case, user)[0]:
+            if waiting or self.may_contribute(case, user)[0] or user.username in case.escalated_to:
                 result.append(case)
         result.sort(key=lambda c: c.updated_at, reverse=True)
         return result
@@ -269,7 +271,7 @@ class Engine:
         state = wf.states[state_id]
         if state.final:
             return []
-        if state.inbox:
+        if state.inbox is not None:  # declared, even as [] (nobody's to-do list)
             return list(state.inbox)
         return sorted({r for t in state.transitions for r in t.roles} - {"system"})
 
@@ -408,13 +410,14 @@ class Engine:
         state = wf.states[state_id]
         case.waiting_for = self._waiting_for(wf, state_id)
         case.overdue = False
+        case.escalated_to = []
         case.timers = []
         if state.after:
             case.timers.append({"kind": "after", "state": state_id, "due": iso(state.after.after.after(now)),
                                 "transition": state.after.transition, "done": False})
-        if state.deadline:
-            case.timers.append({"kind": "deadline", "state": state_id, "due": iso(state.deadline.within.after(now)),
-                                "transition": None, "done": False})
+        due = self._deadline(case, state, now)
+        if due is not None:
+            case.timers.append({"kind": "deadline", "state": state_id, "due": iso(due), "transition": None, "done": False})
         if state.notice:
             case.timers.append({"kind": "notice", "state": state_id, "due": iso(state.notice.duration.after(now)),
                                 "transition": state.notice.on_expiry, "done": False})
@@ -444,6 +447,21 @@ class Engine:
                                            f"Cannot start '{tr(spec.label, 'en')}' {('from row ' + str(i + 1)) if spec.rows else ''}: "
                                            + "; ".join(f"{k}: {v[0]['en']}" for k, v in exc.errors.items()))) from None
 
+    @staticmethod
+    def _deadline(case: Case, state: StateSpec, now: dt.datetime) -> dt.datetime | None:
+        """When a case in ``state`` becomes overdue: a duration after entering, or the end of a date in its data."""
+        spec = state.deadline
+        if spec is None:
+            return None
+        if spec.at is not None:
+            value = case.data.get(spec.at)
+            try:
+                day = dt.date.fromisoformat(str(value)[:10])
+            except ValueError:
+                return None
+            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=SHANGHAI)
+        return spec.within.after(now) if spec.within else None
+
     def _resolve_assign(self, tx: Transaction, case: Case, spec: AssignSpec, actor: User, chosen: list[str]) -> list[str]:
         if spec.mode == "creator":
             return [case.created_by]
@@ -451,6 +469,8 @@ class Engine:
             return []
         if spec.mode == "self":
             return [actor.username]
+        if spec.mode == "leave":  # one member of a team steps out; the others keep it
+            return [u for u in case.assignees if u != actor.username]
         eligible = [u.username for u in self.eligible_assignees(case, spec, actor, tx)]
         if spec.mode == "route":
             if not eligible:
@@ -699,12 +719,16 @@ class Engine:
         case.history.append(self._history(SYSTEM, "overdue", label, case.state, case.state, "", []))
         waiting = [u.username for u in self.users(tx) if set(case.waiting_for) & self.roles_for(case, u)]
         if state.deadline and state.deadline.escalate:
-            up = self._resolve_assign(tx, case, state.deadline.escalate, SYSTEM, [])
-            case.assignees = sorted(set(case.assignees) | set(up))
-            if "assignee" not in case.waiting_for:
-                case.waiting_for.append("assignee")
-            notify(tx, up, "assigned", case, label, now)
-        notify(tx, set(waiting) | set(case.assignees), "overdue", case, label, now)
+            # Escalation tells the unit above and puts the case in their inbox; it does not make them the
+            # assignees (points and "assignee" steps stay with the people doing the work).
+            try:
+                up = self._resolve_assign(tx, case, state.deadline.escalate, SYSTEM, [])
+            except TransitionError as exc:  # nobody holds that role above: say so, and still flag it overdue
+                case.history.append(self._history(SYSTEM, "escalation_failed", _msg("无法上报", "Could not escalate"),
+                                                  case.state, case.state, tr(exc.message), []))
+            else:
+                case.escalated_to = sorted(set(case.escalated_to) | set(up))
+        notify(tx, set(waiting) | set(case.assignees) | set(case.escalated_to), "overdue", case, label, now)
 
     # ------------------------------------------------------------------ rounds and ranking
     def rounds(self, workflow_id: str, user: User) -> list[str]:

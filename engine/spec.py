@@ -80,12 +80,22 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class RuleSpec:
+    """A check across fields (``votes_for <= present``); when it is false the form is refused with ``message``."""
+
+    check: Expression
+    message: Text
+    field: str | None = None
+
+
+@dataclass(frozen=True)
 class FormSpec:
     id: str
     version: int
     title: Text
     fields: tuple[FieldSpec, ...]
     file: str = ""
+    rules: tuple[RuleSpec, ...] = ()
 
     def field(self, field_id: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.id == field_id), None)
@@ -114,7 +124,8 @@ class ActionCall:
 class AssignSpec:
     """Who a case is assigned to after a transition (whose inbox it is in).
 
-    mode: ``creator`` | ``self`` (the actor: a claim) | ``none`` (back to the pool) |
+    mode: ``creator`` | ``self`` (the actor: a claim) | ``none`` (back to the pool) | ``leave`` (the actor
+    steps out of the assignees, the rest keep the case) |
     ``choose`` (the actor picks ``role`` holders, several if ``multiple``) |
     ``route`` (every ``role`` holder of the case's unit at ``unit`` level, or its ``parent``).
     """
@@ -210,10 +221,12 @@ class TimerSpec:
 
 @dataclass(frozen=True)
 class DeadlineSpec:
-    """The case is overdue ``within`` after entering the state: flagged, notified, optionally routed up."""
+    """The case is overdue ``within`` after entering the state, or after the day in its date field ``at``:
+    flagged, notified, optionally escalated."""
 
-    within: Duration
+    within: Duration | None
     escalate: AssignSpec | None = None
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +246,7 @@ class StateSpec:
     id: str
     title: Text
     final: bool = False
-    inbox: tuple[str, ...] = ()
+    inbox: tuple[str, ...] | None = None    # None: whoever may take a transition; () : nobody's inbox
     transitions: tuple[TransitionSpec, ...] = ()
     collect: CollectSpec | None = None
     after: TimerSpec | None = None

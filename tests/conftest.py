@@ -110,6 +110,11 @@ def log() -> list[tuple[str, Any]]:
 
 @pytest.fixture
 def registry(log: list[tuple[str, Any]]) -> ActionRegistry:
+    return make_registry(log)
+
+
+def make_registry(log: list[tuple[str, Any]]) -> ActionRegistry:
+    """The actions the runtime test definitions use, recording into ``log`` (also for the browser tests)."""
     registry = ActionRegistry()
 
     @registry.action("record_before")

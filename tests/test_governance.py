@@ -214,7 +214,8 @@ def test_deadline_marks_overdue_and_escalates(gov: Engine):
     gov.clock.advance(days=2, minutes=1)
     assert gov.tick() == [{"case": cid, "kind": "deadline", "transition": None}]
     case = gov.get(cid)
-    assert case.overdue and "staff" in case.assignees  # routed up to the community's staff
+    assert case.overdue and case.escalated_to == ["staff"] and case.assignees == ["volunteer2"]  # told, not assigned
+    assert cid in [c.id for c in gov.inbox(U["staff"])]
     assert "overdue" in notes(gov, "volunteer2") and "overdue" in notes(gov, "staff")
     assert case.history[-1]["action"] == "overdue"
 
@@ -510,3 +511,29 @@ def test_weekly_visit_quota_shows_the_shortfall(gov: Engine):
     mine = [r for r in report if r["user"].username == "grid"][0]
     assert (mine["count"], mine["shortfall"], mine["start"], mine["end"]) == (2, 1, "2026-11-23", "2026-11-29")
     assert [r["user"].username for r in report] == ["grid"]  # the other community's grid worker is out of scope
+
+
+def test_form_rules_check_fields_against_each_other(gov: Engine):
+    from engine import forms
+    form = gov.definitions.forms["vote_count"]
+    with pytest.raises(SubmissionError) as err:
+        forms.validate(form, {"present": "2", "votes_for": "5"})
+    assert err.value.errors == {"votes_for": [{"zh": "赞成票不能多于到会人数", "en": "There cannot be more votes for than people present."}],
+                                "": [{"zh": "到会人数不足，会议无效", "en": "Too few people present for a valid meeting."}]}
+    with pytest.raises(SubmissionError) as err:
+        forms.validate(form, {"present": "", "votes_for": "5"})
+    assert set(err.value.errors) == {"present"}  # a rule over a missing value says nothing
+    assert forms.validate(form, {"present": "30", "votes_for": "21"}) == {"present": 30, "votes_for": 21}
+
+
+def test_a_deadline_at_a_date_of_the_case(gov: Engine):
+    values = {"topic": "议题", "grid": "renjia-g1", "decisions": [{"text": "修路灯", "owner": "赵敏", "due": "2026-12-05"}]}
+    meeting = gov.start("meeting", U["staff"], values)
+    gov.fire(meeting.id, "publish", U["secretary"])
+    decision = gov.children(gov.get(meeting.id), U["staff"])[0]
+    assert [t["due"] for t in decision.timers] == ["2026-12-06T00:00:00+08:00"]
+    gov.clock.advance(days=8, hours=14)  # 2026-12-05 23:00: still in time
+    assert gov.tick() == []
+    gov.clock.advance(hours=2)
+    assert gov.tick() == [{"case": decision.id, "kind": "deadline", "transition": None}]
+    assert gov.get(decision.id).overdue and gov.get(decision.id).escalated_to == ["secretary", "secretary2"]

@@ -10,12 +10,13 @@ from flask import Flask, g
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
-from ..builtin_actions import NOTIFICATIONS
+from .. import notify
+from ..notify import NOTIFICATIONS
 from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
 from ..store import open_store
-from . import i18n
+from . import i18n, ticker
 
 ROOT = Path(__file__).resolve().parents[2]
 csrf = CSRFProtect()
@@ -52,6 +53,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
         CLOCK=None,                           # a callable returning an aware datetime (tests freeze it)
         ACTIONS=None,                         # an ActionRegistry; default: the shipped actions
+        TICK_SECONDS=30,                      # run due timers this often in the background (0: never)
     )
     if test_config:
         app.config.from_mapping(test_config)
@@ -72,17 +74,23 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
 
-    from . import auth, cases, errors, files
+    from . import auth, cases, cli, dashboard, diagrams, errors, export, files, governance
     app.register_blueprint(auth.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(diagrams.bp)
+    app.register_blueprint(export.bp)
+    app.register_blueprint(governance.bp)
+    app.register_blueprint(dashboard.bp)
     errors.register(app)
+    cli.init_app(app)
+    ticker.start(app)
 
     @app.before_request
     def load_user() -> None:
         auth.load_logged_in_user()
 
-    app.jinja_env.globals.update(tr=i18n.tr, engine=app.extensions["civicflow"])
+    app.jinja_env.globals.update(tr=i18n.tr, engine=app.extensions["civicflow"], notification_kinds=notify.KINDS)
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:

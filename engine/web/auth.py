@@ -5,7 +5,7 @@ import functools
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from ..users import USERS, User, find_user
@@ -26,6 +26,9 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapped(**kwargs: Any) -> Any:
         if g.user is None:
+            if request.headers.get("HX-Request"):
+                # a live form update after the session ended: do not swap the login page into the form
+                abort(401)
             return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
         return view(**kwargs)
     return wrapped

@@ -1,6 +1,7 @@
 """Pages for cases: inbox, start a case, the form page, the case page with its actions, lists per workflow."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -10,10 +11,11 @@ from .. import forms
 from ..builtin_actions import NOTIFICATIONS
 from ..cases import Case
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
-from ..spec import FILE_TYPES, FieldSpec, FormSpec
+from ..spec import FILE_TYPES, FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
+from . import filters
 from .auth import login_required
-from .files import collect_uploads
+from .files import collect_uploads, kept_uploads
 from .i18n import current_lang, tr
 
 bp = Blueprint("cases", __name__)
@@ -24,6 +26,11 @@ bp = Blueprint("cases", __name__)
 def _rows_action(form: FormSpec, values: dict[str, Any]) -> bool:
     """Handle the "add row" / "remove row" buttons of repeat groups. True if the post was only that."""
     add, remove = request.form.get("_add_row"), request.form.get("_remove_row")
+    if request.headers.get("HX-Request"):
+        # htmx also sends the last button clicked with later requests from the form: only the button's own counts.
+        sender = request.headers.get("HX-Trigger-Name")
+        add = add if sender == "_add_row" else None
+        remove = remove if sender == "_remove_row" else None
     if add:
         field = form.field(add)
         if field is not None and field.is_repeat:
@@ -63,15 +70,92 @@ def _read_form(form: FormSpec) -> tuple[dict[str, Any], dict[str, list[dict[str,
 def render_form_page(template: str, form: FormSpec, values: dict[str, Any], errors: dict[str, Any],
                      status: int = 200, **context: Any) -> Any:
     """The form as typed, with computed fields filled and hidden fields left out: the same rules the server validates with."""
+    return render_template(template, **_form_context(form, values, errors), **context), status
+
+
+def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
     data, visible = forms.clean(form.fields, values, at=get_engine().clock())
     shown = {**values, **{f.id: data.get(f.id) for f in form.fields if f.compute}}
-    return render_template(template, form=form, values=shown, errors=errors, visible=visible,
-                           row_visible=lambda f, row: _row_visible(f, values, row), **context), status
+    return {"form": form, "values": shown, "errors": errors, "visible": visible,
+            "row_visible": lambda f, row: _row_visible(f, values, row)}
 
 
 def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) -> set[str]:
     _data, visible = forms.clean(field.fields, row if isinstance(row, dict) else {}, values)
     return visible
+
+
+# --------------------------------------------------------------------------- live forms (htmx)
+#
+# With JavaScript, every change in a form posts it here (htmx) and gets back only the fields, rendered
+# by the same macros and the same engine.forms.clean as the full page; Idiomorph then morphs them into
+# the page. Without JavaScript the add / remove / update buttons post the whole page instead.
+
+def _live_fields(form: FormSpec) -> Any:
+    values = forms.from_html(form, request.form, kept_uploads(form, g.user))
+    _rows_action(form, values)
+    errors = _live_errors(form, values, request.form.get("_errors", ""))
+    # the row buttons in the fragment post here again (request.path is this endpoint's own URL)
+    return render_template("_fields.html", **_form_context(form, values, errors), live_url=request.path)
+
+
+def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str, Any]:
+    """The errors shown before this re-render that are still there: a fixed field loses its error as it is
+    fixed, nothing new is reported before the person submits. Upload errors are kept as shown (the live
+    request does not resend files)."""
+    try:
+        previous = json.loads(shown) if shown else {}
+    except ValueError:
+        return {}
+    if not isinstance(previous, dict) or not previous:
+        return {}
+    engine = get_engine()
+    checked = {k: v for k, v in values.items() if not (isinstance(v, dict) and "__keep__" in v)}
+    try:
+        forms.validate(form, checked, at=engine.clock(), org=engine.definitions.org)
+        current: dict[str, Any] = {}
+    except SubmissionError as exc:
+        current = exc.errors
+    uploads = {f.id for f in form.fields if f.type in FILE_TYPES}
+    kept: dict[str, Any] = {}
+    for path, messages in previous.items():
+        if path in current:
+            kept[path] = current[path]
+        elif path in uploads and isinstance(messages, list):
+            kept[path] = [{lang: str(m.get(lang, "")) for lang in ("zh", "en")} for m in messages if isinstance(m, dict)]
+    return kept
+
+
+@bp.route("/start/<workflow_id>/fields", methods=["POST"])
+@login_required
+def start_fields(workflow_id: str) -> Any:
+    engine = get_engine()
+    wf = engine.definitions.workflows.get(workflow_id)
+    if wf is None:
+        abort(404)
+    if not engine.may_start(wf, g.user):
+        abort(403)
+    return _live_fields(engine.definitions.forms[wf.start_form])
+
+
+@bp.route("/cases/<int:case_id>/do/<transition_id>/fields", methods=["POST"])
+@login_required
+def step_fields(case_id: int, transition_id: str) -> Any:
+    engine = get_engine()
+    case = engine.get(case_id, g.user)
+    t = engine.state_of(case).transition(transition_id)
+    if t is None or t.form is None:
+        abort(404)
+    if t not in engine.available_transitions(case, g.user):
+        raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
+    return _live_fields(engine.definitions.forms[t.form])
+
+
+@bp.app_template_global()
+def upload_messages(f: FieldSpec) -> dict[str, str]:
+    """The size / type messages of a file field, for the early check in the browser (same words as the server's)."""
+    return {"size": tr(forms.message("file_size", limit=forms.human_size(f.max_size))) if f.max_size else "",
+            "type": tr(forms.message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))) if f.accept else ""}
 
 
 # --------------------------------------------------------------------------- pages
@@ -106,18 +190,25 @@ def start(workflow_id: str) -> Any:
     if not engine.may_start(wf, g.user):
         abort(403)
     form = engine.definitions.forms[wf.start_form]
+    live_url = url_for("cases.start_fields", workflow_id=wf.id)
+    parent = request.values.get("parent", type=int)  # started from another case's offer, pre-filled from it
+    page = {"workflow": wf, "live_url": live_url, "parent": parent}
     if request.method == "GET":
-        return render_form_page("form.html", form, _initial_values(form), {}, workflow=wf)
+        values = _initial_values(form)
+        if parent is not None:
+            parent_case, offer = engine.offer(parent, workflow_id, g.user)
+            values.update(engine.prefill(parent_case, offer, g.user))
+        return render_form_page("form.html", form, values, {}, **page)
     values, upload_errors = _read_form(form)
     if _rows_action(form, values):
-        return render_form_page("form.html", form, values, {}, workflow=wf)
+        return render_form_page("form.html", form, values, {}, **page)
     try:
         if upload_errors:
             raise SubmissionError(upload_errors, values)
-        case = engine.start(workflow_id, g.user, values)
+        case = engine.start(workflow_id, g.user, values, parent=parent)
     except SubmissionError as exc:
         errors = {**exc.errors, **upload_errors}
-        return render_form_page("form.html", form, values, errors, 422, workflow=wf,
+        return render_form_page("form.html", form, values, errors, 422, **page,
                                 alert=_("Please correct the marked fields. Nothing you typed was lost."))
     flash(_("Submitted. Case #%(id)s is now “%(state)s”.", id=case.id,
             state=tr(wf.states[case.state].title)))
@@ -172,7 +263,8 @@ def step(case_id: int, transition_id: str) -> Any:
     try:
         if upload_errors:
             raise SubmissionError(upload_errors, values)
-        case = engine.fire(case_id, transition_id, g.user, values, comment=comment, expected_version=version)
+        case = engine.fire(case_id, transition_id, g.user, values, comment=comment, expected_version=version,
+                           assignees=request.form.getlist("assignees"))
     except SubmissionError as exc:
         return _render_step(form, values, {**exc.errors, **upload_errors}, 422, case=case, workflow=wf, transition=t,
                             comment=comment, version=version,
@@ -188,15 +280,21 @@ def step(case_id: int, transition_id: str) -> Any:
 
 
 def _render_step(form: FormSpec | None, values: dict[str, Any], errors: dict[str, Any], status: int, **context: Any) -> Any:
+    t = context["transition"]
+    if t.assign is not None and t.assign.mode == "choose":  # dispatch: whom the actor may pick
+        context["assign_choices"] = get_engine().eligible_assignees(context["case"], t.assign, g.user)
+        context["assign_picked"] = request.form.getlist("assignees")
     if form is None:
         return render_template("step.html", form=None, values={}, errors=errors, visible=set(),
                                row_visible=None, **context), status
-    return render_form_page("step.html", form, values, errors, status, **context)
+    live_url = url_for("cases.step_fields", case_id=context["case"].id, transition_id=context["transition"].id)
+    return render_form_page("step.html", form, values, errors, status, live_url=live_url, **context)
 
 
-@bp.route("/workflows/<workflow_id>")
-@login_required
-def list_cases(workflow_id: str) -> Any:
+def listed_cases(workflow_id: str) -> tuple[WorkflowSpec, str | None, list[Case], list[Case]]:
+    """What the list page of a workflow shows the current user, with its ``?state=`` filter:
+    ``(workflow, state, shown newest first, all the user's cases of the workflow)``. The exports use it too,
+    so a download holds exactly the rows of the page it was asked from."""
     engine = get_engine()
     wf = engine.definitions.workflows.get(workflow_id)
     if wf is None:
@@ -207,15 +305,29 @@ def list_cases(workflow_id: str) -> Any:
     all_cases = engine.cases(g.user, workflow=workflow_id)
     if not all_cases and not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
         abort(403)
+    shown = [c for c in all_cases if state is None or c.state == state]
+    fields = filters.filter_fields(wf, engine.definitions.forms[wf.start_form])
+    shown = filters.apply(shown, fields, filters.active(fields, request.args), engine.definitions.org)
+    shown.sort(key=lambda c: c.updated_at, reverse=True)
+    return wf, state, shown, all_cases
+
+
+@bp.route("/workflows/<workflow_id>")
+@login_required
+def list_cases(workflow_id: str) -> Any:
+    engine = get_engine()
+    wf, state, shown, all_cases = listed_cases(workflow_id)
     counts = {sid: 0 for sid in wf.states}
     for c in all_cases:
         counts[c.state] = counts.get(c.state, 0) + 1
-    shown = [c for c in all_cases if state is None or c.state == state]
-    shown.sort(key=lambda c: c.updated_at, reverse=True)
     form = engine.definitions.forms[wf.start_form]
-    columns = [f for f in form.fields if f.type not in FILE_TYPES and not f.is_repeat and f.type != "textarea"][:4]
+    if wf.listing.columns:
+        columns = [f for f in (form.field(name) for name in wf.listing.columns) if f is not None]
+    else:
+        columns = [f for f in form.fields if f.type not in FILE_TYPES and not f.is_repeat and f.type != "textarea"][:4]
+    search = filters.filter_fields(wf, form)
     return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
-                           total=len(all_cases))
+                           total=len(all_cases), search=search, chosen=filters.active(search, request.args))
 
 
 @bp.route("/workflows")

@@ -50,11 +50,9 @@ def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[st
             continue
         upload = request.files.get(f.id)
         if upload is None or not upload.filename:
-            kept = request.form.get(f.id + "__keep")
-            if kept:
-                docs = engine.store.search(UPLOADS, lambda d: d["key"] == kept)
-                if docs and (docs[0]["by"] == user.username or _visible_in_case(kept, user)):
-                    refs[f.id] = {k: docs[0][k] for k in ("name", "key", "size", "content_type")}
+            ref = _kept(f.id, user)
+            if ref is not None:
+                refs[f.id] = ref
             continue
         data = upload.stream.read((f.max_size or 0) + 1 if f.max_size else -1)
         ctype, ext = sniff(data[:16])
@@ -73,6 +71,25 @@ def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[st
             tx.insert(UPLOADS, {**ref, "by": user.username, "at": iso(engine.clock())})
         refs[f.id] = ref
     return refs, errors
+
+
+def kept_uploads(form: FormSpec, user: User) -> dict[str, Any]:
+    """The files uploaded earlier and sent back as ``<field>__keep`` (no new upload is read or saved)."""
+    refs = {}
+    for f in form.fields:
+        if f.type in FILE_TYPES and (ref := _kept(f.id, user)) is not None:
+            refs[f.id] = ref
+    return refs
+
+
+def _kept(field_id: str, user: User) -> dict[str, Any] | None:
+    kept = request.form.get(field_id + "__keep")
+    if not kept:
+        return None
+    docs = get_engine().store.search(UPLOADS, lambda d: d["key"] == kept)
+    if docs and (docs[0]["by"] == user.username or _visible_in_case(kept, user)):
+        return {k: docs[0][k] for k in ("name", "key", "size", "content_type")}
+    return None
 
 
 def _visible_in_case(key: str, user: User) -> bool:

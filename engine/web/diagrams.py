@@ -1,0 +1,503 @@
+"""Workflow diagrams: an SVG drawn from a ``WorkflowSpec``, laid out here in Python, inlined in the page.
+
+Why our own layout rather than Graphviz (``dot -Tsvg``) or a JavaScript library (@viz-js/viz,
+elkjs, mermaid):
+
+* nothing extra at run time: no ``graphviz`` package on the server, no 1-3 MB of WASM or
+  JavaScript in the browser, no ``'unsafe-eval'`` / ``'wasm-unsafe-eval'`` in the CSP; the
+  diagram is in the HTML, so it shows without JavaScript, prints, and is in the page the
+  tests read;
+* workflows are small (a handful of states), so a plain layered (Sugiyama) layout is enough:
+  states on rows by longest path from the initial state (transitions going back, such as
+  "return for changes", are reversed for the layering), each transition's label sits as a box
+  of its own on the edge, a few barycenter sweeps order the rows, then a few sweeps pull every
+  box towards its neighbours;
+* the rows run top to bottom, which suits a phone: the SVG keeps its natural size (text
+  stays readable) and scrolls sideways inside its container (``.diagram``), never the page.
+
+Every text comes from YAML and is escaped here (``markupsafe.escape``); styling is done with
+presentation attributes (no ``style=``), which the CSP ``style-src 'self'`` allows.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from flask import Blueprint, abort, g, render_template
+from markupsafe import Markup, escape
+
+from ..cases import Case
+from ..spec import RoleSpec, TransitionSpec, WorkflowSpec, tr
+from . import get_engine
+from .auth import login_required
+from .i18n import current_lang
+
+bp = Blueprint("diagrams", __name__)
+
+FONT = "system-ui, -apple-system, 'PingFang SC', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
+PSEUDO_ROLE_TITLES = {"creator": {"zh": "发起人", "en": "Applicant"}, "assignee": {"zh": "经办人", "en": "Assignee"},
+                      "system": {"zh": "系统自动", "en": "automatic"}}
+AUTOMATIC = {"zh": "自动", "en": "automatic"}
+COLORS = {
+    "line": "#8a93a3", "text": "#1d2330", "muted": "#5b6475", "state": "#ffffff", "state_line": "#5b6475",
+    "label": "#f3f5f8", "label_line": "#c5cad3", "current": "#b4232a", "current_text": "#ffffff",
+    "visited": "#fdeced", "taken": "#b4232a",
+}
+STATE_FONT, LABEL_FONT, ROLE_FONT = 14, 13, 11
+H_GAP, V_GAP, MARGIN, START_SPACE = 18, 20, 12, 30
+
+
+# --------------------------------------------------------------------------- text
+
+def text_width(text: str, size: float, bold: bool = False) -> float:
+    """An estimate without font metrics: CJK characters are one em wide, others about 0.6 em."""
+    width = 0.0
+    for ch in text:
+        if unicodedata.east_asian_width(ch) in ("W", "F"):
+            width += 1.0
+        elif ch == " ":
+            width += 0.3
+        else:
+            width += 0.62 if bold else 0.57
+    return width * size
+
+
+#: Punctuation a Chinese line does not start with (it stays at the end of the line before).
+NO_LINE_START = frozenset("，。、；：！？）》」』·,.;:!?)")
+
+
+def _greedy(tokens: list[str], size: float, max_width: float, bold: bool) -> list[str]:
+    lines, line = [], ""
+    for token in tokens:
+        candidate = line + token
+        if line and token not in NO_LINE_START and text_width(candidate.rstrip(), size, bold) > max_width:
+            lines.append(line.rstrip())
+            line = token.lstrip()
+        else:
+            line = candidate
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines or [""]
+
+
+def wrap(text: str, size: float, max_width: float, bold: bool = False) -> list[str]:
+    """Break ``text`` into lines no wider than ``max_width`` (between CJK characters, or at spaces), as
+    even as the same number of lines allows: no lone character on the last line."""
+    tokens: list[str] = []
+    word = ""
+    for ch in text:
+        if ch.isspace() or unicodedata.east_asian_width(ch) in ("W", "F"):
+            if word:
+                tokens.append(word)
+                word = ""
+            tokens.append(ch)
+        else:
+            word += ch
+    if word:
+        tokens.append(word)
+    lines = _greedy(tokens, size, max_width, bold)
+    width = text_width(text, size, bold) / len(lines)
+    while len(lines) > 1 and width < max_width:
+        even = _greedy(tokens, size, width, bold)
+        if len(even) <= len(lines):
+            return even
+        width += size / 2
+    return lines
+
+
+# --------------------------------------------------------------------------- layout
+
+@dataclass
+class Node:
+    key: str
+    kind: str                     # "state" | "label" | "dummy"
+    row: int
+    width: float = 0.0
+    height: float = 0.0
+    lines: list[tuple[str, int, bool, str]] = field(default_factory=list)  # text, size, bold, role
+    x: float = 0.0                # centre
+    y: float = 0.0                # top
+    state: str | None = None
+    transition: TransitionSpec | None = None
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.height
+
+
+@dataclass
+class Edge:
+    transition: TransitionSpec
+    chain: list[str]              # node keys from the upper end to the lower end
+    back: bool                    # True: drawn upwards (the arrow is at the upper end)
+
+
+def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
+    """Row of each state (longest path in the graph without back edges) and the back transitions."""
+    order = list(wf.states)
+    roots = [wf.initial] + [s for s in order if s != wf.initial]
+    seen: set[str] = set()
+    on_stack: set[str] = set()
+    back: set[tuple[str, str]] = set()
+
+    def visit(sid: str) -> None:  # iterative DFS would only matter for hundreds of states
+        seen.add(sid)
+        on_stack.add(sid)
+        for t in wf.states[sid].transitions:
+            if t.target not in wf.states or t.target == sid:
+                continue
+            if t.target in on_stack:
+                back.add((sid, t.id))
+            elif t.target not in seen:
+                visit(t.target)
+        on_stack.discard(sid)
+
+    for root in roots:
+        if root in wf.states and root not in seen:
+            visit(root)
+
+    preds: dict[str, set[str]] = {s: set() for s in order}
+    for sid in order:
+        for t in wf.states[sid].transitions:
+            if t.target not in wf.states or t.target == sid:
+                continue
+            if (sid, t.id) in back:
+                preds[sid].add(t.target)
+            else:
+                preds[t.target].add(sid)
+    # With the back edges turned round every edge goes from a later to an earlier DFS finish: no cycles.
+    rank: dict[str, int] = {}
+
+    def depth(sid: str) -> int:
+        if sid not in rank:
+            rank[sid] = 1 + max((depth(p) for p in preds[sid]), default=-1)
+        return rank[sid]
+
+    for sid in order:
+        depth(sid)
+    return rank, back
+
+
+def _role_names(t: TransitionSpec, roles: Mapping[str, RoleSpec], lang: str) -> str:
+    if not t.roles:
+        return tr(AUTOMATIC, lang)
+    names = []
+    for r in t.roles:
+        if r in roles:
+            names.append(tr(roles[r].title, lang))
+        elif r in PSEUDO_ROLE_TITLES:
+            names.append(tr(PSEUDO_ROLE_TITLES[r], lang))
+        else:
+            names.append(r)
+    return ("、" if lang == "zh" else ", ").join(names)
+
+
+class Layout:
+    """States, transition labels and dummy points placed on rows; see the module docstring."""
+
+    def __init__(self, wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str):
+        self.wf = wf
+        self.nodes: dict[str, Node] = {}
+        self.edges: list[Edge] = []
+        self.loops: dict[str, list[TransitionSpec]] = {}
+        rank, back = _ranks(wf)
+        for sid, state in wf.states.items():
+            self.loops[sid] = [t for t in state.transitions if t.target == sid]
+        for sid, state in wf.states.items():
+            lines = [(line, STATE_FONT, True, "title") for line in wrap(tr(state.title, lang) or sid, STATE_FONT, 150, True)]
+            for t in self.loops[sid]:
+                lines += [("↻ " + line, ROLE_FONT, False, "loop") for line in
+                          wrap(tr(t.label, lang) + " · " + _role_names(t, roles, lang), ROLE_FONT, 150)]
+            self._add(Node(f"s:{sid}", "state", 2 * rank[sid], lines=lines, state=sid))
+        dummies = 0
+        for sid, state in wf.states.items():
+            for t in state.transitions:
+                if t.target not in wf.states or t.target == sid:
+                    continue
+                is_back = (sid, t.id) in back
+                upper, lower = (t.target, sid) if is_back else (sid, t.target)
+                top, bottom = 2 * rank[upper], 2 * rank[lower]
+                # the label sits next to the state the transition leaves
+                label_row = bottom - 1 if is_back else top + 1
+                lines = [(line, LABEL_FONT, True, "action") for line in wrap(tr(t.label, lang) or t.id, LABEL_FONT, 120, True)]
+                lines += [(line, ROLE_FONT, False, "roles") for line in wrap(_role_names(t, roles, lang), ROLE_FONT, 120)]
+                chain = [f"s:{upper}"]
+                for row in range(top + 1, bottom):
+                    if row == label_row:
+                        key = f"l:{sid}:{t.id}"
+                        self._add(Node(key, "label", row, lines=lines, transition=t, state=sid))
+                    else:
+                        dummies += 1
+                        key = f"d:{dummies}"
+                        self._add(Node(key, "dummy", row))
+                    chain.append(key)
+                chain.append(f"s:{lower}")
+                self.edges.append(Edge(t, chain, is_back))
+        self.rows: list[list[Node]] = [[] for _ in range(max(n.row for n in self.nodes.values()) + 1)]
+        for node in self.nodes.values():  # insertion order: states in definition order, then labels
+            self.rows[node.row].append(node)
+        self._order()
+        self._place()
+
+    def _add(self, node: Node) -> None:
+        if node.kind == "dummy":
+            node.width, node.height = 0, 0
+        else:
+            pad_x, pad_y = (14, 9) if node.kind == "state" else (10, 6)
+            node.width = max(text_width(t, size, bold) for t, size, bold, _ in node.lines) + 2 * pad_x
+            node.width = max(node.width, 72 if node.kind == "state" else 40)
+            node.height = sum(size * 1.35 for _t, size, _b, _r in node.lines) + 2 * pad_y
+        self.nodes[node.key] = node
+
+    def _neighbours(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        up: dict[str, list[str]] = {k: [] for k in self.nodes}
+        down: dict[str, list[str]] = {k: [] for k in self.nodes}
+        for e in self.edges:
+            for a, b in zip(e.chain, e.chain[1:]):
+                down[a].append(b)
+                up[b].append(a)
+        return up, down
+
+    def _crossings(self, up: dict[str, list[str]]) -> int:
+        total = 0
+        for row in self.rows[1:]:
+            pos = {n.key: i for r in self.rows for i, n in enumerate(r)}
+            segments = [(pos[a], pos[n.key]) for n in row for a in up[n.key]]
+            total += sum(1 for i, (a1, b1) in enumerate(segments) for a2, b2 in segments[i + 1:]
+                         if (a1 - a2) * (b1 - b2) < 0)
+        return total
+
+    def _order(self) -> None:
+        """Barycenter sweeps, keeping the order with the fewest crossings."""
+        up, down = self._neighbours()
+        best = [list(r) for r in self.rows]
+        best_score = self._crossings(up)
+        for sweep in range(8):
+            downwards = sweep % 2 == 0
+            indices = range(1, len(self.rows)) if downwards else range(len(self.rows) - 2, -1, -1)
+            for i in indices:
+                ref = {n.key: j for j, n in enumerate(self.rows[i - 1 if downwards else i + 1])}
+                links = up if downwards else down
+
+                def weight(item: tuple[int, Node]) -> float:
+                    j, n = item
+                    near = [ref[k] for k in links[n.key] if k in ref]
+                    return sum(near) / len(near) if near else j
+                self.rows[i] = [n for _j, n in sorted(enumerate(self.rows[i]), key=weight)]
+            score = self._crossings(up)
+            if score < best_score:
+                best, best_score = [list(r) for r in self.rows], score
+        self.rows = best
+
+    def _place(self) -> None:
+        up, down = self._neighbours()
+        for row in self.rows:  # first fit, left to right
+            x = 0.0
+            for n in row:
+                n.x = x + n.width / 2
+                x += n.width + H_GAP
+        for sweep in range(12):
+            downwards = sweep % 2 == 0
+            indices = range(1, len(self.rows)) if downwards else range(len(self.rows) - 2, -1, -1)
+            for i in indices:
+                row = self.rows[i]
+                links = up if downwards else down
+                wanted = []
+                for n in row:
+                    near = [self.nodes[k].x for k in links[n.key]]
+                    wanted.append(sum(near) / len(near) if near else n.x)
+                self._fit(row, wanted)
+        left = min(n.x - n.width / 2 for n in self.nodes.values())
+        for n in self.nodes.values():
+            n.x += MARGIN - left
+        self.width = max(n.x + n.width / 2 for n in self.nodes.values()) + MARGIN
+        y = MARGIN + START_SPACE
+        for row in self.rows:
+            height = max((n.height for n in row), default=0)
+            for n in row:
+                n.y = y + (height - n.height) / 2
+            y += height + V_GAP
+        self.height = y - V_GAP + MARGIN
+
+    @staticmethod
+    def _fit(row: list[Node], wanted: list[float]) -> None:
+        """Centres as near the wanted ones as the order and the gaps allow (least squares, by pooling
+        adjacent violators: with ``x[i] = z[i] + offset[i]`` the gaps hold exactly when ``z`` never decreases)."""
+        offsets = [0.0]
+        for a, b in zip(row, row[1:]):
+            offsets.append(offsets[-1] + (a.width + b.width) / 2 + H_GAP)
+        blocks: list[list[float]] = []  # [sum, count] of pooled targets
+        for w, o in zip(wanted, offsets):
+            blocks.append([w - o, 1])
+            while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+                total, count = blocks.pop()
+                blocks[-1][0] += total
+                blocks[-1][1] += count
+        z = [total / count for total, count in blocks for _ in range(int(count))]
+        for n, zi, o in zip(row, z, offsets):
+            n.x = zi + o
+
+
+# --------------------------------------------------------------------------- drawing
+
+def _ports(layout: Layout) -> dict[tuple[int, str], float]:
+    """Where each edge meets a state: spread along the side, in the order of the next point's x."""
+    ends: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for i, e in enumerate(layout.edges):
+        ends.setdefault((e.chain[0], "bottom"), []).append((layout.nodes[e.chain[1]].x, i))
+        ends.setdefault((e.chain[-1], "top"), []).append((layout.nodes[e.chain[-2]].x, i))
+    ports: dict[tuple[int, str], float] = {}
+    for (key, side), items in ends.items():
+        node = layout.nodes[key]
+        items.sort()
+        step = min(14.0, node.width * 0.7 / max(len(items), 1))
+        for j, (_x, i) in enumerate(items):
+            ports[(i, side)] = node.x + (j - (len(items) - 1) / 2) * step
+    return ports
+
+
+def _path(points: Sequence[tuple[float, float]]) -> str:
+    """Vertical S-curves between successive points (a straight line through a label box)."""
+    (x0, y0), rest = points[0], points[1:]
+    d = [f"M{x0:.1f},{y0:.1f}"]
+    for x1, y1 in rest:
+        if abs(x1 - x0) < 0.5:
+            d.append(f"L{x1:.1f},{y1:.1f}")
+        else:
+            ym = (y0 + y1) / 2
+            d.append(f"C{x0:.1f},{ym:.1f} {x1:.1f},{ym:.1f} {x1:.1f},{y1:.1f}")
+        x0, y0 = x1, y1
+    return " ".join(d)
+
+
+def _arrow(x: float, y: float, pointing_down: bool, color: str) -> str:
+    dy = -9 if pointing_down else 9
+    return (f'<path d="M{x - 5:.1f},{y + dy:.1f} L{x + 5:.1f},{y + dy:.1f} L{x:.1f},{y:.1f} Z" '
+            f'fill="{color}" stroke="none"/>')
+
+
+def _text_lines(node: Node, colors: Mapping[str, str]) -> list[str]:
+    out = []
+    y = node.y + (9 if node.kind == "state" else 6)
+    for text, size, bold, role in node.lines:
+        y += size * 1.35
+        color = colors["muted"] if role in ("roles", "loop") else colors["text"]
+        if role == "title" and "title" in colors:
+            color = colors["title"]
+        weight = ' font-weight="600"' if bold else ""
+        out.append(f'<text x="{node.x:.1f}" y="{y - size * 0.35:.1f}" font-size="{size}" text-anchor="middle" '
+                   f'fill="{color}"{weight}>{escape(text)}</text>')
+    return out
+
+
+def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh", *, current: str | None = None,
+               path: Iterable[str] = (), taken: Iterable[tuple[str, str]] = (), id_prefix: str = "diagram") -> Markup:
+    """The workflow as an inline ``<svg>``: ``current`` state filled, states in ``path`` and transitions in
+    ``taken`` (``(state, transition id)``) outlined in red."""
+    layout = Layout(wf, roles, lang)
+    visited, done = set(path), set(taken)
+    ports = _ports(layout)
+    title_id, desc_id = f"{id_prefix}-title", f"{id_prefix}-desc"
+    current_title = tr(wf.states[current].title, lang) if current in wf.states else ""
+    desc = (("当前状态：" if lang == "zh" else "Current state: ") + current_title) if current_title else ""
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="workflow-diagram" role="img" '
+             f'aria-labelledby="{escape(title_id)}{" " + escape(desc_id) if desc else ""}" '
+             f'width="{layout.width:.0f}" height="{layout.height:.0f}" viewBox="0 0 {layout.width:.0f} {layout.height:.0f}" '
+             f'font-family="{FONT}" data-workflow="{escape(wf.id)}">',
+             f'<title id="{escape(title_id)}">{escape(tr(wf.title, lang))}</title>']
+    if desc:
+        parts.append(f'<desc id="{escape(desc_id)}">{escape(desc)}</desc>')
+
+    initial = layout.nodes[f"s:{wf.initial}"] if f"s:{wf.initial}" in layout.nodes else None
+    if initial is not None:
+        sx, sy = initial.x, initial.y - START_SPACE + 6
+        parts.append(f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="6" fill="{COLORS["text"]}"/>')
+        parts.append(f'<path d="M{sx:.1f},{sy + 6:.1f} L{sx:.1f},{initial.y - 9:.1f}" stroke="{COLORS["text"]}" '
+                     f'stroke-width="1.5" fill="none"/>')
+        parts.append(_arrow(sx, initial.y, True, COLORS["text"]))
+
+    for i, e in enumerate(layout.edges):
+        was_taken = (e.transition.source, e.transition.id) in done
+        color = COLORS["taken"] if was_taken else COLORS["line"]
+        upper, lower = layout.nodes[e.chain[0]], layout.nodes[e.chain[-1]]
+        points = [(ports[(i, "bottom")], upper.bottom)]
+        for key in e.chain[1:-1]:
+            n = layout.nodes[key]
+            points += [(n.x, n.y), (n.x, n.bottom)] if n.kind == "label" else [(n.x, n.y)]
+        points.append((ports[(i, "top")], lower.y))
+        # leave room for the arrowhead at whichever end it is
+        if e.back:
+            points[0] = (points[0][0], points[0][1] + 8)
+        else:
+            points[-1] = (points[-1][0], points[-1][1] - 8)
+        classes = "dg-edge dg-taken" if was_taken else "dg-edge"
+        key = f"{e.transition.source}.{e.transition.id}"
+        parts.append(f'<g class="{classes}" data-transition="{escape(key)}">'
+                     f'<path d="{_path(points)}" fill="none" stroke="{color}" stroke-width="{2.5 if was_taken else 1.5}"/>'
+                     + (_arrow(ports[(i, "bottom")], upper.bottom, False, color) if e.back
+                        else _arrow(ports[(i, "top")], lower.y, True, color)) + "</g>")
+
+    for n in layout.nodes.values():
+        if n.kind == "label":
+            assert n.transition is not None
+            was_taken = (n.transition.source, n.transition.id) in done
+            stroke = COLORS["taken"] if was_taken else COLORS["label_line"]
+            parts.append(f'<g class="dg-label{" dg-taken" if was_taken else ""}" '
+                         f'data-transition="{escape(n.transition.source + "." + n.transition.id)}">'
+                         f'<rect x="{n.x - n.width / 2:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{n.height:.1f}" '
+                         f'rx="10" fill="{COLORS["label"]}" stroke="{stroke}" stroke-width="{1.5 if was_taken else 1}"/>'
+                         + "".join(_text_lines(n, COLORS)) + "</g>")
+        elif n.kind == "state":
+            assert n.state is not None
+            state = wf.states[n.state]
+            is_current, was_visited = n.state == current, n.state in visited
+            fill = COLORS["current"] if is_current else COLORS["visited"] if was_visited else COLORS["state"]
+            stroke = COLORS["current"] if is_current or was_visited else COLORS["state_line"]
+            colors = dict(COLORS, title=COLORS["current_text"], muted="#fbe3e4") if is_current else COLORS
+            classes = "dg-state" + (" dg-current" if is_current else "") + (" dg-visited" if was_visited else "") + (
+                " dg-final" if state.final else "")
+            x0 = n.x - n.width / 2
+            shape = (f'<rect x="{x0:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{n.height:.1f}" rx="6" '
+                     f'fill="{fill}" stroke="{stroke}" stroke-width="{3 if is_current else 2 if was_visited else 1.5}"/>')
+            if state.final:  # a double border, as final states are drawn in UML
+                shape += (f'<rect x="{x0 + 3:.1f}" y="{n.y + 3:.1f}" width="{n.width - 6:.1f}" height="{n.height - 6:.1f}" '
+                          f'rx="4" fill="none" stroke="{colors["title"] if is_current else stroke}" stroke-width="1"/>')
+            parts.append(f'<g class="{classes}" data-state="{escape(n.state)}">'
+                         + shape + "".join(_text_lines(n, colors)) + "</g>")
+    parts.append("</svg>")
+    return Markup("\n".join(parts))
+
+
+def case_marks(case: Case) -> dict[str, Any]:
+    """The current state, the states visited and the transitions taken, for :func:`render_svg`."""
+    taken = {(h["from"], h["action"]) for h in case.history if h.get("from") and h.get("action")}
+    return {"current": case.state, "path": case.path_taken(), "taken": taken}
+
+
+# --------------------------------------------------------------------------- pages
+
+@bp.app_template_global()
+def workflow_diagram(workflow: WorkflowSpec, case: Case | None = None) -> Markup:
+    """``{{ workflow_diagram(workflow, case) }}`` in a template: the diagram, highlighted for ``case``."""
+    marks = case_marks(case) if case is not None else {}
+    return render_svg(workflow, get_engine().definitions.roles, current_lang(),
+                      id_prefix=f"diagram-{workflow.id}", **marks)
+
+
+@bp.app_template_global()
+def transition_roles(t: TransitionSpec) -> str:
+    """Who may take a transition, as text (for the diagram's text version)."""
+    return _role_names(t, get_engine().definitions.roles, current_lang())
+
+
+@bp.route("/workflows/<workflow_id>/diagram")
+@login_required
+def workflow(workflow_id: str) -> Any:
+    engine = get_engine()
+    wf = engine.definitions.workflows.get(workflow_id)
+    if wf is None:
+        abort(404)
+    if not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
+        abort(403)
+    return render_template("diagram.html", workflow=wf)

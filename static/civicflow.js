@@ -1,0 +1,206 @@
+/* Civicflow's own script: small enhancements on top of pages that work without it.
+ *
+ * - marks <html class="js"> so CSS can hide the no-JavaScript fallbacks (the "Update form" button);
+ * - live forms: htmx re-renders #fields on the server and Idiomorph morphs it in place, leaving the
+ *   value of the input being typed in alone; this file only tunes that (IME input, a change made while
+ *   a repeat row is being added or removed, focus in the new row, a message when the server cannot be
+ *   reached);
+ * - file and photo fields: a preview of the chosen image and an early size / type check (the server
+ *   checks again and remains the authority);
+ * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state.
+ * No inline scripts and no eval: the Content-Security-Policy is script-src 'self'.
+ */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  var composing = false;          // an IME (pinyin) composition is in progress
+  var pendingRow = null;          // {name, value} of the add / remove row button whose answer is awaited
+  var clientErrors = new WeakMap(); // file input -> message of its rejected file
+  var previewUrls = new WeakMap();  // File -> blob: URL, so a re-render does not create a new one
+
+  function controlsIn(root) {
+    return root ? root.querySelector("input:not([type=hidden]), select, textarea") : null;
+  }
+
+  // ------------------------------------------------------------------ file and photo fields
+
+  function accepts(input, file) {
+    var accept = (input.getAttribute("accept") || "").split(",").map(function (s) { return s.trim().toLowerCase(); })
+      .filter(Boolean);
+    if (!accept.length || !file.type) return true;  // unknown type: let the server read the bytes and decide
+    var type = file.type.toLowerCase(), name = file.name.toLowerCase();
+    return accept.some(function (a) {
+      if (a.charAt(0) === ".") return name.slice(-a.length) === a;
+      if (a.slice(-2) === "/*") return type.indexOf(a.slice(0, -1)) === 0;
+      return type === a;
+    });
+  }
+
+  function fileProblem(input, file) {
+    var max = parseInt(input.getAttribute("data-max-size") || "0", 10);
+    if (max && file.size > max) return input.getAttribute("data-msg-size") || "";
+    if (!accepts(input, file)) return input.getAttribute("data-msg-type") || "";
+    return "";
+  }
+
+  function showFileState(input) {
+    var box = document.getElementById(input.id + "-preview");
+    var old = document.getElementById(input.id + "-client-error");
+    if (old) old.remove();
+    if (box) box.replaceChildren();
+    var message = clientErrors.get(input);
+    var field = input.closest(".field");
+    if (message) {
+      var p = document.createElement("p");
+      p.className = "error";
+      p.id = input.id + "-client-error";
+      p.textContent = message;
+      input.insertAdjacentElement("afterend", p);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", p.id);
+      if (field) field.classList.add("invalid");
+      return;
+    }
+    var file = input.files && input.files[0];
+    if (!file || !box || file.type.indexOf("image/") !== 0) return;
+    var url = previewUrls.get(file);
+    if (!url) {
+      url = URL.createObjectURL(file);
+      previewUrls.set(file, url);
+    }
+    var img = document.createElement("img");
+    img.src = url;
+    img.alt = (box.getAttribute("data-label") || "") + " " + file.name;
+    img.className = "thumb";
+    box.appendChild(img);
+  }
+
+  function onFileChosen(input) {
+    var file = input.files && input.files[0];
+    clientErrors.delete(input);
+    if (file) {
+      var problem = fileProblem(input, file);
+      if (problem) {
+        clientErrors.set(input, problem);
+        input.value = "";  // do not upload what the server would refuse; the message stays
+      }
+    }
+    showFileState(input);
+  }
+
+  function refreshFiles(root) {
+    (root || document).querySelectorAll("input[type=file]").forEach(showFileState);
+  }
+
+  // ------------------------------------------------------------------ live forms
+
+  function focusAfterRowAction(action) {
+    if (!action) return;
+    var group, index = 0;
+    if (action.name === "_add_row") {
+      group = action.value;
+    } else {
+      var cut = action.value.lastIndexOf("-");
+      group = action.value.slice(0, cut);
+      index = parseInt(action.value.slice(cut + 1), 10) || 0;
+    }
+    var fieldset = document.getElementById("field-" + group);
+    if (!fieldset) return;
+    var rows = fieldset.querySelectorAll(".row");
+    var row = action.name === "_add_row" ? rows[rows.length - 1] : rows[Math.min(index, rows.length - 1)];
+    var target = controlsIn(row) || fieldset.querySelector("button[name=_add_row]");
+    if (target) target.focus();
+  }
+
+  function liveError(form, show) {
+    var box = form && form.querySelector(".live-error");
+    if (box) box.hidden = !show;
+  }
+
+  function isRowButton(elt) {
+    return !!elt && (elt.name === "_add_row" || elt.name === "_remove_row");
+  }
+
+  document.addEventListener("compositionstart", function () { composing = true; });
+  document.addEventListener("compositionend", function (evt) {
+    composing = false;
+    // Chrome sends the last input event before compositionend: ask for the update now.
+    if (evt.target && evt.target.form && evt.target.form.id === "live-form") {
+      evt.target.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  });
+
+  // htmx:confirm comes before hx-sync, so a request dropped here aborts nothing.
+  document.addEventListener("htmx:confirm", function (evt) {
+    var elt = evt.detail.elt;
+    if (composing && elt && elt.id === "live-form") evt.preventDefault();  // half-typed pinyin: wait for it
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    var elt = evt.detail.elt;
+    if (isRowButton(elt)) pendingRow = { name: elt.name, value: elt.value };
+  });
+
+  // A change made while a row is being added or removed sends a newer update, which replaces (aborts) the
+  // row's request: that update carries the row button along, so the server does both and neither is lost.
+  document.addEventListener("htmx:configRequest", function (evt) {
+    var elt = evt.detail.elt;
+    if (pendingRow && elt && elt.id === "live-form") {
+      evt.detail.parameters[pendingRow.name] = pendingRow.value;
+      evt.detail.headers["HX-Trigger-Name"] = pendingRow.name;
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var target = evt.detail.target;
+    refreshFiles(target);
+    liveError(target && target.closest("form"), false);
+    var config = evt.detail.requestConfig || {};
+    if (pendingRow && config.headers && isRowButton({ name: config.headers["HX-Trigger-Name"] })) {
+      if (isRowButton(config.elt)) focusAfterRowAction(pendingRow);  // not when the person is busy elsewhere
+      pendingRow = null;
+    }
+  });
+
+  function onFailure(evt) {
+    var elt = evt.detail.elt;
+    pendingRow = null;  // the row was not added (or removed): the person sees so and may press again
+    liveError(elt && (elt.form || elt.closest("form")), true);
+  }
+  document.addEventListener("htmx:responseError", onFailure);
+  document.addEventListener("htmx:sendError", onFailure);
+
+  // ------------------------------------------------------------------ wiring
+
+  document.addEventListener("change", function (evt) {
+    if (evt.target.matches && evt.target.matches("input[type=file]")) onFileChosen(evt.target);
+  });
+
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("[data-print]");
+    if (button) {
+      evt.preventDefault();
+      window.print();
+    }
+  });
+
+  // A diagram wider than a phone scrolls inside its box: start with the current state in view.
+  function centreDiagrams() {
+    document.querySelectorAll(".diagram").forEach(function (box) {
+      var current = box.querySelector(".dg-current");
+      if (!current || box.scrollWidth <= box.clientWidth) return;
+      var at = current.getBoundingClientRect(), frame = box.getBoundingClientRect();
+      box.scrollLeft += (at.left + at.width / 2) - (frame.left + frame.width / 2);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    centreDiagrams();
+    if (window.Idiomorph) {
+      // The input being typed in keeps its value while the rest of the form is re-rendered.
+      window.Idiomorph.defaults.ignoreActiveValue = true;
+    }
+    refreshFiles(document);
+  });
+})();
