@@ -667,6 +667,50 @@ class Engine:
             result[name] = value
         return result
 
+    def results(self, case: Case) -> list[dict[str, Any]]:
+        """What the engine itself wrote into the case (aggregates, the ranking level), labelled for people:
+        ``[{"name", "label": {zh, en}, "value": {zh, en}}]``."""
+        wf = self.workflow_of(case)
+        found = []
+        for state in wf.states.values():
+            agg = state.collect.aggregate if state.collect else None
+            if agg and isinstance(case.data.get(agg.into), dict) and agg.into not in {r["name"] for r in found}:
+                result = case.data[agg.into]
+                if result.get("total") is not None:
+                    text = f"{result['total']:g}（{result['count']} 份）"
+                    found.append({"name": agg.into, "label": state.collect.label,
+                                  "value": {"zh": text, "en": f"{result['total']:g} ({result['count']} submitted)"}})
+                elif result.get("tally"):
+                    text = ", ".join(f"{k}: {v}" for k, v in result["tally"].items())
+                    found.append({"name": agg.into, "label": state.collect.label, "value": {"zh": text, "en": text}})
+        if wf.ranking and case.data.get(wf.ranking.into):
+            level = next((lv for lv in wf.ranking.levels if lv.id == case.data[wf.ranking.into]), None)
+            if level is not None:
+                found.append({"name": wf.ranking.into, "label": {"zh": "评选结果", "en": "Result"}, "value": dict(level.label)})
+        return found
+
+    def public_rows(self, case: Case, state: StateSpec, lang: str = "zh") -> list[tuple[str, str]]:
+        """The public page's (label, text) rows: declared fields only, sensitive ones masked, results labelled."""
+        data = self.public_data(case, state)
+        by_id = {f.id: f for _, f in self.data_fields(self.workflow_of(case))}
+        results = {r["name"]: r for r in self.results(case)}
+        rows = []
+        for name, value in data.items():
+            if name in results:
+                rows.append((tr(results[name]["label"], lang), tr(results[name]["value"], lang)))
+            elif name in by_id and by_id[name].is_repeat:
+                f = by_id[name]
+                lines = ["；".join(forms.display(sub, row.get(sub.id), lang, self.definitions.org)
+                                  for sub in f.fields if row.get(sub.id) not in (None, "", []) and not sub.sensitive)
+                         for row in value or []]
+                rows.append((tr(f.label, lang), "\n".join(lines)))
+            elif name in by_id:
+                shown = value if by_id[name].sensitive else forms.display(by_id[name], value, lang, self.definitions.org)
+                rows.append((tr(by_id[name].label, lang), str(shown or "")))
+            else:
+                rows.append((name, str(value or "")))
+        return rows
+
     def public_cases(self) -> list[tuple[Case, StateSpec]]:
         """Cases on public notice or in a public state, for the page anyone may read."""
         result = []
