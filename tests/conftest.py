@@ -170,3 +170,37 @@ def governance_dir(tmp_path: Path) -> Path:
     shutil.copytree(GOVERNANCE_DEFS, root)
     shutil.copytree(ROOT / "org", root / "org")
     return root
+
+
+# ---------------------------------------------------------------- helpers for end-to-end tests of processes
+
+@pytest.fixture
+def who(app: Any) -> Any:
+    """``who("staff")``: a browser logged in as that user (one per user and test)."""
+    sessions: dict[str, Browser] = {}
+
+    def get(username: str) -> Browser:
+        if username not in sessions:
+            sessions[username] = Browser(app).login(username)
+        return sessions[username]
+    return get
+
+
+def started(response: Any) -> int:
+    """The case number a successful start form redirected to."""
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
+
+
+def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
+    """Take ``transition`` on case ``cid`` the way the case page does (with its version and CSRF token)."""
+    page = b.get(f"/cases/{cid}").get_data(as_text=True)
+    version = re.search(r'name="version" value="(\d+)"', page)
+    data.setdefault("version", version.group(1) if version else "")
+    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
+
+
+def case(app: Any, cid: int) -> dict[str, Any]:
+    """The stored case document."""
+    from engine.cases import CASES
+    return app.extensions["civicflow"].store.get(CASES, cid)

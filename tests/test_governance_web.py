@@ -12,7 +12,7 @@ from engine import ledger
 from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.web import create_app
-from tests.conftest import GOVERNANCE_USERS, Browser, add_users, governance_dir
+from tests.conftest import Browser, GOVERNANCE_USERS, act, add_users, governance_dir, started
 
 
 @pytest.fixture
@@ -27,29 +27,6 @@ def app(tmp_path: Path, clock: FrozenClock) -> Any:
     add_users(app.extensions["civicflow"].store, GOVERNANCE_USERS)
     yield app
     app.extensions["civicflow"].store.close()
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
-
-
-def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
-    page = b.get(f"/cases/{cid}").get_data(as_text=True)
-    version = re.search(r'name="version" value="(\d+)"', page)
-    data.setdefault("version", version.group(1) if version else "")
-    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
 
 
 def state(app: Any, cid: int) -> str:

@@ -3,18 +3,16 @@
 scoring, ranking, public notice with objections, award and certificate."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine import ledger, web
+from engine import ledger
 from engine.cases import CASES
 from engine.clock import FrozenClock
-from engine.loader import load_definitions
 from engine.web import create_app
-from tests.conftest import Browser, add_users
+from tests.conftest import Browser, act, add_users, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -32,14 +30,6 @@ USERS = [
     ("district3", "唐宁", ["district_evaluator"], "huizhou"),
 ]
 EVALUATORS = ("district", "district2", "district3")
-_DEFINITIONS: dict[str, Any] = {}
-
-
-def _load_once(path: Any, *args: Any) -> Any:
-    """The shipped definitions take seconds to check: load them once for this file (they are never changed)."""
-    if str(path) not in _DEFINITIONS:
-        _DEFINITIONS[str(path)] = load_definitions(path, *args)
-    return _DEFINITIONS[str(path)]
 
 
 @pytest.fixture
@@ -48,8 +38,7 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(web, "load_definitions", _load_once)
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"), "TICK_SECONDS": 0,
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, USERS)
@@ -67,18 +56,6 @@ def who(app: Any) -> Any:
         return sessions[username]
     get.app = app  # type: ignore[attr-defined]
     return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
-
-
-def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
-    page = b.get(f"/cases/{cid}").get_data(as_text=True)
-    version = re.search(r'name="version" value="(\d+)"', page)
-    data.setdefault("version", version.group(1) if version else "")
-    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
 
 
 def case(app: Any, cid: int) -> dict[str, Any]:

@@ -9,7 +9,6 @@ objections) -> 组织实施 -> 实施结果公开; any deliberation may fail; an
 representatives."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.users import find_user
 from engine.web import create_app
-from tests.conftest import ROOT, Browser, add_users
+from tests.conftest import Browser, ROOT, act, add_users, started
 
 USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -35,23 +34,6 @@ USERS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def definitions_loaded_once() -> Any:
-    """Load the repository's definitions once for this file (the slow part of create_app); every test still
-    gets its own app, store and clock."""
-    import engine.web as web
-    real, loaded = web.load_definitions, {}
-
-    def once(path: Any, actions: Any = None) -> Any:
-        if str(path) not in loaded:
-            loaded[str(path)] = real(path, actions)
-        return loaded[str(path)]
-    patch = pytest.MonkeyPatch()
-    patch.setattr(web, "load_definitions", once)
-    yield
-    patch.undo()
-
-
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock("2026-11-27T09:00:00")  # a Friday
@@ -64,29 +46,6 @@ def app(tmp_path: Path, clock: FrozenClock) -> Any:
     add_users(app.extensions["civicflow"].store, USERS)
     yield app
     app.extensions["civicflow"].store.close()
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
-
-
-def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
-    page = b.get(f"/cases/{cid}").get_data(as_text=True)
-    version = re.search(r'name="version" value="(\d+)"', page)
-    data.setdefault("version", version.group(1) if version else "")
-    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
 
 
 def case(app: Any, cid: int) -> dict[str, Any]:

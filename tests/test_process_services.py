@@ -12,11 +12,9 @@ import pytest
 from engine import ledger
 from engine.cases import CASES
 from engine.clock import FrozenClock
-from engine.loader import load_definitions
 from engine.users import find_user
-import engine.web
 from engine.web import create_app
-from tests.conftest import ROOT, Browser, add_users
+from tests.conftest import Browser, ROOT, act, add_users, started
 
 USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -35,47 +33,13 @@ def clock() -> FrozenClock:
     return FrozenClock("2026-11-27T09:00:00")  # a Friday
 
 
-_LOADED: dict[str, Any] = {}
-
-
-def load_once(root: Any, actions: Any = None) -> Any:
-    """The repository's definitions, read and checked once for this file (loading them is most of a test's time)."""
-    if str(root) not in _LOADED:
-        _LOADED[str(root)] = load_definitions(root, actions)
-    return _LOADED[str(root)]
-
-
 @pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(engine.web, "load_definitions", load_once)
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, USERS)
     yield app
     app.extensions["civicflow"].store.close()
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
-
-
-def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
-    page = b.get(f"/cases/{cid}").get_data(as_text=True)
-    version = re.search(r'name="version" value="(\d+)"', page)
-    data.setdefault("version", version.group(1) if version else "")
-    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
 
 
 def case(app: Any, cid: int) -> dict[str, Any]:

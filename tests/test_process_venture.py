@@ -2,18 +2,16 @@
 best, the team records its activities and closes with a report — through the pages."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine import ledger, web
+from engine import ledger
 from engine.cases import CASES
 from engine.clock import FrozenClock
-from engine.loader import load_definitions
 from engine.web import create_app
-from tests.conftest import Browser, add_users
+from tests.conftest import Browser, act, add_users, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -34,14 +32,6 @@ PROPOSAL = {"project_name": "楼道美化行动", "venture_field": "environment"
             "period_start": "2027-03-01", "period_end": "2027-08-31"}
 REPORT = {"report_summary": "完成1号楼、2号楼楼道清理和彩绘，居民共同制定楼道公约，团队发展为楼道自管小组。",
           "activities_held": "2", "people_reached": "320", "amount_spent": "2860", "continues_as_group": "1"}
-_DEFINITIONS: dict[str, Any] = {}
-
-
-def _load_once(path: Any, *args: Any) -> Any:
-    """The shipped definitions take seconds to check: load them once for this file (they are never changed)."""
-    if str(path) not in _DEFINITIONS:
-        _DEFINITIONS[str(path)] = load_definitions(path, *args)
-    return _DEFINITIONS[str(path)]
 
 
 @pytest.fixture
@@ -50,36 +40,12 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(web, "load_definitions", _load_once)
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"), "TICK_SECONDS": 0,
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, USERS)
     yield app
     app.extensions["civicflow"].store.close()
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
-
-
-def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
-    page = b.get(f"/cases/{cid}").get_data(as_text=True)
-    version = re.search(r'name="version" value="(\d+)"', page)
-    data.setdefault("version", version.group(1) if version else "")
-    return b.post(f"/cases/{cid}/do/{transition}", data, page=f"/cases/{cid}")
 
 
 def case(app: Any, cid: int) -> dict[str, Any]:

@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-from engine import web
 from engine.cases import CASES
 from engine.clock import FrozenClock
-from engine.loader import load_definitions
 from engine.notify import NOTIFICATIONS
 from engine.web import create_app
-from tests.conftest import Browser, add_users
+from tests.conftest import Browser, add_users, started
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -35,14 +33,6 @@ USERS = [
 WISH = {"wish_content": "一台助听器", "grid": "renjia-g1", "beneficiary_type": "elderly_alone", "wish_kind": "goods",
         "beneficiary_name": "吴秀珍", "beneficiary_phone": "138 0559 1234", "beneficiary_address": "第一网格1号楼102室",
         "estimated_value": "400", "source": "visit", "wish_details": "82岁独居，听力下降"}
-_DEFINITIONS: dict[str, Any] = {}
-
-
-def _load_once(path: Any, *args: Any) -> Any:
-    """The shipped definitions take seconds to check: load them once for this file (they are never changed)."""
-    if str(path) not in _DEFINITIONS:
-        _DEFINITIONS[str(path)] = load_definitions(path, *args)
-    return _DEFINITIONS[str(path)]
 
 
 @pytest.fixture
@@ -51,29 +41,12 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(web, "load_definitions", _load_once)
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"), "TICK_SECONDS": 0,
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, USERS)
     yield app
     app.extensions["civicflow"].store.close()
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    return get
-
-
-def started(response: Any) -> int:
-    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
-    return int(re.search(r"/cases/(\d+)", response.headers["Location"]).group(1))
 
 
 def version(b: Browser, cid: int) -> str:

@@ -5,12 +5,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine.actions import ActionRegistry
-from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from engine.loader import load_definitions

@@ -16,7 +16,7 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
-from ..users import USERS, User, find_user, hash_password
+from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine
 
 
