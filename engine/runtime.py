@@ -725,6 +725,14 @@ class Engine:
     def notice_ends(self, case: Case) -> str | None:
         return next((t["due"] for t in case.timers if t["kind"] == "notice" and not t["done"]), None)
 
+    def notice_days_left(self, case: Case) -> int | None:
+        """Days until the notice period ends, rounded up (a few hours left count as 1)."""
+        ends = self.notice_ends(case)
+        if ends is None:
+            return None
+        seconds = (dt.datetime.fromisoformat(ends) - self.clock()).total_seconds()
+        return max(0, -(-int(seconds) // 86400))
+
     # ------------------------------------------------------------------ timers
     def tick(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Run every due timer once: safe from cron and from several processes (each in its own transaction)."""

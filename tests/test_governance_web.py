@@ -212,3 +212,16 @@ def test_the_web_app_runs_due_timers_in_the_background(tmp_path: Path, clock: Fr
     finally:
         app.extensions["civicflow_ticker"].stop()
         engine.store.close()
+
+
+def test_public_notice_counts_the_days_left(app: Any, who: Any, clock: FrozenClock):
+    cid = started(who("staff").post("/start/appraisal", {"person": "陈静", "unit": "renjia", "summary": "述职"}))
+    for name in ("r1", "r2", "r3"):
+        who(name).post(f"/cases/{cid}/contribute", {"stars": "4"})
+    act(who("secretary"), cid, "close_rating")
+    for name in ("street", "street2", "street3"):
+        who(name).post(f"/cases/{cid}/contribute", {"service": "70", "attitude": "70", "results": "70"})
+    act(who("street"), cid, "to_notice")  # 5 days
+    assert "剩余 5 天" in Browser(app).get("/public").get_data(as_text=True)
+    clock.advance(days=4, hours=1)
+    assert "剩余 1 天" in Browser(app).get(f"/public/{cid}").get_data(as_text=True)

@@ -122,6 +122,16 @@ def test_a_visit_offers_a_micro_wish_prefilled(app: Any, who: Any):
     assert re.search(r'value="visit"\s+selected', form)
 
 
+def test_a_visit_offers_a_service_order_for_the_household(app: Any, who: Any):
+    vid = visit(who, household="陈小宝", needs="需要上门理发", situation="老人行动不便")
+    grid = who("grid")
+    page = grid.get(f"/cases/{vid}").get_data(as_text=True)
+    assert f"/start/service_order?parent={vid}" in page  # the 代居民点单 button
+    form = grid.get(f"/start/service_order?parent={vid}").get_data(as_text=True)
+    assert "需要上门理发" in form and 'value="陈小宝"' in form
+    assert f'name="parent" value="{vid}"' in form
+
+
 def test_visits_archive_by_the_clock_and_stay_within_the_community(app: Any, who: Any, clock: FrozenClock):
     vid = visit(who, need_category="none", needs="")
     grid = who("grid")

@@ -53,7 +53,7 @@ def test_public_page_shows_notices_and_results_but_no_draft(phone: Any, demo_ser
     body = phone.locator("main").inner_text()
     assert notice["title"] in body and published["title"] in body
     assert draft["title"] not in body
-    assert re.search(r"异议截止 \d{4}-\d{2}-\d{2}", body)
+    assert re.search(r"异议截止 \d{4}-\d{2}-\d{2}.*剩余 \d+ 天", body)
     assert fits(phone)
     phone.click(f"a[href='/public/{notice['id']}']")
     assert "登录后提出异议" in phone.locator("main").inner_text()
@@ -97,3 +97,22 @@ def test_certificate_prints_on_one_a4_page(page: Any, demo_server: Server, tmp_p
     assert not page.locator("header.top").is_visible()
     pdf = page.pdf(format="A4", print_background=True)
     assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+
+
+def one_a4_page(page: Any) -> bool:
+    page.emulate_media(media="print")
+    pdf = page.pdf(format="A4", print_background=True)
+    return pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1
+
+
+def test_notice_sheet_and_ranking_table_print_on_a4(page: Any, demo_server: Server):
+    notice = first(demo_server, "four_deliberations", "resolution_notice")
+    page.goto(demo_server.url + f"/public/{notice['id']}")
+    assert one_a4_page(page)
+    assert not page.locator("#object-h").is_visible()  # the objection form is not printed
+    page.emulate_media(media="screen")
+    login(page, demo_server, "district")
+    page.goto(demo_server.url + "/workflows/star_rating/ranking")
+    assert page.locator("table.ranking").is_visible()
+    assert one_a4_page(page)
+    assert not page.locator("form.actions button").is_visible()
