@@ -10,6 +10,7 @@ import pytest
 
 from engine.actions import ActionRegistry
 from engine.builtin_actions import grant_role, notify_creator, open_points_account
+from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.users import USERS, User, hash_password
 from engine.web import create_app
@@ -202,5 +203,13 @@ def act(b: Browser, cid: int, transition: str, **data: Any) -> Any:
 
 def case(app: Any, cid: int) -> dict[str, Any]:
     """The stored case document."""
-    from engine.cases import CASES
     return app.extensions["civicflow"].store.get(CASES, cid)
+
+
+def shipped_app(tmp_path: Path, clock: FrozenClock, users: list[tuple[str, str, list[str], str]]) -> Any:
+    """An app on the shipped definitions with a TinyDB file store, a frozen clock and ``users`` (use with yield from)."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
+                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
+    add_users(app.extensions["civicflow"].store, users)
+    yield app
+    app.extensions["civicflow"].store.close()

@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 
 from engine import ledger
-from engine.cases import CASES
 from engine.clock import FrozenClock
-from engine.web import create_app
-from tests.conftest import Browser, act, add_users, started
+from tests.conftest import Browser, act, case, shipped_app, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -36,21 +34,8 @@ REPORT = {"person": "陈静", "person_post": "community_worker", "unit": "renjia
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock("2026-11-27T09:00:00")  # a Friday
-
-
-@pytest.fixture
 def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"), "TICK_SECONDS": 0,
-                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
-    add_users(app.extensions["civicflow"].store, USERS)
-    yield app
-    app.extensions["civicflow"].store.close()
-
-
-def case(app: Any, cid: int) -> dict[str, Any]:
-    return app.extensions["civicflow"].store.get(CASES, cid)
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def rate(who: Any, cid: int, raters: list[str] = RATERS) -> None:

@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.users import find_user
-from engine.web import create_app
-from tests.conftest import ROOT, act, add_users, started
+from tests.conftest import act, case, shipped_app, started
 
 USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -32,21 +30,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock("2026-11-27T09:00:00")  # a Friday
-
-
-@pytest.fixture
 def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
-                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
-    add_users(app.extensions["civicflow"].store, USERS)
-    yield app
-    app.extensions["civicflow"].store.close()
-
-
-def case(app: Any, cid: int) -> dict[str, Any]:
-    return app.extensions["civicflow"].store.get(CASES, cid)
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def figure(app: Any, metric: str) -> float:

@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.notify import NOTIFICATIONS
-from engine.web import create_app
-from tests.conftest import Browser, add_users, started
+from tests.conftest import Browser, case, shipped_app, started
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -36,17 +34,8 @@ WISH = {"wish_content": "一台助听器", "grid": "renjia-g1", "beneficiary_typ
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock("2026-11-27T09:00:00")
-
-
-@pytest.fixture
 def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"), "TICK_SECONDS": 0,
-                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
-    add_users(app.extensions["civicflow"].store, USERS)
-    yield app
-    app.extensions["civicflow"].store.close()
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def version(b: Browser, cid: int) -> str:
@@ -66,10 +55,6 @@ def fulfil(b: Browser, cid: int, photo: bool = True) -> Any:
     if photo:
         data["fulfil_photo"] = (io.BytesIO(PNG), "圆梦.png")
     return b.post(f"/cases/{cid}/do/fulfil", data, page=f"/cases/{cid}", content_type="multipart/form-data")
-
-
-def case(app: Any, cid: int) -> dict[str, Any]:
-    return app.extensions["civicflow"].store.get(CASES, cid)
 
 
 def published(app: Any, who: Any, **changes: str) -> int:
