@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from .actions import ActionContext, action
-from .clock import iso
 from . import ledger
 from .ledger import ACCOUNTS
-from .notify import NOTIFICATIONS
+from .notify import notify
 from .users import USERS
 
 POINTS_ACCOUNTS = ACCOUNTS
@@ -33,7 +32,4 @@ def open_points_account(ctx: ActionContext) -> None:
 def notify_creator(ctx: ActionContext) -> None:
     """Tell the person who started the case what happened (in-app notification)."""
     label = ctx.transition.label if ctx.transition else {"zh": "", "en": ""}
-    ctx.tx.insert(NOTIFICATIONS, {
-        "to": ctx.case.created_by, "case": ctx.case.id, "at": iso(ctx.now), "read": False,
-        "kind": "case_changed", "title": ctx.case.title, "label": dict(label), "state": ctx.case.state,
-    })
+    notify(ctx.tx, [ctx.case.created_by], "case_changed", ctx.case, label, ctx.now)

@@ -213,3 +213,19 @@ def shipped_app(tmp_path: Path, clock: FrozenClock, users: list[tuple[str, str, 
     add_users(app.extensions["civicflow"].store, users)
     yield app
     app.extensions["civicflow"].store.close()
+
+
+#: The runtime test definitions' purchase request (repeat rows, a photo): a valid start form, and a tiny PNG.
+PURCHASE = {"subject": "活动室椅子", "items-0-item": "椅子", "items-0-qty": "4", "items-0-price": "20",
+            "amount": "80", "unit": "renjia"}
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+@pytest.fixture
+def purchase_app(tmp_path: Path, registry: Any) -> Any:
+    """An app on tests/data/valid/runtime (the purchase workflow) with a TinyDB file store."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "db.json"),
+                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(definitions_dir(tmp_path)),
+                      "ACTIONS": registry})
+    add_users(app.extensions["civicflow"].store)
+    return app

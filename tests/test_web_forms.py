@@ -9,21 +9,14 @@ from typing import Any
 import pytest
 
 from engine.cases import CASES
-from engine.web import create_app
-from tests.conftest import Browser, add_users, definitions_dir
+from tests.conftest import PNG, PURCHASE, Browser
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-BASE = {"subject": "活动室椅子", "items-0-item": "椅子", "items-0-qty": "4", "items-0-price": "20",
-        "amount": "80", "unit": "renjia"}
+BASE = PURCHASE
 
 
 @pytest.fixture
-def app(tmp_path: Path, registry: Any) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "db.json"),
-                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(definitions_dir(tmp_path)),
-                      "ACTIONS": registry})
-    add_users(app.extensions["civicflow"].store)
-    return app
+def app(purchase_app: Any) -> Any:
+    return purchase_app
 
 
 @pytest.fixture

@@ -4,28 +4,15 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.cases import CASES
-from engine.web import create_app
-from tests.conftest import Browser, add_users, definitions_dir
+from tests.conftest import PNG, PURCHASE, Browser
 
 HX = {"HX-Request": "true"}
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-BASE = {"subject": "活动室椅子", "items-0-item": "椅子", "items-0-qty": "4", "items-0-price": "20",
-        "amount": "80", "unit": "renjia"}
-
-
-@pytest.fixture
-def purchase_app(tmp_path: Path, registry: Any) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "db.json"),
-                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(definitions_dir(tmp_path)),
-                      "ACTIONS": registry})
-    add_users(app.extensions["civicflow"].store)
-    return app
+BASE = PURCHASE
 
 
 @pytest.fixture

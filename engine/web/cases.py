@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from .. import forms
-from ..builtin_actions import NOTIFICATIONS
+from ..notify import NOTIFICATIONS
 from ..cases import Case
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from ..spec import FILE_TYPES, FieldSpec, FormSpec, WorkflowSpec

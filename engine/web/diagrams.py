@@ -15,17 +15,19 @@ elkjs, mermaid):
 * the rows run top to bottom, which suits a phone: the SVG keeps its natural size (text
   stays readable) and scrolls sideways inside its container (``.diagram``), never the page.
 
-Every text comes from YAML and is escaped here (``markupsafe.escape``); styling is done with
+The SVG is built as plain data (tag, attributes, text) and written out by an autoescaping Jinja macro
+(``templates/_svg.html``), so no text from YAML reaches the page unescaped; styling is done with
 presentation attributes (no ``style=``), which the CSP ``style-src 'self'`` allows.
 """
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from flask import Blueprint, abort, g, render_template
-from markupsafe import Markup, escape
+from jinja2 import Environment, FileSystemLoader
 
 from ..cases import Case
 from ..spec import RoleSpec, TransitionSpec, WorkflowSpec, tr
@@ -371,13 +373,19 @@ def _path(points: Sequence[tuple[float, float]]) -> str:
     return " ".join(d)
 
 
-def _arrow(x: float, y: float, pointing_down: bool, color: str) -> str:
+def el(tag: str, *children: dict[str, Any], text: str | None = None, **attrs: Any) -> dict[str, Any]:
+    """One SVG element as plain data: tag and attribute names come from this module; every value and text
+    is escaped by the autoescaping template that writes it out (``templates/_svg.html``)."""
+    return {"tag": tag, "attrs": [(k.rstrip("_").replace("_", "-"), v) for k, v in attrs.items() if v is not None],
+            "text": text, "children": list(children)}
+
+
+def _arrow(x: float, y: float, pointing_down: bool, color: str) -> dict[str, Any]:
     dy = -9 if pointing_down else 9
-    return (f'<path d="M{x - 5:.1f},{y + dy:.1f} L{x + 5:.1f},{y + dy:.1f} L{x:.1f},{y:.1f} Z" '
-            f'fill="{color}" stroke="none"/>')
+    return el("path", d=f"M{x - 5:.1f},{y + dy:.1f} L{x + 5:.1f},{y + dy:.1f} L{x:.1f},{y:.1f} Z", fill=color, stroke="none")
 
 
-def _text_lines(node: Node, colors: Mapping[str, str]) -> list[str]:
+def _text_lines(node: Node, colors: Mapping[str, str]) -> list[dict[str, Any]]:
     out = []
     y = node.y + (9 if node.kind == "state" else 6)
     for text, size, bold, role in node.lines:
@@ -385,36 +393,36 @@ def _text_lines(node: Node, colors: Mapping[str, str]) -> list[str]:
         color = colors["muted"] if role in ("roles", "loop") else colors["text"]
         if role == "title" and "title" in colors:
             color = colors["title"]
-        weight = ' font-weight="600"' if bold else ""
-        out.append(f'<text x="{node.x:.1f}" y="{y - size * 0.35:.1f}" font-size="{size}" text-anchor="middle" '
-                   f'fill="{color}"{weight}>{escape(text)}</text>')
+        out.append(el("text", text=text, x=f"{node.x:.1f}", y=f"{y - size * 0.35:.1f}", font_size=size,
+                      text_anchor="middle", fill=color, font_weight="600" if bold else None))
     return out
 
 
-def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh", *, current: str | None = None,
-               path: Iterable[str] = (), taken: Iterable[tuple[str, str]] = (), id_prefix: str = "diagram") -> Markup:
-    """The workflow as an inline ``<svg>``: ``current`` state filled, states in ``path`` and transitions in
-    ``taken`` (``(state, transition id)``) outlined in red."""
+def _rect(x: float, y: float, width: float, height: float, **attrs: Any) -> dict[str, Any]:
+    return el("rect", x=f"{x:.1f}", y=f"{y:.1f}", width=f"{width:.1f}", height=f"{height:.1f}", **attrs)
+
+
+def diagram_scene(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh", *, current: str | None = None,
+                  path: Iterable[str] = (), taken: Iterable[tuple[str, str]] = (),
+                  id_prefix: str = "diagram") -> dict[str, Any]:
+    """The workflow as an ``<svg>`` element tree: ``current`` state filled, states in ``path`` and transitions
+    in ``taken`` (``(state, transition id)``) outlined in red."""
     layout = Layout(wf, roles, lang)
     visited, done = set(path), set(taken)
     ports = _ports(layout)
     title_id, desc_id = f"{id_prefix}-title", f"{id_prefix}-desc"
     current_title = tr(wf.states[current].title, lang) if current in wf.states else ""
     desc = (("当前状态：" if lang == "zh" else "Current state: ") + current_title) if current_title else ""
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="workflow-diagram" role="img" '
-             f'aria-labelledby="{escape(title_id)}{" " + escape(desc_id) if desc else ""}" '
-             f'width="{layout.width:.0f}" height="{layout.height:.0f}" viewBox="0 0 {layout.width:.0f} {layout.height:.0f}" '
-             f'font-family="{FONT}" data-workflow="{escape(wf.id)}">',
-             f'<title id="{escape(title_id)}">{escape(tr(wf.title, lang))}</title>']
+    parts = [el("title", text=tr(wf.title, lang), id=title_id)]
     if desc:
-        parts.append(f'<desc id="{escape(desc_id)}">{escape(desc)}</desc>')
+        parts.append(el("desc", text=desc, id=desc_id))
 
     initial = layout.nodes[f"s:{wf.initial}"] if f"s:{wf.initial}" in layout.nodes else None
     if initial is not None:
         sx, sy = initial.x, initial.y - START_SPACE + 6
-        parts.append(f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="6" fill="{COLORS["text"]}"/>')
-        parts.append(f'<path d="M{sx:.1f},{sy + 6:.1f} L{sx:.1f},{initial.y - 9:.1f}" stroke="{COLORS["text"]}" '
-                     f'stroke-width="1.5" fill="none"/>')
+        parts.append(el("circle", cx=f"{sx:.1f}", cy=f"{sy:.1f}", r="6", fill=COLORS["text"]))
+        parts.append(el("path", d=f"M{sx:.1f},{sy + 6:.1f} L{sx:.1f},{initial.y - 9:.1f}", stroke=COLORS["text"],
+                        stroke_width="1.5", fill="none"))
         parts.append(_arrow(sx, initial.y, True, COLORS["text"]))
 
     for i, e in enumerate(layout.edges):
@@ -431,23 +439,20 @@ def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh"
             points[0] = (points[0][0], points[0][1] + 8)
         else:
             points[-1] = (points[-1][0], points[-1][1] - 8)
-        classes = "dg-edge dg-taken" if was_taken else "dg-edge"
-        key = f"{e.transition.source}.{e.transition.id}"
-        parts.append(f'<g class="{classes}" data-transition="{escape(key)}">'
-                     f'<path d="{_path(points)}" fill="none" stroke="{color}" stroke-width="{2.5 if was_taken else 1.5}"/>'
-                     + (_arrow(ports[(i, "bottom")], upper.bottom, False, color) if e.back
-                        else _arrow(ports[(i, "top")], lower.y, True, color)) + "</g>")
+        head = (_arrow(ports[(i, "bottom")], upper.bottom, False, color) if e.back
+                else _arrow(ports[(i, "top")], lower.y, True, color))
+        parts.append(el("g", el("path", d=_path(points), fill="none", stroke=color, stroke_width=2.5 if was_taken else 1.5),
+                        head, class_="dg-edge dg-taken" if was_taken else "dg-edge",
+                        data_transition=f"{e.transition.source}.{e.transition.id}"))
 
     for n in layout.nodes.values():
         if n.kind == "label":
             assert n.transition is not None
             was_taken = (n.transition.source, n.transition.id) in done
-            stroke = COLORS["taken"] if was_taken else COLORS["label_line"]
-            parts.append(f'<g class="dg-label{" dg-taken" if was_taken else ""}" '
-                         f'data-transition="{escape(n.transition.source + "." + n.transition.id)}">'
-                         f'<rect x="{n.x - n.width / 2:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{n.height:.1f}" '
-                         f'rx="10" fill="{COLORS["label"]}" stroke="{stroke}" stroke-width="{1.5 if was_taken else 1}"/>'
-                         + "".join(_text_lines(n, COLORS)) + "</g>")
+            box = _rect(n.x - n.width / 2, n.y, n.width, n.height, rx="10", fill=COLORS["label"],
+                        stroke=COLORS["taken"] if was_taken else COLORS["label_line"], stroke_width=1.5 if was_taken else 1)
+            parts.append(el("g", box, *_text_lines(n, COLORS), class_="dg-label" + (" dg-taken" if was_taken else ""),
+                            data_transition=f"{n.transition.source}.{n.transition.id}"))
         elif n.kind == "state":
             assert n.state is not None
             state = wf.states[n.state]
@@ -458,15 +463,25 @@ def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh"
             classes = "dg-state" + (" dg-current" if is_current else "") + (" dg-visited" if was_visited else "") + (
                 " dg-final" if state.final else "")
             x0 = n.x - n.width / 2
-            shape = (f'<rect x="{x0:.1f}" y="{n.y:.1f}" width="{n.width:.1f}" height="{n.height:.1f}" rx="6" '
-                     f'fill="{fill}" stroke="{stroke}" stroke-width="{3 if is_current else 2 if was_visited else 1.5}"/>')
+            shapes = [_rect(x0, n.y, n.width, n.height, rx="6", fill=fill, stroke=stroke,
+                            stroke_width=3 if is_current else 2 if was_visited else 1.5)]
             if state.final:  # a double border, as final states are drawn in UML
-                shape += (f'<rect x="{x0 + 3:.1f}" y="{n.y + 3:.1f}" width="{n.width - 6:.1f}" height="{n.height - 6:.1f}" '
-                          f'rx="4" fill="none" stroke="{colors["title"] if is_current else stroke}" stroke-width="1"/>')
-            parts.append(f'<g class="{classes}" data-state="{escape(n.state)}">'
-                         + shape + "".join(_text_lines(n, colors)) + "</g>")
-    parts.append("</svg>")
-    return Markup("\n".join(parts))
+                shapes.append(_rect(x0 + 3, n.y + 3, n.width - 6, n.height - 6, rx="4", fill="none",
+                                    stroke=colors["title"] if is_current else stroke, stroke_width="1"))
+            parts.append(el("g", *shapes, *_text_lines(n, colors), class_=classes, data_state=n.state))
+    return el("svg", *parts, xmlns="http://www.w3.org/2000/svg", class_="workflow-diagram", role="img",
+              aria_labelledby=f"{title_id} {desc_id}" if desc else title_id,
+              width=f"{layout.width:.0f}", height=f"{layout.height:.0f}",
+              viewBox=f"0 0 {layout.width:.0f} {layout.height:.0f}", font_family=FONT, data_workflow=wf.id)
+
+
+#: Writes a scene out, escaping every value; the same macro the pages use.
+_SVG = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parents[2] / "templates")), autoescape=True)
+
+
+def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh", **marks: Any) -> str:
+    """The diagram as SVG text (outside a request: the pages call the ``svg`` macro on :func:`diagram_scene`)."""
+    return _SVG.get_template("_svg.html").module.svg(diagram_scene(wf, roles, lang, **marks))
 
 
 def case_marks(case: Case) -> dict[str, Any]:
@@ -478,11 +493,11 @@ def case_marks(case: Case) -> dict[str, Any]:
 # --------------------------------------------------------------------------- pages
 
 @bp.app_template_global()
-def workflow_diagram(workflow: WorkflowSpec, case: Case | None = None) -> Markup:
-    """``{{ workflow_diagram(workflow, case) }}`` in a template: the diagram, highlighted for ``case``."""
+def workflow_diagram(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, Any]:
+    """``{{ svg(workflow_diagram(workflow, case)) }}`` in a template: the diagram, highlighted for ``case``."""
     marks = case_marks(case) if case is not None else {}
-    return render_svg(workflow, get_engine().definitions.roles, current_lang(),
-                      id_prefix=f"diagram-{workflow.id}", **marks)
+    return diagram_scene(workflow, get_engine().definitions.roles, current_lang(),
+                         id_prefix=f"diagram-{workflow.id}", **marks)
 
 
 @bp.app_template_global()
