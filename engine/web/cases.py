@@ -126,15 +126,21 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str
     return kept
 
 
-@bp.route("/start/<workflow_id>/fields", methods=["POST"])
-@login_required
-def start_fields(workflow_id: str) -> Any:
+def _startable(workflow_id: str) -> tuple[Any, WorkflowSpec]:
+    """The engine and the workflow the current user may start (404 unknown, 403 not for their roles)."""
     engine = get_engine()
     wf = engine.definitions.workflows.get(workflow_id)
     if wf is None:
         abort(404)
     if not engine.may_start(wf, g.user):
         abort(403)
+    return engine, wf
+
+
+@bp.route("/start/<workflow_id>/fields", methods=["POST"])
+@login_required
+def start_fields(workflow_id: str) -> Any:
+    engine, wf = _startable(workflow_id)
     return _live_fields(engine.definitions.forms[wf.start_form])
 
 
@@ -183,12 +189,7 @@ def start_list() -> Any:
 @bp.route("/start/<workflow_id>", methods=["GET", "POST"])
 @login_required
 def start(workflow_id: str) -> Any:
-    engine = get_engine()
-    wf = engine.definitions.workflows.get(workflow_id)
-    if wf is None:
-        abort(404)
-    if not engine.may_start(wf, g.user):
-        abort(403)
+    engine, wf = _startable(workflow_id)
     form = engine.definitions.forms[wf.start_form]
     live_url = url_for("cases.start_fields", workflow_id=wf.id)
     parent = request.values.get("parent", type=int)  # started from another case's offer, pre-filled from it
