@@ -7,10 +7,53 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterable
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
+Key = Hashable
+
+
+def by_id(doc: Doc) -> Any:
+    return doc["id"]
+
+
+@dataclass(frozen=True)
+class Index:
+    """A secondary index the store keeps up to date in the same transaction as every write to ``table``.
+
+    ``keys(doc)`` says under which keys (tuples of strings and numbers) a document is found — none: not
+    indexed; ``order(doc)`` sorts the documents under one key (lookups return the highest first unless asked
+    otherwise). Both get the stored document and must not change it; they run on every write and when a
+    store is opened, so they must be cheap and depend on the document alone.
+    """
+
+    name: str
+    table: str
+    keys: Callable[[Doc], Iterable[Key]]
+    order: Callable[[Doc], Any] = by_id
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Sums per key the store keeps up to date with every write to ``table`` (counts are sums of 1).
+
+    ``values(doc)`` yields ``(key, number)`` pairs; the store adds a new document's pairs and takes an old
+    version's away, so a total never needs a scan.
+    """
+
+    name: str
+    table: str
+    values: Callable[[Doc], Iterable[tuple[Key, float]]]
+
+
+@dataclass
+class Page:
+    """One page of a lookup: the documents (copies) and how many match in all."""
+
+    docs: list[Doc] = field(default_factory=list)
+    total: int = 0
 
 
 class Transaction(ABC):
@@ -38,6 +81,17 @@ class Transaction(ABC):
     @abstractmethod
     def delete(self, table: str, doc_id: int) -> None: ...
 
+    @abstractmethod
+    def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        """Documents found under any of ``keys`` of ``index``, each once, ordered by the index's ``order``
+        (highest first when ``newest``), ``offset``/``limit`` applied after ``where``. Sees this transaction's writes."""
+
+    def first(self, index: str, key: Key) -> Doc | None:
+        """The first document under ``key`` (e.g. a user by username), or None."""
+        page = self.lookup(index, [key], limit=1, newest=False)
+        return page.docs[0] if page.docs else None
+
 
 class Store(ABC):
     """A set of named tables. Reads return copies; writes only through ``transaction()``."""
@@ -55,6 +109,29 @@ class Store(ABC):
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         return len(self.search(table, predicate))
+
+    @abstractmethod
+    def add_index(self, index: Index | Tally) -> None:
+        """Declare an index or a tally (built at once from what is stored, then kept up to date).
+        Declaring the same name again replaces it."""
+
+    @abstractmethod
+    def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        """See :meth:`Transaction.lookup`."""
+
+    @abstractmethod
+    def count_keys(self, index: str, keys: Iterable[Key]) -> int:
+        """How many documents are found under any of ``keys`` (each counted once)."""
+
+    @abstractmethod
+    def totals(self, tally: str) -> dict[Key, float]:
+        """A copy of a tally's sums (keys whose sum went back to 0 are left out)."""
+
+    def first(self, index: str, key: Key) -> Doc | None:
+        """The first document under ``key`` (e.g. a user by username), or None."""
+        page = self.lookup(index, [key], limit=1, newest=False)
+        return page.docs[0] if page.docs else None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and locks."""

@@ -6,9 +6,11 @@ applies them in one step when its ``with`` block exits without an exception.
 """
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,7 +18,7 @@ from tinydb import TinyDB
 from tinydb.storages import MemoryStorage
 
 from engine.errors import EngineError
-from engine.store.base import Doc, Predicate, Store, Transaction
+from engine.store.base import Doc, Index, Key, Page, Predicate, Store, Tally, Transaction
 
 #: Reserved for the file store's bookkeeping (last sequence number, last ids).
 META_TABLE = "_meta"
@@ -73,6 +75,148 @@ def check_id(doc_id: int) -> int:
     return doc_id
 
 
+Entry = tuple[Any, int]  # (order, id): what a posting list holds, ascending
+
+
+class Indexes:
+    """The secondary indexes and tallies of one store, kept in memory beside the committed tables.
+
+    An index maps each key to a posting list of ``(order, id)`` kept sorted (``bisect``), so a page of the
+    newest documents under some keys is a merge of sorted lists, never a sort or a scan of the table.
+    Every committed write passes through :meth:`update` (the store's own commits and, for the file store,
+    other processes' journal entries alike), so the indexes always agree with the tables.
+    """
+
+    def __init__(self) -> None:
+        self.specs: dict[str, Index | Tally] = {}
+        self.postings: dict[str, dict[Key, list[Entry]]] = {}
+        self.entries: dict[str, dict[int, tuple[Any, tuple[Key, ...]]]] = {}
+        self.sums: dict[str, dict[Key, float]] = {}
+        self.pairs: dict[str, dict[int, list[tuple[Key, float]]]] = {}
+
+    def of_table(self, table: str) -> list[Index | Tally]:
+        return [spec for spec in self.specs.values() if spec.table == table]
+
+    def add(self, spec: Index | Tally, table: Mapping[str, Doc]) -> None:
+        self.specs[spec.name] = spec
+        if isinstance(spec, Tally):
+            self.sums[spec.name], self.pairs[spec.name] = {}, {}
+            for key, doc in table.items():
+                self._tally(spec, int(key), doc)
+            return
+        postings: dict[Key, list[Entry]] = {}
+        entries: dict[int, tuple[Any, tuple[Key, ...]]] = {}
+        for key, doc in table.items():
+            doc_id = int(key)
+            keys = tuple(dict.fromkeys(spec.keys(doc)))
+            if keys:
+                order = spec.order(doc)
+                entries[doc_id] = (order, keys)
+                for k in keys:
+                    postings.setdefault(k, []).append((order, doc_id))
+        for entry_list in postings.values():
+            entry_list.sort()
+        self.postings[spec.name], self.entries[spec.name] = postings, entries
+
+    def rebuild(self, tables: Mapping[str, Mapping[str, Doc]]) -> None:
+        for spec in list(self.specs.values()):
+            self.add(spec, tables.get(spec.table, {}))
+
+    def update(self, table: str, doc_id: int, doc: Doc | None) -> None:
+        """``doc`` is the document's new committed version (None: deleted)."""
+        for spec in self.of_table(table):
+            if isinstance(spec, Tally):
+                self._tally(spec, doc_id, doc)
+                continue
+            postings, entries = self.postings[spec.name], self.entries[spec.name]
+            old = entries.pop(doc_id, None)
+            if old is not None:
+                for k in old[1]:
+                    entry_list = postings[k]
+                    i = bisect.bisect_left(entry_list, (old[0], doc_id))
+                    if i < len(entry_list) and entry_list[i] == (old[0], doc_id):
+                        del entry_list[i]
+                    if not entry_list:
+                        del postings[k]
+            if doc is None:
+                continue
+            keys = tuple(dict.fromkeys(spec.keys(doc)))
+            if keys:
+                order = spec.order(doc)
+                entries[doc_id] = (order, keys)
+                for k in keys:
+                    bisect.insort(postings.setdefault(k, []), (order, doc_id))
+
+    def _tally(self, spec: Tally, doc_id: int, doc: Doc | None) -> None:
+        sums, pairs = self.sums[spec.name], self.pairs[spec.name]
+        for key, value in pairs.pop(doc_id, ()):
+            total = sums[key] - value
+            if total:
+                sums[key] = total
+            else:
+                del sums[key]
+        if doc is None:
+            return
+        new = [(key, value) for key, value in spec.values(doc) if value]
+        if new:
+            pairs[doc_id] = new
+            for key, value in new:
+                sums[key] = sums.get(key, 0) + value
+
+    def index(self, name: str) -> Index:
+        spec = self.specs.get(name)
+        if not isinstance(spec, Index):
+            raise KeyError(f"no index named {name!r}")
+        return spec
+
+    def lists(self, name: str, keys: Iterable[Key]) -> list[list[Entry]]:
+        postings = self.postings[self.index(name).name]
+        found = []
+        for k in dict.fromkeys(keys):
+            entry_list = postings.get(k)
+            if entry_list:
+                found.append(entry_list)
+        return found
+
+
+def walk(lists: list[list[Entry]], newest: bool, extra: Iterable[Entry] = (), skip: Any = ()) -> Iterator[int]:
+    """Ids from sorted posting lists (and ``extra`` entries), in order, each once; ids in ``skip`` are left
+    out of ``lists`` (a transaction's pending versions replace them, and come as ``extra``)."""
+    sources: list[Iterable[Entry]] = [reversed(lst) if newest else lst for lst in lists]
+    if skip:
+        sources = [(e for e in source if e[1] not in skip) for source in sources]
+    extra = sorted(extra, reverse=newest)
+    if extra:
+        sources.append(extra)
+    if len(sources) == 1:
+        for _order, doc_id in sources[0]:
+            yield doc_id
+        return
+    seen: set[int] = set()
+    for _order, doc_id in heapq.merge(*sources, reverse=newest):
+        if doc_id not in seen:
+            seen.add(doc_id)
+            yield doc_id
+
+
+def page_of(ids: Iterator[int], fetch: Any, offset: int, limit: int | None, where: Predicate | None,
+            total: int | None) -> Page:
+    """Apply ``where``, ``offset`` and ``limit`` to ids in order; ``total`` if already known (no ``where``)."""
+    docs: list[Doc] = []
+    end = None if limit is None else offset + limit
+    count = 0
+    for doc_id in ids:
+        doc = fetch(doc_id)
+        if doc is None or (where is not None and not where(doc.copy())):
+            continue
+        if count >= offset and (end is None or count < end):
+            docs.append(clone(doc))
+        count += 1
+        if total is not None and end is not None and count >= end:
+            break
+    return Page(docs, count if total is None else total)
+
+
 class TableStore(Store):
     """Committed tables in TinyDB's ``MemoryStorage`` plus serializable overlay transactions.
 
@@ -99,6 +243,7 @@ class TableStore(Store):
         self._state_lock = threading.RLock()
         self._local = threading.local()
         self._closed = False
+        self._indexes = Indexes()
         self._reset_state({})
 
     # -- committed state ---------------------------------------------------------
@@ -119,6 +264,7 @@ class TableStore(Store):
                     self._unsorted.add(name)
                 previous = max(previous, number)
             self._last_ids[name] = max(self._last_ids.get(name, 0), previous)
+        self._indexes.rebuild(tables)
 
     @property
     def _tables(self) -> dict[str, dict[str, Doc]]:
@@ -136,6 +282,7 @@ class TableStore(Store):
             if doc is None:
                 if table is not None and table.pop(key, None) is not None:
                     touched.add(name)
+                    self._indexes.update(name, int(key), None)
                 continue
             if table is None:
                 table = tables[name] = {}
@@ -147,6 +294,7 @@ class TableStore(Store):
                 self._last_ids[name] = number
             table[key] = doc
             touched.add(name)
+            self._indexes.update(name, number, doc)
         for name in touched:
             # Nothing here reads through TinyDB's Table API, but anyone who does must
             # not get query results cached before this write.
@@ -227,6 +375,40 @@ class TableStore(Store):
             if predicate is None:
                 return len(docs)
             return sum(1 for d in docs.values() if predicate(d.copy()))
+
+    # -- indexes ---------------------------------------------------------------
+
+    def add_index(self, index: Index | Tally) -> None:
+        with self._reading():
+            self._indexes.add(index, self._tables.get(check_table(index.table), {}))
+
+    def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        tx = self._current()
+        if tx is not None:
+            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where)
+        with self._reading():
+            spec = self._indexes.index(index)
+            lists = self._indexes.lists(index, keys)
+            table = self._tables.get(spec.table, {})
+            total = None
+            if where is None:
+                total = len(lists[0]) if len(lists) == 1 else len({i for lst in lists for _o, i in lst})
+            return page_of(walk(lists, newest), lambda i: table.get(str(i)), offset, limit, where, total)
+
+    def count_keys(self, index: str, keys: Iterable[Key]) -> int:
+        tx = self._current()
+        if tx is not None:
+            return tx.lookup(index, keys, limit=0).total
+        with self._reading():
+            lists = self._indexes.lists(index, keys)
+            return len(lists[0]) if len(lists) == 1 else len({i for lst in lists for _o, i in lst})
+
+    def totals(self, tally: str) -> dict[Key, float]:
+        with self._reading():
+            if tally not in self._indexes.sums:
+                raise KeyError(f"no tally named {tally!r}")
+            return dict(self._indexes.sums[tally])
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -320,6 +502,27 @@ class OverlayTransaction(Transaction):
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         return len(self._matching(table, predicate))
+
+    def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        wanted = list(dict.fromkeys(keys))
+        with self._store._state_lock:
+            indexes = self._store._indexes
+            spec = indexes.index(index)
+            pending = self._writes.get(self._check(spec.table), {})
+            skip = {int(k) for k in pending}
+            extra = []
+            for k, doc in pending.items():
+                if doc is not None and set(spec.keys(doc)) & set(wanted):
+                    extra.append((spec.order(doc), int(k)))
+            table = self._store._tables.get(spec.table, {})
+
+            def fetch(doc_id: int) -> Doc | None:
+                key = str(doc_id)
+                return pending[key] if key in pending else table.get(key)
+
+            ids = walk(indexes.lists(index, wanted), newest, extra, skip)
+            return page_of(ids, fetch, offset, limit, where, None)
 
     def _bump(self, table: str, doc_id: int) -> None:
         last = self._last_ids.get(table)
