@@ -16,7 +16,8 @@ def grant_role(ctx: ActionContext) -> None:
     role = ctx.args.get("role")
     if not role:
         raise ValueError("grant_role needs args.role")
-    for doc in ctx.tx.search(USERS, lambda d: d.get("username") == ctx.case.created_by):
+    doc = ctx.tx.first(USERS, ("username", ctx.case.created_by))
+    if doc is not None:
         if role not in doc["roles"]:
             doc["roles"].append(role)
             ctx.tx.replace(USERS, doc["id"], doc)

@@ -1,5 +1,8 @@
 """The points ledger and the publication record: append-only, hash-chained, never negative.
 
+Chain heads and accounts are found through the store's indexes (``engine.readmodel`` declares them:
+``chain_heads`` by table, ``points_accounts`` by owner), so a post is O(1), not a scan.
+
 Every entry carries the hash of the entry before it, so editing, removing or reordering
 any stored entry breaks the chain; ``verify`` reports the first broken link.
 """
@@ -30,23 +33,23 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
 
 def append(tx: Transaction, table: str, entry: dict[str, Any]) -> dict[str, Any]:
     """Append ``entry`` to the chain kept in ``table`` (O(1): the head is stored separately)."""
-    heads = tx.search(HEADS, lambda d: d["table"] == table)
-    head = heads[0] if heads else {"table": table, "hash": GENESIS, "seq": 0}
+    found = tx.first(HEADS, ("table", table))
+    head = found or {"table": table, "hash": GENESIS, "seq": 0}
     entry = {**entry, "seq": head["seq"] + 1, "prev": head["hash"]}
     entry["hash"] = entry_hash(entry)
     tx.insert(table, entry)
     head = {**head, "hash": entry["hash"], "seq": entry["seq"]}
-    if heads:
-        tx.replace(HEADS, heads[0]["id"], head)
+    if found:
+        tx.replace(HEADS, found["id"], head)
     else:
         tx.insert(HEADS, head)
     return entry
 
 
 def account(tx: Transaction, owner: str, create: bool = True) -> dict[str, Any] | None:
-    found = tx.search(ACCOUNTS, lambda d: d["owner"] == owner)
+    found = tx.first(ACCOUNTS, ("owner", owner))
     if found:
-        return found[0]
+        return found
     if not create:
         return None
     doc = {"owner": owner, "balance": 0}

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from . import collect, forms, ledger, ranking
+from . import collect, forms, ledger, ranking, readmodel
+from .access import Access
 from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case
 from .clock import SHANGHAI, Clock, iso
@@ -26,7 +27,7 @@ from .users import USERS, User
 
 #: Who acts when the clock takes a transition (timers, notice expiry, deadlines).
 SYSTEM = User("system", "系统", ("system",), "")
-ROUNDS = "rounds"
+ROUNDS = readmodel.ROUNDS
 
 
 def _msg(zh: str, en: str) -> dict[str, str]:
@@ -53,6 +54,10 @@ class Engine:
         self.store = store
         self.actions = actions
         self.clock = clock
+        self.access = Access(definitions)
+        self._fields: dict[str, list[tuple[FormSpec, Any]]] = {}
+        readmodel.install(store, definitions, lambda case: self.guard_context(case, SYSTEM))
+        self.read = readmodel.ReadModel(self)
 
     # ------------------------------------------------------------------ specs
     def workflow_of(self, case: Case) -> WorkflowSpec:
@@ -69,6 +74,8 @@ class Engine:
 
     def data_fields(self, wf: WorkflowSpec) -> list[tuple[FormSpec, Any]]:
         """Every (form, field) a case of ``wf`` may hold, start form first, each field once."""
+        if wf.id in self._fields:
+            return self._fields[wf.id]
         seen, result = set(), []
         form_ids = [wf.start_form] + [t.form for t in wf.transitions() if t.form]
         for form_id in form_ids:
@@ -77,79 +84,39 @@ class Engine:
                 if f.id not in seen:
                     seen.add(f.id)
                     result.append((form, f))
+        self._fields[wf.id] = result
         return result
 
-    # ------------------------------------------------------------------ access
-    @staticmethod
-    def acting_roles(wf: WorkflowSpec) -> set[str]:
-        """Roles that take part in a workflow beyond starting it: they see its cases within their reach."""
-        roles = {r for t in wf.transitions() for r in t.roles}
-        roles |= {r for state in wf.states.values() for r in state.inbox or ()}
-        roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
-        if wf.ranking:
-            roles |= set(wf.ranking.roles)
-        return roles - PSEUDO_ROLES
+    # ------------------------------------------------------------------ access (engine.access)
+    def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:
+        return self.access.acting_roles(wf)
 
     def role_scope(self, role: str, wf: WorkflowSpec | None = None) -> str:
-        if wf is not None and role in wf.role_scope:
-            return wf.role_scope[role]
-        spec = self.definitions.roles.get(role)
-        return spec.scope if spec else "unit"
+        return self.access.role_scope(role, wf)
 
     def reaches(self, user: User, role: str, org_unit: str, wf: WorkflowSpec | None = None) -> bool:
-        """Whether ``user`` acting as ``role`` reaches a case of ``org_unit``: their unit and below, everything
-        (scope all), or everything under their unit's ancestor at the role's level (e.g. community)."""
-        scope = self.role_scope(role, wf)
-        org = self.definitions.org
-        if scope == "all":
-            return True
-        if scope in LEVELS:
-            top = org.ancestor_at(user.org_unit, scope)
-            if top is not None:
-                return org.contains(top, org_unit)
-        return org.contains(user.org_unit, org_unit)
+        return self.access.reaches(user, role, org_unit, wf)
 
     def has_wide_scope(self, user: User) -> bool:
-        return any(self.role_scope(r) == "all" for r in user.roles)
+        return self.access.has_wide_scope(user)
 
     def in_scope(self, user: User, org_unit: str) -> bool:
-        return any(self.reaches(user, r, org_unit) for r in user.roles)
+        return self.access.in_scope(user, org_unit)
 
     def roles_for(self, case: Case, user: User) -> set[str]:
-        """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
-        creator / assignee. No role means the case is invisible: a role that may only *start* a case
-        (an applicant) sees its own cases, not its neighbours'."""
-        wf = self.definitions.workflows.get(case.workflow)
-        roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
-                 if self.reaches(user, r, case.org_unit, wf)}
-        state = wf.states.get(case.state) if wf else None
-        if state is not None and state.collect and state.collect.scope == "any":  # open to contributors anywhere
-            roles |= set(user.roles) & set(state.collect.roles)
-        if case.created_by == user.username:
-            roles.add("creator")
-        if user.username in case.assignees:
-            roles.add("assignee")
-        if user.username in case.escalated_to:
-            roles.add("escalated")  # may see the overdue case; acts only through roles it names
-        return roles
+        return self.access.roles_for(case, user)
 
     def can_see(self, case: Case, user: User) -> bool:
-        return bool(self.roles_for(case, user))
+        return self.access.can_see(case, user)
 
     def may_see_sensitive(self, case: Case, user: User) -> bool:
-        """The applicant, the people assigned to do the work, and staff who act on this workflow within their
-        reach see unmasked sensitive fields. Raters (contributors) and the public do not."""
-        if case.created_by == user.username or user.username in case.assignees:  # the doer needs the phone
-            return True
-        wf = self.workflow_of(case)
-        staff = {r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES
-        return bool(staff & self.roles_for(case, user))
+        return self.access.may_see_sensitive(case, user)
 
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
-        return bool(set(wf.start_roles) & set(user.roles))
+        return self.access.may_start(wf, user)
 
     def startable(self, user: User) -> list[WorkflowSpec]:
-        return [wf for wf in self.definitions.workflows.values() if self.may_start(wf, user)]
+        return self.access.startable(user)
 
     def guard_context(self, case: Case, user: User) -> dict[str, Any]:
         wf = self.workflow_of(case)
@@ -212,34 +179,39 @@ class Engine:
         return case
 
     def cases(self, user: User, workflow: str | None = None, state: str | None = None) -> list[Case]:
-        def match(doc: dict[str, Any]) -> bool:
-            return (workflow is None or doc["workflow"] == workflow) and (state is None or doc["state"] == state)
-        found = [Case.from_doc(d) for d in self.store.search(CASES, match)]
-        return [c for c in found if self.can_see(c, user)]
+        """Every case (of ``workflow``, in ``state``) the user may see, newest first, from the read model."""
+        workflows = [self.definitions.workflows[workflow]] if workflow in self.definitions.workflows else (
+            [] if workflow else list(self.definitions.workflows.values()))
+        found = [c for wf in workflows for c in self.read.listing(user, wf, state, size=None).items]
+        if not workflow:
+            found.sort(key=lambda c: c.updated_at, reverse=True)
+        return found
+
+    def waits_for(self, case: Case, user: User) -> bool:
+        """Whether the case is on the user's to-do list: waiting for a role they hold on it and a step they may
+        take now, or for their contribution, or escalated to them."""
+        wf = self.definitions.workflows.get(case.workflow)
+        if wf is None or case.state not in wf.states or wf.states[case.state].final:
+            return False
+        roles = self.roles_for(case, user)
+        if not roles:
+            return False
+        waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
+        return bool(waiting or self.may_contribute(case, user)[0] or user.username in case.escalated_to)
 
     def inbox(self, user: User) -> list[Case]:
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
-        result = []
-        for case in self.cases(user):
-            wf = self.definitions.workflows.get(case.workflow)
-            if wf is None or case.state not in wf.states or wf.states[case.state].final:
-                continue
-            roles = self.roles_for(case, user)
-            waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
-            if waiting or self.may_contribute(case, user)[0] or user.username in case.escalated_to:
-                result.append(case)
-        result.sort(key=lambda c: c.updated_at, reverse=True)
-        return result
+        return self.read.inbox(user, size=None).items
 
     def display_names(self, usernames: Iterable[str]) -> list[str]:
-        wanted = set(usernames)
-        names = {d["username"]: d.get("name") or d["username"]
-                 for d in self.store.search(USERS, lambda d: d["username"] in wanted)}
-        return [names.get(u, u) for u in usernames]
+        names = []
+        for username in usernames:
+            doc = self.read.user_doc(username)
+            names.append((doc.get("name") or username) if doc else username)
+        return names
 
     def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
-        source = tx or self.store
-        return [User.from_doc(d) for d in source.search(USERS, lambda d: role is None or role in d.get("roles", []))]
+        return [User.from_doc(d) for d in self.read.user_docs(tx, role)]
 
     # ------------------------------------------------------------------ commands: start and transitions
     def _validate(self, form: FormSpec, values: Mapping[str, Any], user: User | None = None,
@@ -264,8 +236,8 @@ class Engine:
         return user is None or self.can_see(Case.from_doc(doc), user)
 
     def case_choices(self, f: Any, user: User) -> list[Case]:
-        """The cases a ``type: case`` field may point at, for this user."""
-        return [c for c in self.cases(user, f.workflow) if not f.states or c.state in f.states]
+        """The newest cases a ``type: case`` field may point at, for this user."""
+        return self.read.case_choices(f, user)
 
     def _waiting_for(self, wf: WorkflowSpec, state_id: str) -> list[str]:
         state = wf.states[state_id]
@@ -298,7 +270,7 @@ class Engine:
                     created_by=user.username, created_at=iso(now), updated_at=iso(now),
                     round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
-        case.history.append(self._history(user, "start", wf.title, None, wf.initial, note, _changes(form, {}, data)))
+        self._record(case, user, "start", wf.title, None, wf.initial, note, _changes(form, {}, data), now, bump=False)
         case.id = tx.insert(CASES, case.to_doc())
         self._enter(tx, case, wf, wf.initial, user, now)
         tx.replace(CASES, case.id, case.to_doc())
@@ -326,8 +298,7 @@ class Engine:
         return values
 
     def children(self, case: Case, user: User) -> list[Case]:
-        found = [Case.from_doc(d) for d in self.store.search(CASES, lambda d: d.get("parent") == case.id)]
-        return [c for c in found if self.can_see(c, user)]
+        return self.read.children(case, user)
 
     def fire(self, case_id: int, transition_id: str, user: User, values: Mapping[str, Any] | None = None,
              comment: str = "", expected_version: int | None = None, assignees: Iterable[str] = ()) -> Case:
@@ -401,9 +372,7 @@ class Engine:
                     objection.update(status="dismissed" if back else "upheld", decided_by=actor.username, decided_at=iso(now))
         case.state = target
         case.title = self._title(wf, case)
-        case.updated_at = iso(now)
-        case.version += 1
-        case.history.append(self._history(actor, action, label, source, target, comment, changes))
+        self._record(case, actor, action, label, source, target, comment, changes, now)
         self._enter(tx, case, wf, target, actor, now)
 
     def _enter(self, tx: Transaction, case: Case, wf: WorkflowSpec, state_id: str, actor: User, now: dt.datetime) -> None:
@@ -572,7 +541,7 @@ class Engine:
                                      "roles": sorted(set(user.roles) & (set(spec.roles) or set(user.roles))),
                                      "data": data, "at": now, "revisions": revisions}
             self._aggregate(case, state)
-            case.updated_at = now
+            self._touch(case, self.clock())  # a contribution changes the case: a page loaded before is stale
             tx.replace(CASES, case_id, case.to_doc())
         return case
 
@@ -586,8 +555,8 @@ class Engine:
             if user.username not in case.conflicts:
                 case.conflicts.append(user.username)
             case.contributions.get(case.state, {}).pop(user.username, None)
-            case.history.append(self._history(user, "recuse", _msg("声明回避", "Declared a conflict of interest"),
-                                              case.state, case.state, reason.strip(), []))
+            self._record(case, user, "recuse", _msg("声明回避", "Declared a conflict of interest"),
+                         case.state, case.state, reason.strip(), [], self.clock())
             self._aggregate(case, state)
             tx.replace(CASES, case_id, case.to_doc())
         return case
@@ -648,7 +617,7 @@ class Engine:
                                     "status": "open", "state": case.state})
             self._move(tx, case, wf, state.notice.objection_to, user, "object", _msg("提出异议", "Objection filed"),
                        reason[:2000], [], now)
-            waiting = [u.username for u in self.users(tx) if set(case.waiting_for) & self.roles_for(case, u)]
+            waiting = self._waiting_people(tx, case)
             notify(tx, waiting, "objection", case, _msg("提出异议", "Objection filed"), now, skip=user.username)
             tx.replace(CASES, case_id, case.to_doc())
         return case
@@ -711,16 +680,18 @@ class Engine:
                 rows.append((name, str(value or "")))
         return rows
 
-    def public_cases(self) -> list[tuple[Case, StateSpec]]:
-        """Cases on public notice or in a public state, for the page anyone may read."""
-        result = []
-        for doc in self.store.search(CASES):
-            wf = self.definitions.workflows.get(doc["workflow"])
-            state = wf.states.get(doc["state"]) if wf else None
-            if state is not None and (state.notice or state.public):
-                result.append((Case.from_doc(doc), state))
-        result.sort(key=lambda cs: cs[0].updated_at, reverse=True)
-        return result
+    def public_cases(self, page: int = 1, size: int | None = None) -> list[tuple[Case, StateSpec]]:
+        """Cases on public notice or in a public state, for the page anyone may read, newest first."""
+        return [(case, self.state_of(case)) for case in self.read.public(page, size).items]
+
+    def public_case(self, case_id: int) -> tuple[Case, StateSpec] | None:
+        doc = self.store.get(CASES, case_id)
+        if doc is None:
+            return None
+        case = Case.from_doc(doc)
+        wf = self.definitions.workflows.get(case.workflow)
+        state = wf.states.get(case.state) if wf else None
+        return (case, state) if state is not None and (state.notice or state.public) else None
 
     def notice_ends(self, case: Case) -> str | None:
         return next((t["due"] for t in case.timers if t["kind"] == "notice" and not t["done"]), None)
@@ -738,8 +709,7 @@ class Engine:
         """Run every due timer once: safe from cron and from several processes (each in its own transaction)."""
         moment = now or self.clock()
         stamp = iso(moment)
-        due_ids = [d["id"] for d in self.store.search(
-            CASES, lambda d: any(not t["done"] and t["due"] <= stamp for t in d.get("timers", [])))]
+        due_ids = self.read.due_case_ids(stamp)
         fired = []
         for case_id in due_ids:
             with self.store.transaction() as tx:
@@ -756,49 +726,59 @@ class Engine:
                         try:
                             self._take(tx, case, timer["transition"], SYSTEM, {}, "", [], system=True)
                         except TransitionError as exc:  # a guard said no: note it, never retry forever
-                            case.history.append(self._history(SYSTEM, "timer_skipped", _msg("定时操作未执行", "Timer skipped"),
-                                                              case.state, case.state, tr(exc.message), []))
+                            self._record(case, SYSTEM, "timer_skipped", _msg("定时操作未执行", "Timer skipped"),
+                                         case.state, case.state, tr(exc.message), [], moment)
                         break  # the state changed: the old state's other timers are gone
                     else:
                         self._overdue(tx, case, wf, moment)
                 tx.replace(CASES, case_id, case.to_doc())
         return fired
 
+    def _waiting_people(self, tx: Transaction, case: Case) -> set[str]:
+        """Everyone the case now waits for (holders of its waiting roles within reach, creator, assignees)."""
+        names = set()
+        for role in set(case.waiting_for) - PSEUDO_ROLES:
+            names |= {u.username for u in self.users(tx, role) if role in self.roles_for(case, u)}
+        if "creator" in case.waiting_for:
+            names.add(case.created_by)
+        if "assignee" in case.waiting_for:
+            names |= set(case.assignees)
+        return names
+
     def _overdue(self, tx: Transaction, case: Case, wf: WorkflowSpec, now: dt.datetime) -> None:
         state = wf.states[case.state]
         case.overdue = True
         label = _msg(f"“{tr(state.title, 'zh')}”已超期", f"'{tr(state.title, 'en')}' is overdue")
-        case.history.append(self._history(SYSTEM, "overdue", label, case.state, case.state, "", []))
-        waiting = [u.username for u in self.users(tx) if set(case.waiting_for) & self.roles_for(case, u)]
+        self._record(case, SYSTEM, "overdue", label, case.state, case.state, "", [], now)
+        waiting = self._waiting_people(tx, case)
         if state.deadline and state.deadline.escalate:
             # Escalation tells the unit above and puts the case in their inbox; it does not make them the
             # assignees (points and "assignee" steps stay with the people doing the work).
             try:
                 up = self._resolve_assign(tx, case, state.deadline.escalate, SYSTEM, [])
             except TransitionError as exc:  # nobody holds that role above: say so, and still flag it overdue
-                case.history.append(self._history(SYSTEM, "escalation_failed", _msg("无法上报", "Could not escalate"),
-                                                  case.state, case.state, tr(exc.message), []))
+                self._record(case, SYSTEM, "escalation_failed", _msg("无法上报", "Could not escalate"),
+                             case.state, case.state, tr(exc.message), [], now)
             else:
                 case.escalated_to = sorted(set(case.escalated_to) | set(up))
         notify(tx, set(waiting) | set(case.assignees) | set(case.escalated_to), "overdue", case, label, now)
 
     # ------------------------------------------------------------------ rounds and ranking
     def rounds(self, workflow_id: str, user: User) -> list[str]:
-        return sorted({c.round for c in self.cases(user, workflow_id) if c.round}, reverse=True)
+        return self.read.rounds(workflow_id)
 
     def ranking(self, workflow_id: str, round_id: str, user: User) -> ranking.RankResult:
         wf = self.definitions.workflows[workflow_id]
         if wf.ranking is None:
             raise NotFound(_msg("此流程没有排名", "This process has no ranking."))
-        cases = [c for c in self.cases(user, workflow_id, wf.ranking.state) if c.round == round_id]
+        cases = [c for c in self.read.round_cases(None, wf, wf.ranking.state, round_id) if self.can_see(c, user)]
         return ranking.rank(wf.ranking, cases, lambda c: self.guard_context(c, user))
 
     def can_rank(self, wf: WorkflowSpec, user: User) -> bool:
         return wf.ranking is not None and bool(set(wf.ranking.roles) & set(user.roles))
 
     def round_closed(self, workflow_id: str, round_id: str) -> dict[str, Any] | None:
-        found = self.store.search(ROUNDS, lambda d: d["workflow"] == workflow_id and d["round"] == round_id)
-        return found[0] if found else None
+        return self.read.round_closed(workflow_id, round_id)
 
     def close_round(self, workflow_id: str, round_id: str, user: User) -> ranking.RankResult:
         """Rank the round and move every ranked case: the top of each level to ``selected``, the rest to ``rest``."""
@@ -809,11 +789,9 @@ class Engine:
         if not set(spec.roles) & set(user.roles):
             raise NotAllowed(_msg("您的角色不能确定排名。", "Your role may not close a ranking round."))
         with self.store.transaction() as tx:
-            if tx.search(ROUNDS, lambda d: d["workflow"] == workflow_id and d["round"] == round_id):
+            if self.read.round_closed(workflow_id, round_id, tx):
                 raise TransitionError(_msg(f"{round_id} 已确定排名。", f"Round {round_id} is already closed."))
-            cases = [Case.from_doc(d) for d in tx.search(
-                CASES, lambda d: d["workflow"] == workflow_id and d["state"] == spec.state and d.get("round") == round_id)]
-            cases = [c for c in cases if self.can_see(c, user)]
+            cases = [c for c in self.read.round_cases(tx, wf, spec.state, round_id) if self.can_see(c, user)]
             if not cases:
                 raise TransitionError(_msg("本轮没有待排名的事项。", "No cases are waiting to be ranked in this round."))
             result = ranking.rank(spec, cases, lambda c: self.guard_context(c, user))
@@ -841,26 +819,11 @@ class Engine:
 
     # ------------------------------------------------------------------ reported figures and quotas
     def figures(self, user: User, unit: str | None = None) -> list[dict[str, Any]]:
-        """Every declared metric, per case month and org unit, over the cases the user may see.
-
-        Rows: ``{"workflow", "metric", "month": "2026-11", "unit": org unit, "value"}`` (values per case:
-        1 for a count, the field for a sum). The dashboard groups them by month, quarter and unit.
+        """Every declared metric, per case month and org unit, over the units the user's roles in each
+        workflow reach: ``{"workflow", "metric", "month": "2026-11", "unit", "value"}`` (summed per unit and
+        month, kept up to date by the store as cases change). The dashboard groups them by month, quarter and unit.
         """
-        rows = []
-        for case in self.cases(user):
-            wf = self.definitions.workflows.get(case.workflow)
-            if wf is None or not wf.metrics or (unit and not self.definitions.org.contains(unit, case.org_unit)):
-                continue
-            ctx = self.guard_context(case, user)
-            for metric in wf.metrics:
-                if metric.where is not None and not metric.where.test(ctx, self.clock()):
-                    continue
-                value = 1 if metric.sum is None else case.data.get(metric.sum)
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    continue
-                rows.append({"workflow": wf.id, "metric": metric.id, "month": case.created_at[:7],
-                             "unit": case.org_unit, "value": value})
-        return rows
+        return self.read.figures(user, unit)
 
     def quota_report(self, wf: WorkflowSpec, user: User, day: dt.date | None = None) -> list[dict[str, Any]]:
         """For each target: per person, how many cases they started in the period around ``day``, and the shortfall."""
@@ -889,11 +852,11 @@ class Engine:
 
     # ------------------------------------------------------------------ points
     def balance(self, username: str) -> int:
-        found = self.store.search(ledger.ACCOUNTS, lambda d: d["owner"] == username)
-        return found[0]["balance"] if found else 0
+        found = self.read.account(username)
+        return found["balance"] if found else 0
 
     def ledger_of(self, username: str) -> list[dict[str, Any]]:
-        return sorted(self.store.search(ledger.LEDGER, lambda d: d["account"] == username), key=lambda d: -d["seq"])
+        return self.read.ledger_of(username)
 
     # ------------------------------------------------------------------ helpers
     def _run(self, calls: Iterable[Any], case: Case, user: User, t: TransitionSpec | None, tx: Transaction,
@@ -901,10 +864,19 @@ class Engine:
         for call in calls:
             self.actions[call.name](ActionContext(case, user, t, tx, now, self.definitions, call.args))
 
-    def _history(self, user: User, action: str, label: Mapping[str, str], source: str | None, target: str,
-                 comment: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"at": iso(self.clock()), "by": user.username, "by_name": user.name, "action": action,
-                "label": dict(label), "from": source, "to": target, "comment": comment, "changes": changes}
+    @staticmethod
+    def _touch(case: Case, now: dt.datetime) -> None:
+        """The case changed: a new version (a page loaded before it is stale) and a new update time."""
+        case.version += 1
+        case.updated_at = iso(now)
+
+    def _record(self, case: Case, actor: User, action: str, label: Mapping[str, str], source: str | None,
+                target: str, comment: str, changes: list[dict[str, Any]], now: dt.datetime, bump: bool = True) -> None:
+        """The one place history is written: every entry is a new version of the case."""
+        case.history.append({"at": iso(self.clock()), "by": actor.username, "by_name": actor.name, "action": action,
+                             "label": dict(label), "from": source, "to": target, "comment": comment, "changes": changes})
+        if bump:
+            self._touch(case, now)
 
     def _title(self, wf: WorkflowSpec, case: Case) -> str:
         if wf.case_title is not None:

@@ -42,5 +42,6 @@ def hash_password(password: str) -> str:
 
 
 def find_user(store: Any, username: str) -> User | None:
-    docs = store.search(USERS, lambda d: d.get("username") == username)
-    return User.from_doc(docs[0]) if docs else None
+    """The user by username, through the ``users`` index the engine declares on its store."""
+    doc = store.first(USERS, ("username", username))
+    return User.from_doc(doc) if doc else None

@@ -11,7 +11,6 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
 from .. import notify
-from ..notify import NOTIFICATIONS
 from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
@@ -90,14 +89,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def load_user() -> None:
         auth.load_logged_in_user()
 
-    app.jinja_env.globals.update(tr=i18n.tr, engine=app.extensions["civicflow"], notification_kinds=notify.KINDS)
+    # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
+    # shows is computed by its view.
+    engine = app.extensions["civicflow"]
+    app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
+                                 forms_by_id=definitions.forms, notification_kinds=notify.KINDS)
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
-        unread = 0
-        if g.get("user"):
-            engine: Engine = app.extensions["civicflow"]
-            unread = engine.store.count(NOTIFICATIONS, lambda d: d["to"] == g.user.username and not d["read"])
+        unread = engine.read.unread_count(g.user.username) if g.get("user") else 0
         return {"lang": i18n.current_lang(), "unread": unread}
 
     @app.after_request

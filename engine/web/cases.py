@@ -7,9 +7,12 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from types import SimpleNamespace
+
 from .. import forms
 from ..notify import NOTIFICATIONS
 from ..cases import Case
+from ..readmodel import PAGE_SIZE, Paged
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from ..spec import FILE_TYPES, FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
@@ -74,10 +77,38 @@ def render_form_page(template: str, form: FormSpec, values: dict[str, Any], erro
 
 
 def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
-    data, visible = forms.clean(form.fields, values, at=get_engine().clock())
+    engine = get_engine()
+    data, visible = forms.clean(form.fields, values, at=engine.clock())
     shown = {**values, **{f.id: data.get(f.id) for f in form.fields if f.compute}}
     return {"form": form, "values": shown, "errors": errors, "visible": visible,
-            "row_visible": lambda f, row: _row_visible(f, values, row)}
+            "row_visible": lambda f, row: _row_visible(f, values, row),
+            "case_choices": _case_choices(form, shown)}
+
+
+def _case_choices(form: FormSpec, values: dict[str, Any]) -> dict[str, list[Case]]:
+    """For each ``type: case`` field: the newest cases it may point at, and the one chosen (if older)."""
+    engine = get_engine()
+    found: dict[str, list[Case]] = {}
+    for f in form.fields:
+        if f.type != "case":
+            continue
+        choices = engine.case_choices(f, g.user)
+        chosen = values.get(f.id)
+        if chosen not in (None, "") and str(chosen) not in {str(c.id) for c in choices}:
+            try:
+                case = engine.get(int(chosen), g.user)
+            except (TypeError, ValueError, NotFound):
+                case = None
+            if case is not None and case.workflow == f.workflow and (not f.states or case.state in f.states):
+                choices = [case, *choices]
+        found[f.id] = choices
+    return found
+
+
+def page_number() -> int:
+    """``?page=N`` (1 if missing or not a positive whole number)."""
+    number = request.args.get("page", type=int) or 1
+    return max(1, number)
 
 
 def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) -> set[str]:
@@ -170,14 +201,9 @@ def upload_messages(f: FieldSpec) -> dict[str, str]:
 @login_required
 def inbox() -> Any:
     engine = get_engine()
-    return render_template("inbox.html", cases=engine.inbox(g.user), mine=_my_cases())
-
-
-def _my_cases() -> list[Case]:
-    engine = get_engine()
-    mine = [c for c in engine.cases(g.user) if c.created_by == g.user.username]
-    mine.sort(key=lambda c: c.updated_at, reverse=True)
-    return mine[:20]
+    cases = engine.read.inbox(g.user, page_number())
+    mine = engine.read.started_by(g.user) if cases.page == 1 else []
+    return render_template("inbox.html", cases=cases, mine=mine)
 
 
 @bp.route("/start")
@@ -223,14 +249,21 @@ def show(case_id: int) -> Any:
     case = engine.get(case_id, g.user)
     _mark_read(case_id)
     wf = engine.workflow_of(case)
-    return render_template("case.html", case=case, workflow=wf, state=engine.state_of(case),
-                           transitions=engine.available_transitions(case, g.user),
+    state = engine.state_of(case)
+    mechanics = {"progress": engine.progress(case, g.user), "results": engine.results(case),
+                 "notice_ends": engine.notice_ends(case), "assignee_names": engine.display_names(case.assignees),
+                 "may_contribute": engine.may_contribute(case, g.user)[0]}
+    links = {"children": engine.children(case, g.user),
+             "offers": [o for o in state.offers if engine.may_start(engine.definitions.workflows[o.workflow], g.user)]}
+    return render_template("case.html", case=case, workflow=wf, state=state,
+                           transitions=engine.available_transitions(case, g.user), mechanics=mechanics, links=links,
                            fields=engine.data_fields(wf), show_sensitive=engine.may_see_sensitive(case, g.user))
 
 
 def _mark_read(case_id: int) -> None:
-    store = get_engine().store
-    unread = store.search(NOTIFICATIONS, lambda d: d["to"] == g.user.username and d["case"] == case_id and not d["read"])
+    engine = get_engine()
+    store = engine.store
+    unread = engine.read.unread(g.user.username, case_id)
     if unread:
         with store.transaction() as tx:
             for doc in unread:
@@ -292,10 +325,10 @@ def _render_step(form: FormSpec | None, values: dict[str, Any], errors: dict[str
     return render_form_page("step.html", form, values, errors, status, live_url=live_url, **context)
 
 
-def listed_cases(workflow_id: str) -> tuple[WorkflowSpec, str | None, list[Case], list[Case]]:
-    """What the list page of a workflow shows the current user, with its ``?state=`` filter:
-    ``(workflow, state, shown newest first, all the user's cases of the workflow)``. The exports use it too,
-    so a download holds exactly the rows of the page it was asked from."""
+def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[WorkflowSpec, str | None, Paged[Case], dict[str, int]]:
+    """What the list page of a workflow shows the current user, with its ``?state=`` filter and search:
+    ``(workflow, state, the page of cases newest first, count per state)``. The exports use it too (``size``
+    None: every row), so a download holds exactly the rows the page lists."""
     engine = get_engine()
     wf = engine.definitions.workflows.get(workflow_id)
     if wf is None:
@@ -303,32 +336,40 @@ def listed_cases(workflow_id: str) -> tuple[WorkflowSpec, str | None, list[Case]
     state = request.args.get("state") or None
     if state is not None and state not in wf.states:
         state = None
-    all_cases = engine.cases(g.user, workflow=workflow_id)
-    if not all_cases and not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
+    counts = engine.read.state_counts(g.user, wf)
+    if not any(counts.values()) and not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
         abort(403)
-    shown = [c for c in all_cases if state is None or c.state == state]
     fields = filters.filter_fields(wf, engine.definitions.forms[wf.start_form])
-    shown = filters.apply(shown, fields, filters.active(fields, request.args), engine.definitions.org)
-    shown.sort(key=lambda c: c.updated_at, reverse=True)
-    return wf, state, shown, all_cases
+    chosen = filters.active(fields, request.args)
+    where = None
+    if chosen:
+        org = engine.definitions.org
+        by_id = {f.id: f for f in fields}
+
+        def where(doc: dict[str, Any]) -> bool:
+            case = SimpleNamespace(data=doc.get("data") or {})
+            return all(filters.matches(case, by_id[k], v, org) for k, v in chosen.items())  # type: ignore[arg-type]
+    shown = engine.read.listing(g.user, wf, state, where, page_number() if size else 1, size)
+    return wf, state, shown, counts
 
 
 @bp.route("/workflows/<workflow_id>")
 @login_required
 def list_cases(workflow_id: str) -> Any:
     engine = get_engine()
-    wf, state, shown, all_cases = listed_cases(workflow_id)
-    counts = {sid: 0 for sid in wf.states}
-    for c in all_cases:
-        counts[c.state] = counts.get(c.state, 0) + 1
+    wf, state, shown, counts = listed_cases(workflow_id)
     form = engine.definitions.forms[wf.start_form]
     if wf.listing.columns:
         columns = [f for f in (form.field(name) for name in wf.listing.columns) if f is not None]
     else:
         columns = [f for f in form.fields if f.type not in FILE_TYPES and not f.is_repeat and f.type != "textarea"][:4]
     search = filters.filter_fields(wf, form)
+    units = [u for u in engine.definitions.org.units.values()
+             if engine.in_scope(g.user, u.id) or engine.definitions.org.contains(u.id, g.user.org_unit)] \
+        if any(f.type == "orgunit" for f in search) else []
     return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
-                           total=len(all_cases), search=search, chosen=filters.active(search, request.args))
+                           total=sum(counts.values()), search=search, chosen=filters.active(search, request.args),
+                           unit_choices=units, may_rank=engine.can_rank(wf, g.user))
 
 
 @bp.route("/workflows")
@@ -343,17 +384,14 @@ def workflows() -> Any:
 @bp.route("/notifications", methods=["GET", "POST"])
 @login_required
 def notifications() -> Any:
-    store = get_engine().store
-    mine = store.search(NOTIFICATIONS, lambda d: d["to"] == g.user.username)
+    engine = get_engine()
     if request.method == "POST":
-        with store.transaction() as tx:
-            for doc in mine:
-                if not doc["read"]:
-                    doc["read"] = True
-                    tx.replace(NOTIFICATIONS, doc["id"], doc)
+        with engine.store.transaction() as tx:
+            for doc in engine.read.unread(g.user.username):
+                doc["read"] = True
+                tx.replace(NOTIFICATIONS, doc["id"], doc)
         return redirect(url_for("cases.notifications"))
-    mine.sort(key=lambda d: d["at"], reverse=True)
-    return render_template("notifications.html", items=mine)
+    return render_template("notifications.html", items=engine.read.notifications(g.user.username))
 
 
 @bp.app_template_filter("show_value")

@@ -92,9 +92,9 @@ def user_add(username: str, name: str, roles: tuple[str, ...], unit: str, passwo
 def save_user(user: User) -> None:
     store = get_engine().store
     with store.transaction() as tx:
-        existing = tx.search(USERS, lambda d: d["username"] == user.username)
+        existing = tx.first(USERS, ("username", user.username))
         if existing:
-            tx.replace(USERS, existing[0]["id"], {**user.to_doc(), "id": existing[0]["id"]})
+            tx.replace(USERS, existing["id"], {**user.to_doc(), "id": existing["id"]})
         else:
             tx.insert(USERS, user.to_doc())
 

@@ -133,8 +133,8 @@ def to_xlsx(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) ->
 def export(workflow_id: str, fmt: str) -> Any:
     if fmt not in ("csv", "xlsx"):
         abort(404)
-    wf, state, shown, _all = listed_cases(workflow_id)
-    header, rows = table(wf, shown)
+    wf, state, shown, _counts = listed_cases(workflow_id, size=None)
+    header, rows = table(wf, shown.items)
     stamp = get_engine().clock().strftime("%Y%m%d-%H%M")
     name = f"{wf.id}{'-' + state if state else ''}-{stamp}.{fmt}"
     if fmt == "csv":

@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, g, request, send_file
 
-from .. import forms
-from ..cases import CASES
+from .. import forms, readmodel
 from ..clock import iso
 from ..spec import FILE_TYPES, FormSpec
 from ..users import User
@@ -16,7 +15,7 @@ from . import get_engine
 from .auth import login_required
 
 bp = Blueprint("files", __name__)
-UPLOADS = "uploads"
+UPLOADS = readmodel.UPLOADS
 
 _MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
@@ -86,39 +85,27 @@ def _kept(field_id: str, user: User) -> dict[str, Any] | None:
     kept = request.form.get(field_id + "__keep")
     if not kept:
         return None
-    docs = get_engine().store.search(UPLOADS, lambda d: d["key"] == kept)
-    if docs and (docs[0]["by"] == user.username or _visible_in_case(kept, user)):
-        return {k: docs[0][k] for k in ("name", "key", "size", "content_type")}
+    doc = get_engine().read.upload(kept)
+    if doc and (doc["by"] == user.username or _visible_in_case(kept, user)):
+        return {k: doc[k] for k in ("name", "key", "size", "content_type")}
     return None
 
 
 def _visible_in_case(key: str, user: User) -> bool:
+    """Whether a case the user may see holds the file (found through the read model's file index)."""
     engine = get_engine()
-
-    def mentions(value: Any) -> bool:
-        if isinstance(value, dict):
-            return value.get("key") == key or any(mentions(v) for v in value.values())
-        if isinstance(value, list):
-            return any(mentions(v) for v in value)
-        return False
-
-    for doc in engine.store.search(CASES, lambda d: mentions(d.get("data"))):
-        from ..cases import Case
-        if engine.can_see(Case.from_doc(doc), user):
-            return True
-    return False
+    return any(engine.can_see(case, user) for case in engine.read.mentioning(key))
 
 
 @bp.route("/files/<key>")
 @login_required
 def download(key: str) -> Any:
-    engine = get_engine()
-    docs = engine.store.search(UPLOADS, lambda d: d["key"] == key)
-    if not docs or not (docs[0]["by"] == g.user.username or _visible_in_case(key, g.user)):
+    doc = get_engine().read.upload(key)
+    if not doc or not (doc["by"] == g.user.username or _visible_in_case(key, g.user)):
         abort(404)
-    path = Path(current_app.config["UPLOADS"]) / docs[0]["key"]
+    path = Path(current_app.config["UPLOADS"]) / doc["key"]
     if not path.is_file():
         abort(404)
-    inline = docs[0]["content_type"].startswith("image/")
-    return send_file(path, mimetype=docs[0]["content_type"], as_attachment=not inline,
-                     download_name=docs[0]["name"], max_age=0)
+    inline = doc["content_type"].startswith("image/")
+    return send_file(path, mimetype=doc["content_type"], as_attachment=not inline,
+                     download_name=doc["name"], max_age=0)

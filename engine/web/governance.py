@@ -12,8 +12,8 @@ from .. import forms, ledger
 from ..errors import SubmissionError, TransitionError
 from . import get_engine
 from .auth import login_required
-from .cases import render_form_page
-from .i18n import tr
+from .cases import page_number, render_form_page
+from .i18n import current_lang, tr
 
 bp = Blueprint("governance", __name__)
 
@@ -57,15 +57,15 @@ def recuse(case_id: int) -> Any:
 @bp.route("/public")
 def public() -> Any:
     engine = get_engine()
-    items = [(case, state, engine.public_data(case, state), engine.notice_ends(case))
-             for case, state in engine.public_cases()]
-    return render_template("public.html", items=items, now=engine.clock())
+    page = engine.read.public(page_number())
+    items = [(case, engine.state_of(case), engine.notice_ends(case), engine.notice_days_left(case)) for case in page]
+    return render_template("public.html", items=items, pager=page, now=engine.clock())
 
 
 @bp.route("/public/<int:case_id>", methods=["GET", "POST"])
 def public_case(case_id: int) -> Any:
     engine = get_engine()
-    found = next(((c, s) for c, s in engine.public_cases() if c.id == case_id), None)
+    found = engine.public_case(case_id)
     if found is None:
         abort(404)
     case, state = found
@@ -87,6 +87,7 @@ def public_case(case_id: int) -> Any:
     fields = {f.id: f for _, f in engine.data_fields(workflow)}
     return render_template("public_case.html", case=case, state=state, workflow=workflow, fields=fields,
                            data=engine.public_data(case, state), ends=engine.notice_ends(case),
+                           days_left=engine.notice_days_left(case), rows=engine.public_rows(case, state, current_lang()),
                            may_object=may_object, error=error, reason=reason), 422 if error else 200
 
 
@@ -113,7 +114,9 @@ def ranking(workflow_id: str) -> Any:
         return redirect(url_for("governance.ranking", workflow_id=workflow_id, round=round_id))
     result = engine.ranking(workflow_id, round_id, g.user) if round_id else None
     closed = engine.round_closed(workflow_id, round_id) if round_id else None
-    cases = {c.id: c for c in engine.cases(g.user, workflow_id)}
+    shown = {p.case_id for p in result.placed} if result else set()
+    shown |= {r["case"] for r in closed["results"]} if closed else set()
+    cases = {c.id: c for c in (engine.get(i) for i in sorted(shown)) if engine.can_see(c, g.user)}
     levels = {lv.id: lv for lv in wf.ranking.levels}
     may_close = bool(set(wf.ranking.roles) & set(g.user.roles))
     return render_template("ranking.html", workflow=wf, rounds=rounds, round=round_id, result=result, closed=closed,
@@ -143,7 +146,7 @@ def points_overview() -> Any:
         person = people.get(acc["owner"])
         if person is None:
             continue
-        entries = [e for e in engine.store.search(ledger.LEDGER, lambda d, o=acc["owner"]: d["account"] == o)]
+        entries = engine.ledger_of(acc["owner"])
         rows.append({"user": person, "balance": acc["balance"],
                      "earned": sum(e["amount"] for e in entries if e["amount"] > 0),
                      "spent": -sum(e["amount"] for e in entries if e["amount"] < 0)})

@@ -1,0 +1,116 @@
+"""Who may see and do what: roles, their reach over the org tree, and the roles a user holds on a case.
+
+The read model's index keys (``engine.readmodel``) are derived from the same rules, so what a page
+lists and what a case page lets a person open never disagree.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable
+
+from .spec import LEVELS, PSEUDO_ROLES, Definitions, WorkflowSpec
+
+
+class Access:
+    def __init__(self, definitions: Definitions):
+        self.definitions = definitions
+        self._acting: dict[str, frozenset[str]] = {}
+        self._staff: dict[str, frozenset[str]] = {}
+        self.reach_units = lru_cache(maxsize=4096)(self._reach_units)
+
+    # -- roles of a workflow ---------------------------------------------------
+    def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:
+        """Roles that take part in a workflow beyond starting it: they see its cases within their reach."""
+        if wf.id not in self._acting:
+            roles = {r for t in wf.transitions() for r in t.roles}
+            roles |= {r for state in wf.states.values() for r in state.inbox or ()}
+            roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
+            if wf.ranking:
+                roles |= set(wf.ranking.roles)
+            self._acting[wf.id] = frozenset(roles - PSEUDO_ROLES)
+        return self._acting[wf.id]
+
+    def staff_roles(self, wf: WorkflowSpec) -> frozenset[str]:
+        """Roles that take a transition of the workflow (they see sensitive fields within their reach)."""
+        if wf.id not in self._staff:
+            self._staff[wf.id] = frozenset({r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES)
+        return self._staff[wf.id]
+
+    def role_scope(self, role: str, wf: WorkflowSpec | None = None) -> str:
+        if wf is not None and role in wf.role_scope:
+            return wf.role_scope[role]
+        spec = self.definitions.roles.get(role)
+        return spec.scope if spec else "unit"
+
+    # -- reach over the org tree -----------------------------------------------
+    def top_unit(self, org_unit: str, role: str, wf: WorkflowSpec | None = None) -> str | None:
+        """The unit whose subtree a holder of ``role`` in ``org_unit`` reaches; None: everything."""
+        scope = self.role_scope(role, wf)
+        if scope == "all":
+            return None
+        if scope in LEVELS:
+            top = self.definitions.org.ancestor_at(org_unit, scope)
+            if top is not None:
+                return top
+        return org_unit
+
+    def reaches(self, user: Any, role: str, org_unit: str, wf: WorkflowSpec | None = None) -> bool:
+        """Whether ``user`` acting as ``role`` reaches a case of ``org_unit``: their unit and below, everything
+        (scope all), or everything under their unit's ancestor at the role's level (e.g. community)."""
+        top = self.top_unit(user.org_unit, role, wf)
+        return top is None or self.definitions.org.contains(top, org_unit)
+
+    def _reach_units(self, user_unit: str, role: str, wf_id: str | None) -> frozenset[str]:
+        """Every org unit a holder of ``role`` in ``user_unit`` reaches (for index lookups)."""
+        wf = self.definitions.workflows.get(wf_id) if wf_id else None
+        top = self.top_unit(user_unit, role, wf)
+        org = self.definitions.org
+        return frozenset(org.units) if top is None else frozenset(org.below(top))
+
+    def units_for(self, user: Any, roles: Iterable[str], wf: WorkflowSpec | None = None) -> frozenset[str]:
+        found: frozenset[str] = frozenset()
+        for role in roles:
+            found |= self.reach_units(user.org_unit, role, wf.id if wf else None)
+        return found
+
+    def in_scope(self, user: Any, org_unit: str) -> bool:
+        return any(self.reaches(user, r, org_unit) for r in user.roles)
+
+    def has_wide_scope(self, user: Any) -> bool:
+        return any(self.role_scope(r) == "all" for r in user.roles)
+
+    # -- a user on a case --------------------------------------------------------
+    def roles_for(self, case: Any, user: Any) -> set[str]:
+        """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
+        creator / assignee. No role means the case is invisible: a role that may only *start* a case
+        (an applicant) sees its own cases, not its neighbours'."""
+        wf = self.definitions.workflows.get(case.workflow)
+        roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
+                 if self.reaches(user, r, case.org_unit, wf)}
+        state = wf.states.get(case.state) if wf else None
+        if state is not None and state.collect and state.collect.scope == "any":  # open to contributors anywhere
+            roles |= set(user.roles) & set(state.collect.roles)
+        if case.created_by == user.username:
+            roles.add("creator")
+        if user.username in case.assignees:
+            roles.add("assignee")
+        if user.username in case.escalated_to:
+            roles.add("escalated")  # may see the overdue case; acts only through roles it names
+        return roles
+
+    def can_see(self, case: Any, user: Any) -> bool:
+        return bool(self.roles_for(case, user))
+
+    def may_see_sensitive(self, case: Any, user: Any) -> bool:
+        """The applicant, the people assigned to do the work, and staff who act on this workflow within their
+        reach see unmasked sensitive fields. Raters (contributors) and the public do not."""
+        if case.created_by == user.username or user.username in case.assignees:  # the doer needs the phone
+            return True
+        wf = self.definitions.workflows.get(case.workflow)
+        return wf is not None and bool(self.staff_roles(wf) & self.roles_for(case, user))
+
+    def may_start(self, wf: WorkflowSpec, user: Any) -> bool:
+        return bool(set(wf.start_roles) & set(user.roles))
+
+    def startable(self, user: Any) -> list[WorkflowSpec]:
+        return [wf for wf in self.definitions.workflows.values() if self.may_start(wf, user)]

@@ -1,0 +1,321 @@
+"""The read model: the indexes the engine keeps beside its tables, and the queries pages are answered from.
+
+Every index is kept by the store in the same transaction as the write it follows (``engine.store.base.Index``),
+so no page scans every case: the inbox, lists with their state counts, the public page, exports, case
+pickers, linked cases, upload ownership, due timers, the dashboard's figures, users, notifications and the
+points ledger are all lookups. Keys are tuples; those on cases follow the access rules of ``engine.access``:
+
+``("wf", workflow, state, unit)``      a case, for people whose roles act in the workflow and reach the unit
+``("person", workflow, state, user)``  its creator, assignees and the people an overdue case was escalated to
+``("open", workflow, state)``          a collecting state open to contributors anywhere (``scope: any``)
+``("by", user)``                       cases a person started
+``("wait", workflow, role, unit)``     an open case waiting for a role (a transition, an inbox, a contribution)
+``("wait_any", workflow, role)``       ... for a contributor role from anywhere
+``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation)
+``("public",)``                        listed on the public page (notice or public state)
+``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
+
+from .cases import CASES, Case
+from .ledger import ACCOUNTS, HEADS, LEDGER
+from .notify import NOTIFICATIONS
+from .spec import PSEUDO_ROLES, Definitions, StateSpec, WorkflowSpec
+from .store.base import Doc, Index, Key, Store, Tally
+from .users import USERS
+
+if TYPE_CHECKING:
+    from .runtime import Engine
+
+CASE_INDEX = "cases"
+TIMER_INDEX = "case_timers"
+FIGURES = "figures"
+ROUND_TALLY = "case_rounds"
+USER_INDEX = "users"
+NOTIFICATION_INDEX = "notifications"
+ACCOUNT_INDEX = "points_accounts"
+LEDGER_INDEX = "ledger"
+HEAD_INDEX = "chain_heads"
+ROUND_INDEX = "rounds"
+UPLOAD_INDEX = "uploads"
+ROUNDS = "rounds"
+UPLOADS = "uploads"
+
+PAGE_SIZE = 50
+T = TypeVar("T")
+
+
+@dataclass
+class Paged(Generic[T]):
+    """One page of results for a template: the items, how many there are in all, and where this page is."""
+
+    items: list[T] = field(default_factory=list)
+    total: int = 0
+    page: int = 1
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size)) if self.size else 1
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def file_keys(value: Any) -> Iterator[str]:
+    """Upload keys referenced anywhere in case data (file and photo fields, also inside repeat rows)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("key"), str) and "content_type" in value:
+            yield value["key"]
+        for v in value.values():
+            if isinstance(v, (dict, list)):
+                yield from file_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from file_keys(v)
+
+
+def _updated(doc: Doc) -> Any:
+    return doc.get("updated_at") or ""
+
+
+def case_keys(definitions: Definitions) -> Callable[[Doc], list[Key]]:
+    """The index keys of one stored case (see the module docstring)."""
+    workflows = definitions.workflows
+
+    def keys(doc: Doc) -> list[Key]:
+        wid, sid, unit, creator = doc["workflow"], doc["state"], doc.get("org_unit", ""), doc.get("created_by", "")
+        assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
+        found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
+        found += [("person", wid, sid, u) for u in (creator, *assignees, *escalated)]
+        wf = workflows.get(wid)
+        state = wf.states.get(sid) if wf else None
+        if state is not None and not state.final:
+            waiting = doc.get("waiting_for") or []
+            found += [("wait", wid, r, unit) for r in waiting if r not in PSEUDO_ROLES]
+            if "creator" in waiting:
+                found.append(("wait_user", creator))
+            if "assignee" in waiting:
+                found += [("wait_user", u) for u in assignees]
+            found += [("wait_user", u) for u in escalated]
+            collect = state.collect
+            if collect is not None:
+                if collect.who == "assignees":
+                    found += [("wait_user", u) for u in assignees]
+                elif collect.scope == "any":
+                    found += [("wait_any", wid, r) for r in collect.roles]
+                    found.append(("open", wid, sid))
+                else:
+                    found += [("wait", wid, r, unit) for r in collect.roles]
+        if state is not None and (state.notice or state.public):
+            found.append(("public",))
+        found += [("file", k) for k in file_keys(doc.get("data"))]
+        if doc.get("parent"):
+            found.append(("parent", doc["parent"]))
+        if doc.get("round"):
+            found.append(("round", wid, sid, doc["round"]))
+        return found
+
+    return keys
+
+
+def _timer_keys(doc: Doc) -> list[Key]:
+    return [("due",)] if any(not t.get("done") for t in doc.get("timers") or ()) else []
+
+
+def _next_due(doc: Doc) -> Any:
+    return min((t["due"] for t in doc.get("timers") or () if not t.get("done")), default="")
+
+
+def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, Any]]) -> Callable[[Doc], list[Any]]:
+    """Each case's contribution to the declared metrics: ``((workflow, metric, month, unit), value)``."""
+    def values(doc: Doc) -> list[Any]:
+        wf = definitions.workflows.get(doc["workflow"])
+        if wf is None or not wf.metrics:
+            return []
+        case = Case.from_doc(doc)
+        ctx = context(case)
+        month = (doc.get("created_at") or "")[:7]
+        found = []
+        for metric in wf.metrics:
+            if metric.where is not None and not metric.where.test(ctx):
+                continue
+            value = 1 if metric.sum is None else case.data.get(metric.sum)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            found.append(((wf.id, metric.id, month, case.org_unit), value))
+        return found
+    return values
+
+
+def install(store: Store, definitions: Definitions, context: Callable[[Case], dict[str, Any]]) -> None:
+    """Declare every index and tally on ``store`` (each is built from what is stored, then kept up to date)."""
+    for index in (
+        Index(CASE_INDEX, CASES, keys=case_keys(definitions), order=_updated),
+        Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due),
+        Tally(FIGURES, CASES, values=figure_values(definitions, context)),
+        Tally(ROUND_TALLY, CASES, values=lambda d: [((d["workflow"], d["round"]), 1)] if d.get("round") else []),
+        Index(USER_INDEX, USERS, keys=lambda d: [("username", d.get("username"))]
+              + [("role", r) for r in d.get("roles") or ()]),
+        Index(NOTIFICATION_INDEX, NOTIFICATIONS, order=lambda d: (d.get("at") or "", d["id"]),
+              keys=lambda d: [("to", d["to"])] + ([("unread", d["to"]), ("unread_case", d["to"], d.get("case"))]
+                                                  if not d.get("read") else [])),
+        Index(ACCOUNT_INDEX, ACCOUNTS, keys=lambda d: [("owner", d["owner"])]),
+        Index(LEDGER_INDEX, LEDGER, keys=lambda d: [("account", d["account"])], order=lambda d: d.get("seq", 0)),
+        Index(HEAD_INDEX, HEADS, keys=lambda d: [("table", d["table"])]),
+        Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
+        Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
+    ):
+        store.add_index(index)
+
+
+class ReadModel:
+    """The queries pages use, answered from the indexes (never by scanning every case)."""
+
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.store = engine.store
+        self.definitions = engine.definitions
+        self.access = engine.access
+
+    # -- keys for one user ---------------------------------------------------------
+    def visible_keys(self, user: Any, wf: WorkflowSpec, states: Iterable[str]) -> list[Key]:
+        """Keys under which every case of ``wf`` in ``states`` that ``user`` may see is found."""
+        units = self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
+        keys: list[Key] = []
+        for sid in states:
+            keys += [("wf", wf.id, sid, unit) for unit in units]
+            keys.append(("person", wf.id, sid, user.username))
+            state = wf.states.get(sid)
+            if state is not None and state.collect and state.collect.scope == "any" \
+                    and set(user.roles) & set(state.collect.roles):
+                keys.append(("open", wf.id, sid))
+        return keys
+
+    def inbox_keys(self, user: Any) -> list[Key]:
+        keys: list[Key] = [("wait_user", user.username)]
+        for wf in self.definitions.workflows.values():
+            for role in set(user.roles) & self.access.acting_roles(wf):
+                keys += [("wait", wf.id, role, unit) for unit in self.access.reach_units(user.org_unit, role, wf.id)]
+                keys.append(("wait_any", wf.id, role))
+        return keys
+
+    # -- cases -----------------------------------------------------------------------
+    def _cases(self, keys: list[Key], page: int, size: int | None, where: Any = None,
+               check: Callable[[Case], bool] | None = None, newest: bool = True) -> Paged[Case]:
+        """Cases under ``keys``, newest first; ``check`` re-applies the exact rule to the rows shown."""
+        offset = (page - 1) * size if size else 0
+        found = self.store.lookup(CASE_INDEX, keys, offset=offset, limit=size, where=where, newest=newest)
+        cases = [Case.from_doc(d) for d in found.docs]
+        if check is not None:
+            cases = [c for c in cases if check(c)]
+        return Paged(cases, found.total, page, size or max(found.total, 1))
+
+    def inbox(self, user: Any, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
+        return self._cases(self.inbox_keys(user), page, size, check=lambda c: self.engine.waits_for(c, user))
+
+    def started_by(self, user: Any, size: int = 20) -> list[Case]:
+        return self._cases([("by", user.username)], 1, size).items
+
+    def listing(self, user: Any, wf: WorkflowSpec, state: str | None = None, where: Any = None,
+                page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        states = [state] if state else list(wf.states)
+        return self._cases(self.visible_keys(user, wf, states), page, size, where, check=lambda c: self.access.can_see(c, user))
+
+    def state_counts(self, user: Any, wf: WorkflowSpec) -> dict[str, int]:
+        return {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
+
+    def case_choices(self, f: Any, user: Any, limit: int = 200) -> list[Case]:
+        """The newest cases a ``type: case`` field may point at, for this user."""
+        wf = self.definitions.workflows.get(f.workflow)
+        if wf is None:
+            return []
+        return self.listing(user, wf, where=(lambda d: d["state"] in f.states) if f.states else None, size=limit).items
+
+    def children(self, case: Case, user: Any) -> list[Case]:
+        cases = self._cases([("parent", case.id)], 1, None, check=lambda c: self.access.can_see(c, user)).items
+        return sorted(cases, key=lambda c: c.id or 0)  # in the order they were started
+
+    def public(self, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        return self._cases([("public",)], page, size)
+
+    def mentioning(self, key: str) -> list[Case]:
+        return self._cases([("file", key)], 1, None).items
+
+    def round_cases(self, tx: Any, wf: WorkflowSpec, state: str, round_id: str) -> list[Case]:
+        source = tx or self.store
+        return [Case.from_doc(d) for d in source.lookup(CASE_INDEX, [("round", wf.id, state, round_id)], newest=False).docs]
+
+    def rounds(self, workflow_id: str) -> list[str]:
+        return sorted((r for (wid, r), n in self.store.totals(ROUND_TALLY).items() if wid == workflow_id and n),
+                      reverse=True)
+
+    def due_case_ids(self, stamp: str) -> list[int]:
+        """Cases with a timer due at ``stamp`` or before, soonest first."""
+        ids = []
+        for doc in self.store.lookup(TIMER_INDEX, [("due",)], newest=False,
+                                     where=lambda d: _next_due(d) <= stamp).docs:
+            ids.append(doc["id"])
+        return ids
+
+    def figures(self, user: Any, unit: str | None = None) -> list[dict[str, Any]]:
+        """The declared metrics per workflow, month and org unit, over the units the user's acting roles reach."""
+        org = self.definitions.org
+        reach: dict[str, frozenset[str]] = {}
+        rows = []
+        for (wid, metric, month, case_unit), value in self.store.totals(FIGURES).items():
+            wf = self.definitions.workflows.get(wid)
+            if wf is None:
+                continue
+            if wid not in reach:
+                reach[wid] = self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
+            if case_unit not in reach[wid] or (unit and not org.contains(unit, case_unit)):
+                continue
+            rows.append({"workflow": wid, "metric": metric, "month": month, "unit": case_unit, "value": value})
+        return rows
+
+    # -- people, notifications, points ----------------------------------------------
+    def user_docs(self, tx: Any = None, role: str | None = None) -> list[Doc]:
+        source = tx or self.store
+        if role is None:
+            return source.search(USERS)
+        return source.lookup(USER_INDEX, [("role", role)], newest=False).docs
+
+    def user_doc(self, username: str, tx: Any = None) -> Doc | None:
+        return (tx or self.store).first(USER_INDEX, ("username", username))
+
+    def notifications(self, username: str, limit: int | None = 200) -> list[Doc]:
+        return self.store.lookup(NOTIFICATION_INDEX, [("to", username)], limit=limit).docs
+
+    def unread(self, username: str, case_id: int | None = None) -> list[Doc]:
+        key = ("unread", username) if case_id is None else ("unread_case", username, case_id)
+        return self.store.lookup(NOTIFICATION_INDEX, [key]).docs
+
+    def unread_count(self, username: str) -> int:
+        return self.store.count_keys(NOTIFICATION_INDEX, [("unread", username)])
+
+    def account(self, username: str) -> Doc | None:
+        return self.store.first(ACCOUNT_INDEX, ("owner", username))
+
+    def ledger_of(self, username: str) -> list[Doc]:
+        return self.store.lookup(LEDGER_INDEX, [("account", username)]).docs
+
+    def upload(self, key: str) -> Doc | None:
+        return self.store.first(UPLOAD_INDEX, ("key", key))
+
+    def round_closed(self, workflow_id: str, round_id: str, tx: Any = None) -> Doc | None:
+        return (tx or self.store).first(ROUND_INDEX, ("round", workflow_id, round_id))
