@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: create .venv, install, check the definitions, load demo users (empty instance only), serve on :5000
+## (the production server, waitress; `civicflow run` is Flask's development server, for development only)
 run: $(STAMP)
 	$(BIN)/civicflow lint
 	$(BIN)/civicflow demo
-	$(BIN)/civicflow run --host $(HOST) --port $(PORT)
+	$(BIN)/civicflow serve --host $(HOST) --port $(PORT)
 
 ## test: install what the tests need and run every test
 test: $(STAMP) browser-deps

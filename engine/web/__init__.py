@@ -6,18 +6,21 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import notify
 from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
 from ..store import open_store
-from . import i18n, ticker
+from . import i18n, settings, ticker
+from .requestlog import RequestLog
 
 ROOT = Path(__file__).resolve().parents[2]
+_MEMORY_STORES = ("memory", "memory:", "memory://")
 csrf = CSRFProtect()
 babel = Babel()
 
@@ -33,8 +36,15 @@ def _secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app. Raises :class:`engine.errors.DefinitionError` if a definition is broken."""
+def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bool = True) -> Flask:
+    """Build the app. Raises :class:`engine.errors.DefinitionError` if a definition is broken and
+    :class:`engine.web.settings.SettingsError` if an environment setting is invalid.
+
+    Settings come from the defaults below, then the environment (``CIVICFLOW_SECRET_KEY``,
+    ``CIVICFLOW_SECURE_COOKIES``, ``CIVICFLOW_TRUSTED_PROXIES``, ``CIVICFLOW_TICK_SECONDS``), then
+    ``test_config``. ``start_timers=False`` leaves the background ticker off (the CLI builds the app
+    for one-shot commands; ``civicflow serve`` and ``run`` start it themselves).
+    """
     home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
     app = Flask(__name__, instance_path=str(Path(os.environ.get("CIVICFLOW_INSTANCE", home / "instance")).resolve()),
                 template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
@@ -53,13 +63,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         CLOCK=None,                           # a callable returning an aware datetime (tests freeze it)
         ACTIONS=None,                         # an ActionRegistry; default: the shipped actions
         TICK_SECONDS=30,                      # run due timers this often in the background (0: never)
+        TICKER_LOCK=None,                     # only the holder of this flock ticks; default: see below
+        TRUSTED_PROXIES=0,                    # reverse proxies in front whose X-Forwarded-* headers count
     )
+    app.config.from_mapping(settings.app_config(os.environ))
     if test_config:
         app.config.from_mapping(test_config)
     instance = Path(app.instance_path)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
-    app.config["STORE"] = app.config["STORE"] or str(instance / "civicflow.json")
+    default_store = str(instance / "civicflow.json")
+    app.config["STORE"] = app.config["STORE"] or default_store
+    if not app.config["TICKER_LOCK"] and app.config["STORE"] not in _MEMORY_STORES:
+        # The lock guards the store the timers write to, so an app on another store file never waits for
+        # it; a memory store lives in one process only, so each process ticks its own (no lock).
+        app.config["TICKER_LOCK"] = (str(instance / "ticker.lock") if app.config["STORE"] == default_store
+                                     else app.config["STORE"] + ".ticker.lock")
     app.config["UPLOADS"] = app.config["UPLOADS"] or str(instance / "uploads")
 
     actions = app.config.get("ACTIONS") or ACTIONS
@@ -73,7 +92,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=i18n.select_locale)
     csrf.init_app(app)
 
-    from . import auth, cases, cli, dashboard, diagrams, errors, export, files, governance
+    from . import auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health
+    app.register_blueprint(health.bp)
+    csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(files.bp)
@@ -83,10 +104,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     cli.init_app(app)
-    ticker.start(app)
+
+    app.wsgi_app = RequestLog(app.wsgi_app)  # type: ignore[method-assign]
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Inside the proxy fix, the request log sees the client's address, not the proxy's.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,  # type: ignore[method-assign]
+                                x_host=proxies, x_prefix=proxies)
 
     @app.before_request
     def load_user() -> None:
+        if request.blueprint == health.bp.name:
+            return  # probes carry no session, and a failing store must give the 503, not an error page
         auth.load_logged_in_user()
 
     # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
@@ -109,6 +138,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                                     "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'")
         return response
 
+    if start_timers:
+        ticker.start(app)
     return app
 
 

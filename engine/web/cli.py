@@ -1,4 +1,4 @@
-"""The ``civicflow`` command, built on Flask's CLI: ``civicflow run``, ``lint``, ``user add``, ``demo``."""
+"""The ``civicflow`` command, built on Flask's CLI: ``civicflow serve``, ``run``, ``lint``, ``user add``, ``demo``."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, get_debug_flag, run_command, with_appcontext
+from werkzeug.serving import is_running_from_reloader
 from ruamel.yaml import YAML
 
 from .. import ledger
@@ -17,16 +18,42 @@ from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
 from ..users import USERS, User, hash_password
-from . import ROOT, create_app, get_engine
+from . import ROOT, create_app, get_engine, server, settings, ticker
+from .settings import SettingsError
 
 
 def _create_app() -> Any:
-    return create_app()
+    # One-shot commands (tick, user add, demo, ...) need no background timers; serve and run start them.
+    return create_app(start_timers=False)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
 def cli() -> None:
     """Civicflow: community-governance workflows defined in YAML."""
+
+
+@click.pass_context
+def _run_development_server(ctx: click.Context, **options: Any) -> None:
+    reload = options.get("reload")
+    if reload is None:
+        reload = get_debug_flag()
+    # With the reloader, the first process only watches files; the one it starts serves and ticks.
+    if not reload or is_running_from_reloader():
+        try:
+            app = ctx.ensure_object(ScriptInfo).load_app()
+        except Exception:  # noqa: BLE001 - Flask's run command reports it (or shows it on each page when reloading)
+            pass
+        else:
+            ticker.start(app)
+    ctx.invoke(run_command.callback, **options)  # type: ignore[arg-type]
+
+
+cli.add_command(click.Command(
+    "run", params=list(run_command.params), callback=_run_development_server,
+    help="Serve with Flask's development server: for development only (reloader and debugger with --debug). "
+         "It is not built for real traffic; use `civicflow serve` for that.",
+    short_help="Development server (for development only; use `serve` otherwise).",
+))
 
 
 def _definitions_root(path: Path) -> tuple[Path, Path | None]:
@@ -153,8 +180,20 @@ def verify_command() -> None:
                "every link intact")
 
 
+@click.command("serve")
+@with_appcontext
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface)")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port)")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Worker threads  [default: CIVICFLOW_THREADS, else 8]")
+def serve_command(host: str, port: int, threads: int | None) -> None:
+    """Serve the app with the production server (waitress), timers and a request log on stderr."""
+    server.serve(current_app._get_current_object(), host=host, port=port,  # type: ignore[attr-defined]
+                 threads=threads or settings.threads(os.environ))
+
+
 def init_app(app: Any) -> None:
-    for command in (user_group, demo_command, tick_command, verify_command):
+    for command in (serve_command, user_group, demo_command, tick_command, verify_command):
         app.cli.add_command(command)
 
 
@@ -167,6 +206,9 @@ def main() -> None:
         for problem in exc.problems:
             click.echo(f"  {problem}", err=True)
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
+        sys.exit(1)
+    except SettingsError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
