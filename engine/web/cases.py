@@ -11,7 +11,7 @@ from .. import forms
 from ..notify import NOTIFICATIONS
 from ..cases import Case
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
-from ..spec import FILE_TYPES, FieldSpec, FormSpec, WorkflowSpec
+from ..spec import FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
 from . import filters
 from .auth import login_required
@@ -116,7 +116,7 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str
         current: dict[str, Any] = {}
     except SubmissionError as exc:
         current = exc.errors
-    uploads = {f.id for f in form.fields if f.type in FILE_TYPES}
+    uploads = {f.id for f in form.fields if f.kind.holds_files}
     kept: dict[str, Any] = {}
     for path, messages in previous.items():
         if path in current:
@@ -325,7 +325,7 @@ def list_cases(workflow_id: str) -> Any:
     if wf.listing.columns:
         columns = [f for f in (form.field(name) for name in wf.listing.columns) if f is not None]
     else:
-        columns = [f for f in form.fields if f.type not in FILE_TYPES and not f.is_repeat and f.type != "textarea"][:4]
+        columns = [f for f in form.fields if f.kind.list_column][:4]
     search = filters.filter_fields(wf, form)
     return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
                            total=len(all_cases), search=search, chosen=filters.active(search, request.args))
