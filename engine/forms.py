@@ -1,7 +1,8 @@
 """Form runtime: turn raw input into clean data, validated by a JSON Schema built from the same field specs.
 
 The HTML form (templates) and the JSON Schema (here) are both derived from
-``FieldSpec``, so the browser and the server never disagree about a rule.
+``FieldSpec``, so the browser and the server never disagree about a rule; what each field
+type contributes (its schema, typing, messages, display) is its class in engine/fieldtypes.py.
 Order: coerce -> compute -> drop hidden fields -> validate -> map errors to field paths.
 """
 from __future__ import annotations

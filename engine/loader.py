@@ -34,7 +34,7 @@ from .fieldtypes import FIELD_KINDS, check_keys
 from .spec import (
     AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, ListSpec, MetricSpec, NoticeSpec, PointsSpec,
     RankingSpec, RuleSpec, SpawnSpec, TargetSpec, TimerSpec,
-    CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
+    LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
 from .yamlsource import PathItem, YamlSource, read_yaml
@@ -456,8 +456,8 @@ class Loader:
         if start_form and "org_unit_field" in start:
             name = start["org_unit_field"]
             fld = start_form.field(name)
-            unit_fields = [x.id for x in start_form.fields if x.type == "orgunit"]
-            if fld is None or fld.type != "orgunit":
+            unit_fields = [x.id for x in start_form.fields if x.kind.holds_unit]
+            if fld is None or not fld.kind.holds_unit:
                 what = f"form {start_form.id!r} has no field {name!r}" if fld is None else \
                     f"{name!r} is a {fld.type} field of form {start_form.id!r}, not an orgunit field"
                 self.problems.append(source.problem(
@@ -526,7 +526,7 @@ class Loader:
                 after=self.timer(source, here + ["after"], state.get("after"), by_id),
                 deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles,
                                        None if missing_forms else {f.id for form in step_forms for f in form.fields
-                                                                   if f.type in ("date", "datetime")}),
+                                                                   if f.kind.date_like}),
                 notice=self.notice(source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
                 public=state.get("public", False),
                 public_fields=self.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
@@ -617,7 +617,7 @@ class Loader:
 
     def metrics(self, source: YamlSource, items: list[dict], names: set[str] | None,
                 step_forms: list[FormSpec]) -> tuple[MetricSpec, ...]:
-        numeric = {f.id for form in step_forms for f in form.fields if f.type in ("integer", "number", "score", "rating")}
+        numeric = {f.id for form in step_forms for f in form.fields if f.kind.numeric}
         result, seen = [], set()
         for i, item in enumerate(items):
             here: list[PathItem] = ["metrics", i]
@@ -644,8 +644,8 @@ class Loader:
             seen.add(item["id"])
             if "date" in item and start_form is not None:
                 f = start_form.field(item["date"])
-                if f is None or f.type not in ("date", "datetime"):
-                    dates = [x.id for x in start_form.fields if x.type in ("date", "datetime")]
+                if f is None or not f.kind.date_like:
+                    dates = [x.id for x in start_form.fields if x.kind.date_like]
                     self.problems.append(source.problem(here + ["date"], f"{item['date']!r} is not a date field of the start form",
                                                         did_you_mean(item["date"], dates) or
                                                         (f"date fields: {', '.join(dates)}" if dates else
@@ -760,19 +760,17 @@ class Loader:
         if "aggregate" in raw:
             agg = raw["aggregate"]
             apath = path + ["aggregate"]
-            numeric = {"integer", "number", "score", "rating"}
             named = ([(["field"], agg["field"], False)] if "field" in agg else []) + \
                 [(["criteria", name], name, True) for name in agg.get("criteria", {})]
             for where, name, key in named:
-                if form is not None and (name not in fields or fields[name].type not in numeric):
-                    usable = [f for f, x in fields.items() if x.type in numeric]
+                if form is not None and (name not in fields or not fields[name].kind.numeric):
+                    usable = [f for f, x in fields.items() if x.kind.numeric]
                     self.problems.append(source.problem(
                         apath + where, f"{name!r} is not a numeric field of form {raw['form']!r}",
                         did_you_mean(name, usable) or (f"numeric fields: {', '.join(usable)}" if usable else
                                                        "use an integer, number, score or rating field"), key=key))
-            tally_types = CHOICE_TYPES | {"checkbox"}
-            if "tally" in agg and form is not None and (agg["tally"] not in fields or fields[agg["tally"]].type not in tally_types):
-                usable = [f for f, x in fields.items() if x.type in tally_types]
+            if "tally" in agg and form is not None and (agg["tally"] not in fields or not fields[agg["tally"]].kind.tally):
+                usable = [f for f, x in fields.items() if x.kind.tally]
                 self.problems.append(source.problem(
                     apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {raw['form']!r}",
                     did_you_mean(agg["tally"], usable) or (f"choice fields: {', '.join(usable)}" if usable else

@@ -178,6 +178,28 @@ def test_load_time_checks_of_each_type_and_keys_that_belong_to_another() -> None
     assert problems("multiselect", choices=["a"]) == []
 
 
+def test_the_registry_is_the_only_place_that_lists_types() -> None:
+    """No code outside engine/fieldtypes.py compares type names or keeps its own list of them."""
+    names = "|".join(sorted(FIELD_TYPES, key=len, reverse=True))
+    comparisons = re.compile(r"\.type\s*(==|!=|\bin\b|\bnot in\b)|\bftype\s*(==|!=|\bin\b|\bnot in\b)"
+                             r"|selectattr\(\s*['\"]type['\"]")
+    lists = re.compile(rf"[\"']({names})[\"']\s*,\s*[\"']({names})[\"']")
+    found = []
+    for path in [*(ROOT / "engine").rglob("*.py"), *(ROOT / "templates").rglob("*.html")]:
+        if path.name == "fieldtypes.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if comparisons.search(line) or lists.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "ask the field's type (f.kind...) instead:\n" + "\n".join(found)
+    # the facts, as the rest of the engine sees them
+    assert names_where("numeric") == {"integer", "number", "score", "rating"}
+    assert names_where("date_like") == {"date", "datetime"}
+    assert CHOICE_TYPES == names_where("holds_choices") == {"select", "multiselect"}
+    assert FILE_TYPES == names_where("holds_files") == {"file", "photo"}
+    assert names_where("tally") == {"select", "multiselect", "checkbox"}
+
+
 def test_every_widget_a_type_names_is_a_macro_of_the_form_templates() -> None:
     text = (ROOT / "templates/_macros.html").read_text(encoding="utf-8")
     table = re.search(r"\{% set widgets = \{(.*?)\} %\}", text, re.S)
