@@ -1,20 +1,22 @@
 """Form runtime: turn raw input into clean data, validated by a JSON Schema built from the same field specs.
 
 The HTML form (templates) and the JSON Schema (here) are both derived from
-``FieldSpec``, so the browser and the server never disagree about a rule.
+``FieldSpec``, so the browser and the server never disagree about a rule; what each field
+type contributes (its schema, typing, messages, display) is its class in engine/fieldtypes.py.
 Order: coerce -> compute -> drop hidden fields -> validate -> map errors to field paths.
 """
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
 from .errors import SubmissionError
-from .spec import FILE_TYPES, FieldSpec, FormSpec, OrgTree
+from .fieldtypes import MultiDictLike, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
+from .spec import FieldSpec, FormSpec, OrgTree
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -74,72 +76,8 @@ def is_datetime(value: object) -> bool:
 # --------------------------------------------------------------------------- JSON Schema
 
 def field_schema(f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
-    """The JSON Schema of one field's value."""
-    t = f.type
-    s: dict[str, Any]
-    if t in ("text", "textarea"):
-        s = {"type": "string"}
-    elif t == "integer":
-        s = {"type": "integer"}
-    elif t in ("number", "score"):
-        s = {"type": "number"}
-    elif t == "rating":
-        s = {"type": "integer", "minimum": 1, "maximum": 5}
-    elif t == "date":
-        s = {"type": "string", "format": "date"}
-    elif t == "datetime":
-        s = {"type": "string", "format": "datetime-local"}
-    elif t == "phone":
-        s = {"type": "string", "format": "cn-mobile"}
-    elif t == "id_number":
-        s = {"type": "string", "format": "cn-id-number"}
-    elif t == "email":
-        s = {"type": "string", "format": "email"}
-    elif t == "select":
-        s = {"type": "string", "enum": [c.value for c in f.choices]}
-    elif t == "multiselect":
-        s = {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": [c.value for c in f.choices]}}
-        if f.required:
-            s["minItems"] = 1
-    elif t == "checkbox":
-        s = {"type": "boolean"}
-        if f.required:
-            s["const"] = True
-    elif t in FILE_TYPES:
-        s = {"type": "object", "required": ["name", "key", "size", "content_type"],
-             "properties": {"name": {"type": "string"}, "key": {"type": "string"},
-                            "size": {"type": "integer", "minimum": 0},
-                            "content_type": {"type": "string"}}}
-        if f.max_size:
-            s["properties"]["size"]["maximum"] = f.max_size
-        if f.accept:
-            s["properties"]["content_type"]["enum"] = list(f.accept)
-    elif t == "orgunit":
-        s = {"type": "string", "minLength": 1}
-        if org is not None:
-            s["enum"] = [u.id for u in org.at_level(f.level)]
-    elif t == "case":
-        s = {"type": "integer", "minimum": 1}
-    elif t == "repeat":
-        s = {"type": "array", "items": {"type": "object"}}
-        if f.min_rows:
-            s["minItems"] = f.min_rows
-        if f.max_rows is not None:
-            s["maxItems"] = f.max_rows
-        return s
-    else:  # pragma: no cover - the loader only admits known types
-        raise ValueError(f"unknown field type {t!r}")
-    if f.min is not None and t in ("integer", "number", "score"):
-        s["minimum"] = f.min
-    if f.max is not None and t in ("integer", "number", "score"):
-        s["maximum"] = f.max
-    if f.min_length is not None:
-        s["minLength"] = f.min_length
-    if f.max_length is not None:
-        s["maxLength"] = f.max_length
-    if f.pattern:
-        s["pattern"] = f.pattern
-    return s
+    """The JSON Schema of one field's value (each type says its own: engine/fieldtypes.py)."""
+    return f.kind.schema(f, org)
 
 
 def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree | None = None) -> dict[str, Any]:
@@ -174,72 +112,21 @@ def json_schema(form: FormSpec) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- input
 
-class MultiDictLike(Protocol):
-    def getlist(self, key: str) -> list[Any]: ...
-    def __iter__(self) -> Any: ...
-
-
 def from_html(form: FormSpec, raw: MultiDictLike, files: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Values from an HTML form post: repeat rows come as ``attendees-0-name``; multiselects repeat their key."""
-    files = files or {}
-
-    def read(fields: Sequence[FieldSpec], prefix: str) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for f in fields:
-            key = prefix + f.id
-            if f.is_repeat:
-                indices = sorted({int(m.group(1)) for k in raw
-                                  if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", k))})
-                values[f.id] = [read(f.fields, f"{key}-{i}-") for i in indices]
-            elif f.type == "multiselect":
-                values[f.id] = [v for v in raw.getlist(key) if v != ""]
-            elif f.type == "checkbox":
-                values[f.id] = bool(raw.getlist(key)) and raw.getlist(key)[-1] not in ("", "0", "false", "off")
-            elif f.type in FILE_TYPES:
-                if key in files:  # new uploads and files kept from an earlier attempt, checked by the web layer
-                    values[f.id] = files[key]
-            else:
-                got = raw.getlist(key)
-                values[f.id] = got[-1] if got else ""
-        return values
-
-    return read(form.fields, "")
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    return read_post(form.fields, raw, "", files)
 
 
 def coerce(f: FieldSpec, value: Any) -> Any:
     """Best-effort typing of text input; what cannot be typed is kept as typed so the schema reports it."""
-    if isinstance(value, str):
-        value = value.strip()
-        if f.type in ("id_number",):
-            value = value.upper()
-        if f.type == "phone":
-            value = re.sub(r"[\s-]", "", value)
-    if _empty(value):
-        return None
-    if f.type in ("integer", "rating", "case") and isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value):
-        return int(value)
-    if f.type in ("number", "score") and isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value
-        return int(number) if number.is_integer() else number
-    if f.type == "multiselect" and isinstance(value, str):
-        return [value]
-    if f.type == "datetime" and isinstance(value, str) and len(value) == 16:
-        return value  # <input type=datetime-local> gives minutes precision
-    return value
+    return f.kind.coerce(f, value)
 
 
 def expression_context(fields: Sequence[FieldSpec], values: Mapping[str, Any],
                        outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     ctx = dict(outer or {})
     for f in fields:
-        ctx[f.id] = values.get(f.id, [] if f.type in ("multiselect", "repeat") else None)
+        ctx[f.id] = values.get(f.id, f.kind.empty())
     return ctx
 
 
@@ -250,15 +137,9 @@ def clean(fields: Sequence[FieldSpec], values: Mapping[str, Any], outer: Mapping
     for f in fields:
         if f.id not in values:
             continue
-        if f.is_repeat:
-            rows = values[f.id] or []
-            data[f.id] = [r if isinstance(r, dict) else {} for r in rows]
-        elif f.type == "checkbox":
-            data[f.id] = bool(values[f.id])
-        else:
-            value = coerce(f, values[f.id])
-            if value is not None:
-                data[f.id] = value
+        value = f.kind.clean(f, values[f.id])
+        if value is not None:
+            data[f.id] = value
     # Computed fields, in dependency order (the loader rejected cycles): repeat until stable.
     computed = [f for f in fields if f.compute]
     for _ in range(len(computed)):
@@ -311,33 +192,22 @@ def message(key: str, **params: Any) -> dict[str, str]:
     return {lang: t.format(**params) for lang, t in text.items()}
 
 
-def human_size(size: int) -> str:
-    return f"{size / 1024 / 1024:g}MB" if size >= 1024 * 1024 else f"{size / 1024:g}KB"
-
-
 def _error_message(f: FieldSpec, error: ValidationError) -> dict[str, str]:
     v = error.validator
     if v == "required":
         return message("required")
     if f.message:
         return dict(f.message)
-    if v == "const" and f.type == "checkbox":
-        return message("checkbox")
-    if v == "minItems" and f.type == "multiselect":
-        return message("choose")
+    own = f.kind.error_message(f, v, error.validator_value)
+    if own is not None:
+        return message(own[0], **own[1])
     if v == "type":
         return message("integer" if error.validator_value == "integer" else
                        "number" if error.validator_value == "number" else "invalid")
     if v == "format":
         return message(error.validator_value) if error.validator_value in MESSAGES else message("invalid")
-    if v == "maximum" and f.type in FILE_TYPES:
-        return message("file_size", limit=human_size(int(error.validator_value)))
-    if v == "enum" and f.type in FILE_TYPES:
-        return message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))
     if v in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
         return message(v, limit=error.validator_value)
-    if v == "enum" and f.type == "orgunit":
-        return message("enum")
     if v in ("pattern", "enum"):
         return message(v)
     return message("invalid")
@@ -355,8 +225,7 @@ def _validate_object(fields: Sequence[FieldSpec], data: Mapping[str, Any], visib
             missing = [k for k in error.validator_value if k not in error.instance]
             for key in missing:
                 msgs = errors.setdefault(prefix + key, [])
-                msg = message("choose" if by_id[key].type == "multiselect" else
-                              "checkbox" if by_id[key].type == "checkbox" else "required")
+                msg = message(by_id[key].kind.required_message)
                 if msg not in msgs:
                     msgs.append(msg)
             continue
@@ -394,36 +263,6 @@ def validate(form: FormSpec, values: Mapping[str, Any], *, outer: Mapping[str, A
 
 # --------------------------------------------------------------------------- display
 
-def mask(value: Any) -> str:
-    """Hide the middle of a sensitive value: 138****5678, 1101**********123X, 张*."""
-    if value is None or value == "":
-        return ""
-    text = str(value)
-    if len(text) <= 2:
-        return text[0] + "*"
-    if len(text) <= 6:
-        return text[0] + "*" * (len(text) - 2) + text[-1]
-    if len(text) < 11:  # keeping 3 + 4 would show 7-character values whole
-        return text[:2] + "*" * (len(text) - 4) + text[-2:]
-    keep = 3 if len(text) <= 11 else 4
-    return text[:keep] + "*" * (len(text) - keep - 4) + text[-4:]
-
-
 def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
     """One value as text for a page, list or export (repeats are rendered as tables elsewhere)."""
-    if value is None or value == "" or value == []:
-        return ""
-    if f.type == "checkbox":
-        return ("是" if value else "否") if lang == "zh" else ("Yes" if value else "No")
-    if f.type == "select":
-        return f.choice_label(value, lang)
-    if f.type == "multiselect":
-        return "、".join(f.choice_label(v, lang) for v in value) if lang == "zh" else ", ".join(
-            f.choice_label(v, lang) for v in value)
-    if f.type == "orgunit" and org is not None and value in org.units:
-        return org.path_name(value, lang)
-    if f.type in FILE_TYPES and isinstance(value, dict):
-        return str(value.get("name", ""))
-    if f.type == "case":
-        return f"#{value}"
-    return str(value)
+    return f.kind.display(f, value, lang, org)

@@ -30,10 +30,11 @@ from .actions import ACTIONS, ActionRegistry
 from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .durations import Duration
+from .fieldtypes import FIELD_KINDS, check_keys
 from .spec import (
     AggregateSpec, AssignSpec, CollectSpec, DeadlineSpec, LevelSpec, ListSpec, MetricSpec, NoticeSpec, PointsSpec,
     RankingSpec, RuleSpec, SpawnSpec, TargetSpec, TimerSpec,
-    CHOICE_TYPES, FILE_TYPES, LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
+    LEVELS, PSEUDO_ROLES, ActionCall, Choice, Definitions, FieldSpec,
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
 from .yamlsource import PathItem, YamlSource, read_yaml
@@ -309,15 +310,15 @@ class Loader:
     def build_field(self, source: YamlSource, item: dict, here: list[PathItem],
                     choice_lists: dict[str, tuple[Choice, ...]], names: set[str]) -> FieldSpec:
         ftype = item["type"]
+        kind = FIELD_KINDS[ftype]
+
+        def report(below: list[PathItem], message: str, hint: str = "", key: bool = False) -> None:
+            self.problems.append(source.problem(here + below, message, hint, key=key))
+
+        check_keys(ftype, item, report)  # what the type needs, and keys that belong to another type
         choices: tuple[Choice, ...] = ()
-        raw_choices = item.get("choices")
-        if ftype in CHOICE_TYPES and raw_choices is None:
-            self.problems.append(source.problem(here, f"a {ftype} field needs 'choices'",
-                                                "an inline list, or the name of a list in forms/choices.yaml"))
-        elif raw_choices is not None and ftype not in CHOICE_TYPES:
-            self.problems.append(source.problem(here + ["choices"], f"'choices' has no effect on a {ftype} field",
-                                                "use type: select or multiselect", key=True))
-        elif isinstance(raw_choices, str):
+        raw_choices = item.get("choices") if kind.holds_choices else None
+        if isinstance(raw_choices, str):
             if raw_choices not in choice_lists and not self.choices_broken:
                 self.problems.append(source.problem(here + ["choices"], f"unknown choice list {raw_choices!r}",
                                                     did_you_mean(raw_choices, choice_lists) or "declare it in forms/choices.yaml"))
@@ -327,10 +328,6 @@ class Loader:
             values = [c.value for c in choices]
             for dup in {v for v in values if values.count(v) > 1}:
                 self.problems.append(source.problem(here + ["choices"], f"duplicate choice value {dup!r}"))
-        if ftype == "repeat" and "fields" not in item:
-            self.problems.append(source.problem(here, "a repeat field needs 'fields' (the columns of one row)"))
-        elif "fields" in item and ftype != "repeat":
-            self.problems.append(source.problem(here + ["fields"], f"'fields' only belongs to a repeat field, not {ftype}", key=True))
         for low, high in (("min", "max"), ("min_length", "max_length"), ("min_rows", "max_rows")):
             if low in item and high in item and item[low] > item[high]:
                 self.problems.append(source.problem(here + [low], f"{low} ({item[low]}) is greater than {high} ({item[high]})"))
@@ -339,24 +336,8 @@ class Loader:
                 re.compile(item["pattern"])
             except re.error as exc:
                 self.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
-        if "level" in item and ftype != "orgunit":
-            self.problems.append(source.problem(here + ["level"], "'level' only belongs to an orgunit field", key=True))
-        if ftype == "case" and "workflow" not in item:
-            self.problems.append(source.problem(here, "a case field needs 'workflow' (which process the case belongs to)"))
-        elif ftype == "case":
+        if kind.holds_case and "workflow" in item:  # checked once every workflow is loaded
             self.case_refs.append((source, here + ["workflow"], item["workflow"], tuple(item.get("states", []))))
-        for key in ("workflow", "states"):
-            if key in item and ftype != "case":
-                self.problems.append(source.problem(here + [key], f"'{key}' only belongs to a case field", key=True))
-        for key in ("accept", "max_size"):
-            if key in item and ftype not in FILE_TYPES:
-                self.problems.append(source.problem(here + [key], f"{key!r} only belongs to a file or photo field", key=True))
-        for key in ("min", "max"):
-            if ftype == "rating" and key in item:
-                self.problems.append(source.problem(here + [key], "a rating is always 1 to 5",
-                                                    "use type: score for another range", key=True))
-        if ftype == "score" and ("min" not in item or "max" not in item):
-            self.problems.append(source.problem(here, "a score field needs 'min' and 'max'"))
         if choices and "default" in item:
             defaults = item["default"] if isinstance(item["default"], list) else [item["default"]]
             for value in defaults:
@@ -365,20 +346,20 @@ class Loader:
                     self.problems.append(source.problem(here + ["default"], f"default {value!r} is not one of the choices",
                                                         did_you_mean(value, values) or f"choices: {', '.join(values)}"))
         subfields: tuple[FieldSpec, ...] = ()
-        if ftype == "repeat" and "fields" in item:
+        if kind.holds_rows and "fields" in item:
             subfields = self.build_fields(source, item["fields"], here + ["fields"], choice_lists, outer=tuple(names))
-        min_rows = item.get("min_rows", 1 if item.get("required") and ftype == "repeat" else 0)
+        filled = kind.defaults(item)  # what the type fills in when the definition leaves it out
         return FieldSpec(
             id=item["id"], type=ftype, label=_text(item["label"]) or {}, required=item.get("required", False),
             help=_text(item.get("help")), placeholder=_text(item.get("placeholder")), default=item.get("default"),
-            min=item.get("min", 1 if ftype == "rating" else None), max=item.get("max", 5 if ftype == "rating" else None),
+            min=item.get("min", filled.get("min")), max=item.get("max", filled.get("max")),
             min_length=item.get("min_length"), max_length=item.get("max_length"), pattern=item.get("pattern"),
             message=_text(item.get("message")), choices=choices,
             show_if=self.expression(source, here + ["show_if"], item.get("show_if"), names, f"field {item['id']!r}"),
             compute=self.expression(source, here + ["compute"], item.get("compute"), names, f"field {item['id']!r}"),
-            sensitive=item.get("sensitive", False), fields=subfields, min_rows=min_rows, max_rows=item.get("max_rows"),
-            accept=tuple(item.get("accept", ("image/jpeg", "image/png", "image/webp") if ftype == "photo" else ())),
-            max_size=parse_size(item["max_size"]) if "max_size" in item else (5 * 1024 * 1024 if ftype in FILE_TYPES else None),
+            sensitive=item.get("sensitive", False), fields=subfields, min_rows=item.get("min_rows", filled.get("min_rows", 0)),
+            max_rows=item.get("max_rows"), accept=tuple(item.get("accept", filled.get("accept", ()))),
+            max_size=parse_size(item["max_size"]) if "max_size" in item else filled.get("max_size"),
             level=item.get("level"), workflow=item.get("workflow"), states=tuple(item.get("states", ())),
         )
 
@@ -475,8 +456,8 @@ class Loader:
         if start_form and "org_unit_field" in start:
             name = start["org_unit_field"]
             fld = start_form.field(name)
-            unit_fields = [x.id for x in start_form.fields if x.type == "orgunit"]
-            if fld is None or fld.type != "orgunit":
+            unit_fields = [x.id for x in start_form.fields if x.kind.holds_unit]
+            if fld is None or not fld.kind.holds_unit:
                 what = f"form {start_form.id!r} has no field {name!r}" if fld is None else \
                     f"{name!r} is a {fld.type} field of form {start_form.id!r}, not an orgunit field"
                 self.problems.append(source.problem(
@@ -545,7 +526,7 @@ class Loader:
                 after=self.timer(source, here + ["after"], state.get("after"), by_id),
                 deadline=self.deadline(source, here + ["deadline"], state.get("deadline"), wf_roles,
                                        None if missing_forms else {f.id for form in step_forms for f in form.fields
-                                                                   if f.type in ("date", "datetime")}),
+                                                                   if f.kind.date_like}),
                 notice=self.notice(source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
                 public=state.get("public", False),
                 public_fields=self.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
@@ -636,7 +617,7 @@ class Loader:
 
     def metrics(self, source: YamlSource, items: list[dict], names: set[str] | None,
                 step_forms: list[FormSpec]) -> tuple[MetricSpec, ...]:
-        numeric = {f.id for form in step_forms for f in form.fields if f.type in ("integer", "number", "score", "rating")}
+        numeric = {f.id for form in step_forms for f in form.fields if f.kind.numeric}
         result, seen = [], set()
         for i, item in enumerate(items):
             here: list[PathItem] = ["metrics", i]
@@ -663,8 +644,8 @@ class Loader:
             seen.add(item["id"])
             if "date" in item and start_form is not None:
                 f = start_form.field(item["date"])
-                if f is None or f.type not in ("date", "datetime"):
-                    dates = [x.id for x in start_form.fields if x.type in ("date", "datetime")]
+                if f is None or not f.kind.date_like:
+                    dates = [x.id for x in start_form.fields if x.kind.date_like]
                     self.problems.append(source.problem(here + ["date"], f"{item['date']!r} is not a date field of the start form",
                                                         did_you_mean(item["date"], dates) or
                                                         (f"date fields: {', '.join(dates)}" if dates else
@@ -779,19 +760,17 @@ class Loader:
         if "aggregate" in raw:
             agg = raw["aggregate"]
             apath = path + ["aggregate"]
-            numeric = {"integer", "number", "score", "rating"}
             named = ([(["field"], agg["field"], False)] if "field" in agg else []) + \
                 [(["criteria", name], name, True) for name in agg.get("criteria", {})]
             for where, name, key in named:
-                if form is not None and (name not in fields or fields[name].type not in numeric):
-                    usable = [f for f, x in fields.items() if x.type in numeric]
+                if form is not None and (name not in fields or not fields[name].kind.numeric):
+                    usable = [f for f, x in fields.items() if x.kind.numeric]
                     self.problems.append(source.problem(
                         apath + where, f"{name!r} is not a numeric field of form {raw['form']!r}",
                         did_you_mean(name, usable) or (f"numeric fields: {', '.join(usable)}" if usable else
                                                        "use an integer, number, score or rating field"), key=key))
-            tally_types = CHOICE_TYPES | {"checkbox"}
-            if "tally" in agg and form is not None and (agg["tally"] not in fields or fields[agg["tally"]].type not in tally_types):
-                usable = [f for f, x in fields.items() if x.type in tally_types]
+            if "tally" in agg and form is not None and (agg["tally"] not in fields or not fields[agg["tally"]].kind.tally):
+                usable = [f for f, x in fields.items() if x.kind.tally]
                 self.problems.append(source.problem(
                     apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {raw['form']!r}",
                     did_you_mean(agg["tally"], usable) or (f"choice fields: {', '.join(usable)}" if usable else

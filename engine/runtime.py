@@ -120,7 +120,7 @@ class Engine:
 
     def guard_context(self, case: Case, user: User) -> dict[str, Any]:
         wf = self.workflow_of(case)
-        ctx = {f.id: case.data.get(f.id, [] if f.type in ("multiselect", "repeat") else None)
+        ctx = {f.id: case.data.get(f.id, f.kind.empty())
                for _, f in self.data_fields(wf)}
         for state in wf.states.values():
             if state.collect and state.collect.aggregate:
@@ -219,7 +219,7 @@ class Engine:
         data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
         errors = {}
         for f in form.fields:  # references to other cases: they must exist, be of the right kind, and be visible
-            if f.type == "case" and f.id in data:
+            if f.kind.holds_case and f.id in data:
                 if not self._case_ref_ok(f, data[f.id], user, tx):
                     errors[f.id] = [_msg("请选择一个有效的事项", "Choose one of the listed cases.")]
         if errors:

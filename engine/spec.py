@@ -10,18 +10,15 @@ from typing import Any, Iterator, Mapping
 
 from .durations import Duration
 from .expressions import Expression
+from .fieldtypes import FIELD_KINDS, FieldType, names_where
 
 Text = Mapping[str, str]
 LANGS = ("zh", "en")
 
-#: Field types that hold a list of choice values / rows / uploaded files.
-CHOICE_TYPES = frozenset({"select", "multiselect"})
-FILE_TYPES = frozenset({"file", "photo"})
-FIELD_TYPES = frozenset({
-    "text", "textarea", "integer", "number", "date", "datetime", "phone", "id_number",
-    "email", "select", "multiselect", "checkbox", "rating", "score", "file", "photo",
-    "repeat", "orgunit", "case",
-})
+#: Field type names, as registered in engine/fieldtypes.py (the one place that lists them and their facts).
+FIELD_TYPES = frozenset(FIELD_KINDS)
+CHOICE_TYPES = names_where("holds_choices")
+FILE_TYPES = names_where("holds_files")
 #: Roles every workflow knows without declaring them: who started the case, who it is assigned to,
 #: and the system itself (timers: a transition only the clock takes).
 PSEUDO_ROLES = frozenset({"creator", "assignee", "system"})
@@ -69,8 +66,13 @@ class FieldSpec:
     states: tuple[str, ...] = ()         # type: case — and which states it may be in
 
     @property
+    def kind(self) -> FieldType:
+        """What this field's type means everywhere: ``f.kind.numeric``, ``f.kind.display(f, value)``..."""
+        return FIELD_KINDS[self.type]
+
+    @property
     def is_repeat(self) -> bool:
-        return self.type == "repeat"
+        return self.kind.holds_rows
 
     def choice_label(self, value: Any, lang: str = "zh") -> str:
         for choice in self.choices:

@@ -14,7 +14,7 @@ from ..notify import NOTIFICATIONS
 from ..cases import Case
 from ..readmodel import PAGE_SIZE, Paged
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
-from ..spec import FILE_TYPES, FieldSpec, FormSpec, WorkflowSpec
+from ..spec import FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
 from . import filters
 from .auth import login_required
@@ -90,7 +90,7 @@ def _case_choices(form: FormSpec, values: dict[str, Any]) -> dict[str, list[Case
     engine = get_engine()
     found: dict[str, list[Case]] = {}
     for f in form.fields:
-        if f.type != "case":
+        if not f.kind.holds_case:
             continue
         choices = engine.case_choices(f, g.user)
         chosen = values.get(f.id)
@@ -147,7 +147,7 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str
         current: dict[str, Any] = {}
     except SubmissionError as exc:
         current = exc.errors
-    uploads = {f.id for f in form.fields if f.type in FILE_TYPES}
+    uploads = {f.id for f in form.fields if f.kind.holds_files}
     kept: dict[str, Any] = {}
     for path, messages in previous.items():
         if path in current:
@@ -362,11 +362,11 @@ def list_cases(workflow_id: str) -> Any:
     if wf.listing.columns:
         columns = [f for f in (form.field(name) for name in wf.listing.columns) if f is not None]
     else:
-        columns = [f for f in form.fields if f.type not in FILE_TYPES and not f.is_repeat and f.type != "textarea"][:4]
+        columns = [f for f in form.fields if f.kind.list_column][:4]
     search = filters.filter_fields(wf, form)
     units = [u for u in engine.definitions.org.units.values()
              if engine.in_scope(g.user, u.id) or engine.definitions.org.contains(u.id, g.user.org_unit)] \
-        if any(f.type == "orgunit" for f in search) else []
+        if any(f.kind.holds_unit for f in search) else []
     return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
                            total=sum(counts.values()), search=search, chosen=filters.active(search, request.args),
                            unit_choices=units, may_rank=engine.can_rank(wf, g.user))

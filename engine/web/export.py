@@ -11,7 +11,6 @@ from typing import Any, Iterable, Sequence
 from flask import Blueprint, abort, g, send_file
 from flask_babel import gettext as _
 
-from .. import forms
 from ..cases import Case
 from ..spec import FieldSpec, OrgTree, WorkflowSpec
 from . import get_engine
@@ -24,7 +23,6 @@ bp = Blueprint("export", __name__)
 #: A cell starting with one of these is read as a formula by Excel, LibreOffice or Google Sheets
 #: (CSV injection, OWASP); the full-width forms are what a Chinese keyboard types.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
-NUMERIC = frozenset({"integer", "number", "score", "rating"})
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # characters XML 1.0 (so XLSX) cannot hold
 
 
@@ -38,33 +36,9 @@ def _cell(f: FieldSpec, value: Any, lang: str, org: OrgTree, masked: bool) -> An
     if value is None or value == "" or value == []:
         return ""
     if masked and f.sensitive:
-        return neutralise(forms.mask(forms.display(f, value, lang, org)))
-    if f.type in NUMERIC and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value  # a number is never a formula; keep it a number so it sums
-    if f.is_repeat:
-        return neutralise(_rows_text(f, value, lang, org, masked))
-    return neutralise(forms.display(f, value, lang, org))
-
-
-def _rows_text(f: FieldSpec, rows: Any, lang: str, org: OrgTree, masked: bool) -> str:
-    """A repeat group as one line per row: ``物品: 椅子, 数量: 4``."""
-    if not isinstance(rows, list):
-        return ""
-    lines = []
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        parts = []
-        for sub in f.fields:
-            value = row.get(sub.id)
-            if value is None or value == "" or value == []:
-                continue
-            text = forms.display(sub, value, lang, org)
-            if masked and sub.sensitive:
-                text = forms.mask(text)
-            parts.append(f"{tr(sub.label, lang)}: {text}")
-        lines.append((", " if lang == "en" else "，").join(parts))
-    return "\n".join(lines)
+        return neutralise(f.kind.masked(f, value, lang, org))
+    cell = f.kind.export(f, value, lang, org, masked)  # numbers stay numbers, so that they sum
+    return neutralise(cell) if isinstance(cell, str) else cell
 
 
 def table(wf: WorkflowSpec, cases: Sequence[Case]) -> tuple[list[str], list[list[Any]]]:

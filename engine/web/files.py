@@ -9,7 +9,7 @@ from flask import Blueprint, abort, current_app, g, request, send_file
 
 from .. import forms, readmodel
 from ..clock import iso
-from ..spec import FILE_TYPES, FormSpec
+from ..spec import FormSpec
 from ..users import User
 from . import get_engine
 from .auth import login_required
@@ -45,7 +45,7 @@ def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[st
     refs: dict[str, Any] = {}
     errors: dict[str, list[dict[str, str]]] = {}
     for f in form.fields:
-        if f.type not in FILE_TYPES:
+        if not f.kind.holds_files:
             continue
         upload = request.files.get(f.id)
         if upload is None or not upload.filename:
@@ -76,7 +76,7 @@ def kept_uploads(form: FormSpec, user: User) -> dict[str, Any]:
     """The files uploaded earlier and sent back as ``<field>__keep`` (no new upload is read or saved)."""
     refs = {}
     for f in form.fields:
-        if f.type in FILE_TYPES and (ref := _kept(f.id, user)) is not None:
+        if f.kind.holds_files and (ref := _kept(f.id, user)) is not None:
             refs[f.id] = ref
     return refs
 

@@ -1,0 +1,646 @@
+"""Field types: one class per ``type:`` a form field may have, registered in :data:`FIELD_KINDS`.
+
+Each class says in one place what its type means everywhere: the JSON Schema of a value, typing of
+input, reading an HTML post, the empty value in expressions, text for pages, the export cell, list
+filters, the definition keys it takes and its load-time checks, the facts other code asks about
+(numeric, date-like, holds files / choices / rows) and the macro of templates/_macros.html that renders it.
+``FieldSpec.kind`` is the type object of a field, so callers ask ``f.kind.numeric`` instead of
+comparing type names. A new field type is one class here (plus its row in docs/definitions.md and
+its name in engine/schema/form.schema.json).
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+if TYPE_CHECKING:  # the specs import this module; at run time only their attributes are used
+    from .spec import FieldSpec, OrgTree
+
+#: ``from_html`` returns this when the post holds nothing for the field (e.g. no file was uploaded),
+#: so that the field is left out of the values rather than set to an empty one.
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
+#: A loader callback: ``report(path below the field, message, hint="", key=False)``.
+Report = Callable[..., None]
+DEFAULT_MAX_SIZE = 5 * 1024 * 1024
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+_INTEGER_TEXT = re.compile(r"[-+]?\d+")
+
+
+class MultiDictLike(Protocol):
+    def getlist(self, key: str) -> list[Any]: ...
+    def __iter__(self) -> Any: ...
+
+
+def is_empty(value: Any) -> bool:
+    """No answer: what a page shows as blank and an export leaves as an empty cell."""
+    return value is None or value == "" or value == []
+
+
+def mask(value: Any) -> str:
+    """Hide the middle of a sensitive value: 138****5678, 1101**********123X, 张*."""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    if len(text) <= 2:
+        return text[0] + "*"
+    if len(text) <= 6:
+        return text[0] + "*" * (len(text) - 2) + text[-1]
+    if len(text) < 11:  # keeping 3 + 4 would show 7-character values whole
+        return text[:2] + "*" * (len(text) - 4) + text[-2:]
+    keep = 3 if len(text) <= 11 else 4
+    return text[:keep] + "*" * (len(text) - keep - 4) + text[-4:]
+
+
+def human_size(size: int) -> str:
+    return f"{size / 1024 / 1024:g}MB" if size >= 1024 * 1024 else f"{size / 1024:g}KB"
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- the base type
+
+class FieldType:
+    """A type of form field. Subclasses override the facts and methods where their type differs."""
+
+    name: ClassVar[str] = ""
+    # -- facts other code asks about
+    numeric: ClassVar[bool] = False        # a number: metrics may sum it, aggregates score it, exports keep it a number
+    date_like: ClassVar[bool] = False      # an ISO date or date-time text: deadlines, targets, date ranges
+    holds_choices: ClassVar[bool] = False  # takes ``choices:``
+    holds_files: ClassVar[bool] = False    # an uploaded file reference ``{name, key, size, content_type}``
+    holds_rows: ClassVar[bool] = False     # a list of rows of sub-fields (``fields:``)
+    holds_unit: ClassVar[bool] = False     # an org unit id
+    holds_case: ClassVar[bool] = False     # the number of another case
+    tally: ClassVar[bool] = False          # an aggregate may count its values (votes: yes / no / abstain)
+    list_column: ClassVar[bool] = True     # short enough to be a default column of a list page
+    # -- rendering (templates/_macros.html and _search.html)
+    widget: ClassVar[str] = "text"         # the macro that renders the input
+    input_type: ClassVar[str] = "text"     # <input type> of the text widget
+    attrs: ClassVar[Mapping[str, str]] = {}  # extra attributes of the input (inputmode, capture, ...)
+    label_wraps: ClassVar[bool] = False    # the label follows the input inside one <label> (a tick box)
+    search: ClassVar[str] = "text"         # the list filter: text | range | choices | orgunit | flag
+    # -- definition keys that only this type (and its subclasses) take, and what to say when another has one
+    keys: ClassVar[tuple[str, ...]] = ()
+    elsewhere: ClassVar[tuple[str, str]] = ("", "")  # (message with {key} and {type}, hint)
+
+    # ------------------------------------------------------------------ checking and typing input
+    def schema(self, f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
+        """The JSON Schema of one value: the type's own part, then the text limits every type may carry."""
+        s = self.value_schema(f, org)
+        if f.min_length is not None:
+            s["minLength"] = f.min_length
+        if f.max_length is not None:
+            s["maxLength"] = f.max_length
+        if f.pattern:
+            s["pattern"] = f.pattern
+        return s
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string"}
+
+    def coerce(self, f: FieldSpec, value: Any) -> Any:
+        """Best-effort typing of text input; what cannot be typed is kept as typed so the schema reports it."""
+        if isinstance(value, str):
+            value = self.normalise(value.strip())
+        if value is None or value == "" or value == [] or value == {}:
+            return None
+        return self.parse(f, value) if isinstance(value, str) else value
+
+    def normalise(self, text: str) -> str:
+        """Typing habits to undo before checking (spaces in a phone number, a lowercase x)."""
+        return text
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        return text
+
+    def clean(self, f: FieldSpec, value: Any) -> Any:
+        """The value stored for the form (``None``: left out)."""
+        return self.coerce(f, value)
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        """The value in an HTML form post (the last one if the key repeats), or :data:`ABSENT`."""
+        got = raw.getlist(key)
+        return got[-1] if got else ""
+
+    def empty(self) -> Any:
+        """The value of an unanswered field in expressions (guards, show_if, compute)."""
+        return None
+
+    # ------------------------------------------------------------------ messages
+    required_message: ClassVar[str] = "required"  # key in forms.MESSAGES when the field is left out
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+        """A message of this type for a failed schema keyword (key in forms.MESSAGES, parameters), or None."""
+        return None
+
+    # ------------------------------------------------------------------ showing
+    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+        """One value as text for a page, list or export (repeats are rendered as tables elsewhere)."""
+        if is_empty(value):
+            return ""
+        return self.text(f, value, lang, org)
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return str(value)
+
+    def masked(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+        """The text of a sensitive value for someone who may not see it."""
+        return mask(self.display(f, value, lang, org))
+
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+        """The spreadsheet cell: text (the export makes it formula-safe) or a number that stays a number."""
+        return self.display(f, value, lang, org)
+
+    # ------------------------------------------------------------------ list filters
+    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
+        """What the user searches this field for, from the query string (None: no filter)."""
+        return (args.get(f.id) or "").strip() or None
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return wanted.lower() in str(value or "").lower()
+
+    # ------------------------------------------------------------------ definitions
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """FieldSpec values this type fills in when the definition leaves them out."""
+        return {}
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        """Load-time checks of one field definition of this type (keys of other types: see :func:`check_keys`)."""
+
+
+# --------------------------------------------------------------------------- the registry
+
+FIELD_KINDS: dict[str, FieldType] = {}
+
+
+def register(cls: type[FieldType]) -> type[FieldType]:
+    if not cls.name or cls.name in FIELD_KINDS:
+        raise ValueError(f"field type {cls.name!r}: no name, or registered twice")
+    FIELD_KINDS[cls.name] = cls()
+    return cls
+
+
+def kind_of(type_name: str) -> FieldType:
+    return FIELD_KINDS[type_name]
+
+
+def names_where(fact: str) -> frozenset[str]:
+    """The names of the types for which ``fact`` (e.g. ``"numeric"``) is true."""
+    return frozenset(name for name, kind in FIELD_KINDS.items() if getattr(kind, fact))
+
+
+def check_keys(type_name: str, item: Mapping[str, Any], report: Report) -> None:
+    """The field's own checks, and every key in it that belongs to another type (``level`` on a text field)."""
+    kind = FIELD_KINDS[type_name]
+    owners: dict[str, FieldType] = {}
+    for other in FIELD_KINDS.values():
+        for key in other.keys:
+            owners.setdefault(key, other)
+    for key, owner in owners.items():
+        if key in item and key not in kind.keys:
+            message, hint = owner.elsewhere
+            report([key], message.format(key=key, type=type_name), hint, key=True)
+    kind.check(item, report)
+
+
+# --------------------------------------------------------------------------- text
+
+@register
+class TextType(FieldType):
+    name = "text"
+
+
+@register
+class TextareaType(FieldType):
+    name = "textarea"
+    widget = "textarea"
+    list_column = False  # a paragraph does not fit a list column
+
+
+@register
+class PhoneType(FieldType):
+    name = "phone"
+    input_type = "tel"
+    attrs = {"inputmode": "tel", "autocomplete": "tel"}
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "cn-mobile"}
+
+    def normalise(self, text: str) -> str:
+        return re.sub(r"[\s-]", "", text)
+
+
+@register
+class IdNumberType(FieldType):
+    name = "id_number"
+    attrs = {"autocapitalize": "characters", "spellcheck": "false"}
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "cn-id-number"}
+
+    def normalise(self, text: str) -> str:
+        return text.upper()  # the check digit X is often typed lowercase
+
+
+@register
+class EmailType(FieldType):
+    name = "email"
+    input_type = "email"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "email"}
+
+
+# --------------------------------------------------------------------------- numbers
+
+class _Numeric(FieldType):
+    numeric = True
+    widget = "number"
+    search = "range"
+
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value  # a number is never a formula; keep it a number so it sums
+        return self.display(f, value, lang, org)
+
+    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
+        low, high = (args.get(f"{f.id}_from") or "").strip(), (args.get(f"{f.id}_to") or "").strip()
+        return (low, high) if low or high else None
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        low, high = wanted
+        if value is None:
+            return False
+        lo, hi = _number(low) if low else None, _number(high) if high else None
+        return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+class _Bounded(_Numeric):
+    """A number with the definition's own ``min`` / ``max``."""
+
+    json_type: ClassVar[str] = "number"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": self.json_type}
+        if f.min is not None:
+            s["minimum"] = f.min
+        if f.max is not None:
+            s["maximum"] = f.max
+        return s
+
+
+@register
+class IntegerType(_Bounded):
+    name = "integer"
+    json_type = "integer"
+    attrs = {"inputmode": "numeric"}
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+
+
+@register
+class NumberType(_Bounded):
+    name = "number"
+    attrs = {"inputmode": "decimal"}
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        number = _number(text)
+        if number is None:
+            return text
+        return int(number) if number.is_integer() else number
+
+
+@register
+class ScoreType(NumberType):
+    name = "score"
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        if "min" not in item or "max" not in item:
+            report([], "a score field needs 'min' and 'max'")
+
+
+@register
+class RatingType(_Numeric):
+    name = "rating"
+    widget = "rating"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": 5}
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"min": 1, "max": 5}
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        for key in ("min", "max"):
+            if key in item:
+                report([key], "a rating is always 1 to 5", "use type: score for another range", key=True)
+
+
+# --------------------------------------------------------------------------- dates
+
+class _DateLike(FieldType):
+    date_like = True
+    search = "range"
+
+    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
+        low, high = (args.get(f"{f.id}_from") or "").strip(), (args.get(f"{f.id}_to") or "").strip()
+        return (low, high) if low or high else None
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        low, high = wanted
+        if value is None:
+            return False
+        text = str(value)  # ISO text sorts as time; "to 2026-11" takes the whole month
+        return (not low or text >= low) and (not high or text[:len(high)] <= high)
+
+
+@register
+class DateType(_DateLike):
+    name = "date"
+    widget = "date"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "date"}
+
+
+@register
+class DateTimeType(_DateLike):
+    name = "datetime"
+    widget = "datetime"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "datetime-local"}  # <input type=datetime-local> gives minutes
+
+
+# --------------------------------------------------------------------------- choices
+
+class _Choices(FieldType):
+    holds_choices = True
+    tally = True
+    search = "choices"
+    keys = ("choices",)
+    elsewhere = ("'choices' has no effect on a {type} field", "use type: select or multiselect")
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        if "choices" not in item:
+            report([], f"a {self.name} field needs 'choices'", "an inline list, or the name of a list in forms/choices.yaml")
+
+
+@register
+class SelectType(_Choices):
+    name = "select"
+    widget = "select"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "enum": [c.value for c in f.choices]}
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return f.choice_label(value, lang)
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return str(value) == wanted
+
+
+@register
+class MultiselectType(_Choices):
+    name = "multiselect"
+    widget = "multiselect"
+    required_message = "choose"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": "array", "uniqueItems": True,
+                             "items": {"type": "string", "enum": [c.value for c in f.choices]}}
+        if f.required:
+            s["minItems"] = 1
+        return s
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        return [text]
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        return [v for v in raw.getlist(key) if v != ""]  # one key per ticked box
+
+    def empty(self) -> Any:
+        return []
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+        return ("choose", {}) if validator == "minItems" else None
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return ("、" if lang == "zh" else ", ").join(f.choice_label(v, lang) for v in value)
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return wanted in (value or [])
+
+
+@register
+class CheckboxType(FieldType):
+    name = "checkbox"
+    widget = "checkbox"
+    label_wraps = True
+    tally = True
+    search = "flag"
+    required_message = "checkbox"
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": "boolean"}
+        if f.required:
+            s["const"] = True  # a required tick box is a pledge: it must be ticked
+        return s
+
+    def clean(self, f: FieldSpec, value: Any) -> Any:
+        return bool(value)
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        got = raw.getlist(key)
+        return bool(got) and got[-1] not in ("", "0", "false", "off")
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+        return ("checkbox", {}) if validator == "const" else None
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return ("是" if value else "否") if lang == "zh" else ("Yes" if value else "No")
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return bool(value) == (wanted in ("1", "true", "on", "yes"))
+
+
+# --------------------------------------------------------------------------- files
+
+@register
+class FileType(FieldType):
+    name = "file"
+    widget = "file"
+    holds_files = True
+    list_column = False
+    keys = ("accept", "max_size")
+    elsewhere = ("{key!r} only belongs to a file or photo field", "")
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": "object", "required": ["name", "key", "size", "content_type"],
+                             "properties": {"name": {"type": "string"}, "key": {"type": "string"},
+                                            "size": {"type": "integer", "minimum": 0},
+                                            "content_type": {"type": "string"}}}
+        if f.max_size:
+            s["properties"]["size"]["maximum"] = f.max_size
+        if f.accept:
+            s["properties"]["content_type"]["enum"] = list(f.accept)
+        return s
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        # new uploads and files kept from an earlier attempt, checked and saved by the web layer
+        return files[key] if key in files else ABSENT
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+        if validator == "maximum":
+            return "file_size", {"limit": human_size(int(limit))}
+        if validator == "enum":
+            return "file_type", {"limit": ", ".join(a.split("/")[-1] for a in f.accept)}
+        return None
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return str(value.get("name", "")) if isinstance(value, dict) else str(value)
+
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"accept": (), "max_size": DEFAULT_MAX_SIZE}
+
+
+@register
+class PhotoType(FileType):
+    name = "photo"
+    attrs = {"capture": "environment"}  # a phone opens its camera
+
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"accept": IMAGE_TYPES, "max_size": DEFAULT_MAX_SIZE}
+
+
+# --------------------------------------------------------------------------- rows, units, cases
+
+@register
+class RepeatType(FieldType):
+    name = "repeat"
+    widget = "rows"  # rendered by form_fields as a fieldset of rows, not by one input
+    holds_rows = True
+    list_column = False
+    keys = ("fields",)
+    elsewhere = ("'fields' only belongs to a repeat field, not {type}", "")
+
+    def schema(self, f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
+        if f.min_rows:
+            s["minItems"] = f.min_rows
+        if f.max_rows is not None:
+            s["maxItems"] = f.max_rows
+        return s
+
+    def clean(self, f: FieldSpec, value: Any) -> Any:
+        return [r if isinstance(r, dict) else {} for r in value or []]  # each row is cleaned with its own fields
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        """Rows come as ``attendees-0-name``, ``attendees-1-name``..."""
+        indices = sorted({int(m.group(1)) for k in raw if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", k))})
+        return [read_post(f.fields, raw, f"{key}-{i}-", files) for i in indices]
+
+    def empty(self) -> Any:
+        return []
+
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+        """One line per row: ``物品: 椅子, 数量: 4``."""
+        from .spec import tr
+        if not isinstance(value, list):
+            return ""
+        lines = []
+        for row in value:
+            if not isinstance(row, dict):
+                continue
+            parts = []
+            for sub in f.fields:
+                item = row.get(sub.id)
+                if is_empty(item):
+                    continue
+                text = sub.kind.display(sub, item, lang, org)
+                if masked and sub.sensitive:
+                    text = mask(text)
+                parts.append(f"{tr(sub.label, lang)}: {text}")
+            lines.append((", " if lang == "en" else "，").join(parts))
+        return "\n".join(lines)
+
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"min_rows": 1 if item.get("required") else 0}  # a required group starts with one row
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        if "fields" not in item:
+            report([], "a repeat field needs 'fields' (the columns of one row)")
+
+
+@register
+class OrgUnitType(FieldType):
+    name = "orgunit"
+    widget = "orgunit"
+    holds_unit = True
+    search = "orgunit"
+    keys = ("level",)
+    elsewhere = ("'level' only belongs to an orgunit field", "")
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        s: dict[str, Any] = {"type": "string", "minLength": 1}
+        if org is not None:
+            s["enum"] = [u.id for u in org.at_level(f.level)]
+        return s
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+        return ("enum", {}) if validator == "enum" else None
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return org.path_name(value, lang) if org is not None and value in org.units else str(value)
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return bool(value) and org.contains(wanted, value)  # a unit finds everything below it
+
+
+@register
+class CaseType(FieldType):
+    name = "case"
+    widget = "case"
+    holds_case = True
+    keys = ("workflow", "states")
+    elsewhere = ("'{key}' only belongs to a case field", "")
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1}
+
+    def parse(self, f: FieldSpec, text: str) -> Any:
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+
+    def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
+        return f"#{value}"
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return str(value) == wanted
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        if "workflow" not in item:
+            report([], "a case field needs 'workflow' (which process the case belongs to)")
+
+
+# --------------------------------------------------------------------------- reading a post
+
+def read_post(fields: Sequence[FieldSpec], raw: MultiDictLike, prefix: str = "",
+              files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The values of ``fields`` in an HTML form post, each read by its type (repeat rows by their prefix)."""
+    files = files or {}
+    values: dict[str, Any] = {}
+    for f in fields:
+        value = f.kind.from_html(f, raw, prefix + f.id, files)
+        if value is not ABSENT:
+            values[f.id] = value
+    return values
