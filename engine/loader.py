@@ -38,6 +38,7 @@ from .spec import (
     FormSpec, OrgTree, OrgUnit, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
 )
 from .yamlsource import PathItem, YamlSource, read_yaml
+from .spec import EdgeSpec, reachable, state_graph  # kept apart: the field-type work edits the block above
 
 SCHEMA_FILES = ("form", "choices", "workflow", "roles", "orgunits")
 #: Names a guard may read besides the case's fields.
@@ -481,10 +482,6 @@ class Loader:
             if final and raw:
                 self.problems.append(source.problem(here + ["transitions"], f"final state {sid!r} has transitions",
                                                     "remove 'final: true' or the transitions", key=True))
-            ranked_here = sid == doc.get("ranking", {}).get("state")  # closing a round moves its cases on
-            if not final and not raw and not ranked_here:
-                self.problems.append(source.problem(here, f"state {sid!r} has no way out",
-                                                    "add a transition, or mark it 'final: true'", key=True))
             check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
             for i, t in enumerate(raw):
                 tpath = here + ["transitions", i]
@@ -536,34 +533,14 @@ class Loader:
                 certificate=state.get("certificate", False),
             )
 
-        # a transition to a misspelt state already says so; it would also make its real target "unreachable"
         ranking = self.ranking(source, doc.get("ranking"), states, wf_roles, data_names)
         if "ranking" in doc and "round" not in doc:
             self.problems.append(source.problem(["ranking"], "a ranking needs a round",
                                                 "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
         role_scope = self.role_scope(source, doc.get("role_scope", {}), doc["roles"])
-        raw_ranking = doc.get("ranking")
-        other_targets = [st["notice"]["objection"]["to"] for st in states.values() if "notice" in st]
-        other_targets += [raw_ranking[k] for k in ("state", "selected", "rest")] if raw_ranking else []
-        targets_known = all(t["to"] in states for st in states.values() for t in st.get("transitions", [])) \
-            and all(t in states for t in other_targets)
-        if doc["initial"] in states and targets_known:
-            reached, queue = {doc["initial"]}, deque([doc["initial"]])
-            while queue:
-                sid = queue.popleft()
-                targets = [t["to"] for t in states[sid].get("transitions", [])]
-                if "notice" in states[sid]:  # an objection moves the case on, too
-                    targets.append(states[sid]["notice"]["objection"]["to"])
-                if raw_ranking and sid == raw_ranking["state"]:  # closing a round moves the case on
-                    targets += [raw_ranking["selected"], raw_ranking["rest"]]
-                for target in targets:
-                    if target in states and target not in reached:
-                        reached.add(target)
-                        queue.append(target)
-            for sid in states:
-                if sid not in reached:
-                    self.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {doc['initial']!r}",
-                                                        "add a transition to it, or remove it", key=True))
+        edges = state_graph(built_states, ranking)
+        self.check_graph(source, built_states, doc["initial"], edges,
+                         doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
         metrics = self.metrics(source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
         targets = self.targets(source, doc.get("targets", []), start_form, set(doc["roles"]))
         listing = self.listing(source, doc.get("list", {}), start_form)
@@ -574,8 +551,31 @@ class Loader:
             start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
             states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
             round=doc.get("round", {}).get("period"), round_title=_text(doc.get("round", {}).get("title")),
-            ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing,
+            ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing, edges=edges,
         )
+
+    def check_graph(self, source: YamlSource, states: dict[str, StateSpec], initial: str, edges: tuple[EdgeSpec, ...],
+                    unbuilt_ranking: str | None) -> None:
+        """Along the workflow's edges (transitions, objections, ranking outcomes): every state but a final one
+        has a way out, and every state can be reached from the initial one.
+
+        No cascades: a misspelt target already says so, and would also make its real target "unreachable", so
+        reachability is judged only when every edge ends in a known state; a ranking that could not be built
+        (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
+        check judges what only those edges would explain.
+        """
+        leaving = {e.source for e in edges}
+        for sid, state in states.items():
+            if not state.final and sid not in leaving and sid != unbuilt_ranking:
+                self.problems.append(source.problem(["states", sid], f"state {sid!r} has no way out",
+                                                    "add a transition, or mark it 'final: true'", key=True))
+        known = all(e.source in states and e.target in states for e in edges)
+        if initial in states and known and unbuilt_ranking is None:
+            reached = reachable(edges, initial)
+            for sid in states:
+                if sid not in reached:
+                    self.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {initial!r}",
+                                                        "add a transition to it, or remove it", key=True))
 
     # -- links between processes, reports, list pages (issue 5) ------------------------------------------
     def spawns(self, source: YamlSource, path: list[PathItem], items: list[dict], names: set[str] | None,

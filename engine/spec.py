@@ -5,8 +5,9 @@ version, and spec methods take the case as an argument.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .durations import Duration
 from .expressions import Expression
@@ -290,6 +291,105 @@ class RankingSpec:
     on_tie: str = "refuse"
 
 
+#: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
+#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
+TRIGGERS = ("after", "notice_expiry", "collect_deadline")
+EDGE_KINDS = ("transition", "objection", "ranking")
+OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
+RANKING_LABELS: Mapping[str, Text] = {
+    "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
+    "rest": {"zh": "确定排名 · 未入选", "en": "Ranking closed · not selected"},
+}
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """One way a case can move from ``source`` to ``target``: an edge of the workflow's state graph.
+
+    * kind ``transition``: ``via`` is the transition id, ``roles`` its roles; ``triggers`` names the clocks
+      that take it (:data:`TRIGGERS`; empty: only people do).
+    * kind ``objection``: during the public notice in ``source`` a holder of one of ``roles`` objects and the
+      case moves to ``notice.objection_to``; ``via`` is ``object``.
+    * kind ``ranking``: closing the round moves a case waiting in ``ranking.state`` to ``ranking.selected``
+      (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``.
+
+    ``via`` is also the ``action`` of the history entry the move writes, so ``(from, action, to)`` of a
+    history entry names the edge the case took.
+    """
+
+    source: str
+    target: str
+    kind: str                           # transition | objection | ranking
+    via: str                            # transition id | "object" | "ranking"
+    label: Text
+    roles: tuple[str, ...]
+    triggers: tuple[str, ...] = ()      # transition: the clocks that take it
+    outcome: str | None = None          # ranking: selected | rest
+
+    @property
+    def key(self) -> str:
+        """Unique in the workflow: ``state.transition_id``, ``state:objection``, ``state:ranking:selected``
+        (ids never hold ``.`` or ``:``, so the forms cannot clash)."""
+        if self.kind == "transition":
+            return f"{self.source}.{self.via}"
+        return ":".join(p for p in (self.source, self.kind, self.outcome) if p)
+
+    @property
+    def automatic(self) -> bool:
+        """The clock takes it (possibly people too)."""
+        return bool(self.triggers)
+
+    @property
+    def loop(self) -> bool:
+        return self.source == self.target
+
+
+def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) -> tuple[EdgeSpec, ...]:
+    """Every way a case can move, in definition order: per state its transitions, then its objection; the
+    ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
+
+    Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
+    graph only when every end is known.
+    """
+    edges: list[EdgeSpec] = []
+
+    def ranking_edges() -> list[EdgeSpec]:
+        assert ranking is not None
+        return [EdgeSpec(ranking.state, target, "ranking", "ranking", RANKING_LABELS[outcome], ranking.roles,
+                         outcome=outcome) for outcome, target in (("selected", ranking.selected), ("rest", ranking.rest))]
+
+    for sid, state in states.items():
+        for t in state.transitions:
+            triggers = tuple(name for name, takes in (
+                ("after", state.after is not None and state.after.transition == t.id),
+                ("notice_expiry", state.notice is not None and state.notice.on_expiry == t.id),
+                ("collect_deadline", state.collect is not None and state.collect.deadline is not None
+                 and state.collect.on_deadline == t.id)) if takes)
+            edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
+        if state.notice is not None:
+            edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
+                                  state.notice.objection_roles))
+        if ranking is not None and ranking.state == sid:
+            edges += ranking_edges()
+    if ranking is not None and ranking.state not in states:
+        edges += ranking_edges()
+    return tuple(edges)
+
+
+def reachable(edges: Iterable[EdgeSpec], start: str) -> set[str]:
+    """The states a case starting in ``start`` can get to along ``edges`` (``start`` included)."""
+    onward: dict[str, list[str]] = {}
+    for e in edges:
+        onward.setdefault(e.source, []).append(e.target)
+    reached, queue = {start}, deque([start])
+    while queue:
+        for target in onward.get(queue.popleft(), ()):
+            if target not in reached:
+                reached.add(target)
+                queue.append(target)
+    return reached
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """A figure the reports count, per org unit and month: ``count`` of cases, or ``sum`` of a field,
@@ -342,6 +442,9 @@ class WorkflowSpec:
     metrics: tuple[MetricSpec, ...] = ()
     targets: tuple[TargetSpec, ...] = ()
     listing: ListSpec = field(default_factory=ListSpec)
+    #: every way a case can move (:func:`state_graph`), built once by the loader; the loader's checks, the
+    #: diagram and the runtime all read this one graph
+    edges: tuple[EdgeSpec, ...] = ()
 
     def state(self, state_id: str) -> StateSpec:
         return self.states[state_id]
@@ -349,6 +452,22 @@ class WorkflowSpec:
     def transitions(self) -> Iterator[TransitionSpec]:
         for state in self.states.values():
             yield from state.transitions
+
+    def edges_from(self, state_id: str) -> tuple[EdgeSpec, ...]:
+        return tuple(e for e in self.edges if e.source == state_id)
+
+    def edges_to(self, state_id: str) -> tuple[EdgeSpec, ...]:
+        return tuple(e for e in self.edges if e.target == state_id)
+
+    def edge(self, source: str, target: str, kind: str | None = None, via: str | None = None) -> EdgeSpec | None:
+        """The edge from ``source`` to ``target`` (of that ``kind``, taken by ``via``), or None: a move that
+        is not an edge is not allowed."""
+        return next((e for e in self.edges if e.source == source and e.target == target
+                     and kind in (None, e.kind) and via in (None, e.via)), None)
+
+    def reachable(self, start: str | None = None) -> set[str]:
+        """The states a case can get to from ``start`` (default: the initial state)."""
+        return reachable(self.edges, self.initial if start is None else start)
 
 
 @dataclass(frozen=True)

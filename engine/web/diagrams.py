@@ -8,8 +8,8 @@ elkjs, mermaid):
   diagram is in the HTML, so it shows without JavaScript, prints, and is in the page the
   tests read;
 * workflows are small (a handful of states), so a plain layered (Sugiyama) layout is enough:
-  states on rows by longest path from the initial state (transitions going back, such as
-  "return for changes", are reversed for the layering), each transition's label sits as a box
+  states on rows by longest path from the initial state (edges going back, such as
+  "return for changes", are reversed for the layering), each edge's label sits as a box
   of its own on the edge, a few barycenter sweeps order the rows, then a few sweeps pull every
   box towards its neighbours;
 * the rows run top to bottom, which suits a phone: the SVG keeps its natural size (text
@@ -18,6 +18,10 @@ elkjs, mermaid):
 The SVG is built as plain data (tag, attributes, text) and written out by an autoescaping Jinja macro
 (``templates/_svg.html``), so no text from YAML reaches the page unescaped; styling is done with
 presentation attributes (no ``style=``), which the CSP ``style-src 'self'`` allows.
+
+What is drawn is the workflow's state graph, ``WorkflowSpec.edges``: transitions (those the clock takes
+are marked ◷ and say when), objections during a public notice (dashed) and the two outcomes of closing a
+ranking round, so no state a case can leave is drawn as a dead end.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from flask import Blueprint, abort, g, render_template
 from jinja2 import Environment, FileSystemLoader
 
 from ..cases import Case
-from ..spec import RoleSpec, TransitionSpec, WorkflowSpec, tr
+from ..durations import Duration
+from ..spec import EdgeSpec, RoleSpec, StateSpec, WorkflowSpec, tr
 from . import get_engine
 from .auth import login_required
 from .i18n import current_lang
@@ -41,6 +46,10 @@ FONT = "system-ui, -apple-system, 'PingFang SC', 'Noto Sans CJK SC', 'Microsoft 
 PSEUDO_ROLE_TITLES = {"creator": {"zh": "发起人", "en": "Applicant"}, "assignee": {"zh": "经办人", "en": "Assignee"},
                       "system": {"zh": "系统自动", "en": "automatic"}}
 AUTOMATIC = {"zh": "自动", "en": "automatic"}
+CLOCK = "◷ "                      # marks an edge the clock takes (a clock face most fonts have; ⏱ is emoji-only)
+DURATION_UNITS = {"m": {"zh": "分钟", "en": "minute"}, "h": {"zh": "小时", "en": "hour"},
+                  "d": {"zh": "天", "en": "day"}, "wd": {"zh": "个工作日", "en": "working day"}}
+TAKEN = {"zh": "已走过", "en": "taken"}
 COLORS = {
     "line": "#8a93a3", "text": "#1d2330", "muted": "#5b6475", "state": "#ffffff", "state_line": "#5b6475",
     "label": "#f3f5f8", "label_line": "#c5cad3", "current": "#b4232a", "current_text": "#ffffff",
@@ -121,7 +130,7 @@ class Node:
     x: float = 0.0                # centre
     y: float = 0.0                # top
     state: str | None = None
-    transition: TransitionSpec | None = None
+    edge: EdgeSpec | None = None
 
     @property
     def bottom(self) -> float:
@@ -130,29 +139,32 @@ class Node:
 
 @dataclass
 class Edge:
-    transition: TransitionSpec
+    spec: EdgeSpec
     chain: list[str]              # node keys from the upper end to the lower end
     back: bool                    # True: drawn upwards (the arrow is at the upper end)
 
 
-def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
-    """Row of each state (longest path in the graph without back edges) and the back transitions."""
+def _drawn(wf: WorkflowSpec, sid: str) -> list[EdgeSpec]:
+    """The edges leaving ``sid`` drawn as lines (loops are written inside the state's box)."""
+    return [e for e in wf.edges_from(sid) if e.target in wf.states and not e.loop]
+
+
+def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[str]]:
+    """Row of each state (longest path in the graph without back edges) and the keys of the back edges."""
     order = list(wf.states)
     roots = [wf.initial] + [s for s in order if s != wf.initial]
     seen: set[str] = set()
     on_stack: set[str] = set()
-    back: set[tuple[str, str]] = set()
+    back: set[str] = set()
 
     def visit(sid: str) -> None:  # iterative DFS would only matter for hundreds of states
         seen.add(sid)
         on_stack.add(sid)
-        for t in wf.states[sid].transitions:
-            if t.target not in wf.states or t.target == sid:
-                continue
-            if t.target in on_stack:
-                back.add((sid, t.id))
-            elif t.target not in seen:
-                visit(t.target)
+        for e in _drawn(wf, sid):
+            if e.target in on_stack:
+                back.add(e.key)
+            elif e.target not in seen:
+                visit(e.target)
         on_stack.discard(sid)
 
     for root in roots:
@@ -161,13 +173,11 @@ def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
 
     preds: dict[str, set[str]] = {s: set() for s in order}
     for sid in order:
-        for t in wf.states[sid].transitions:
-            if t.target not in wf.states or t.target == sid:
-                continue
-            if (sid, t.id) in back:
-                preds[sid].add(t.target)
+        for e in _drawn(wf, sid):
+            if e.key in back:
+                preds[sid].add(e.target)
             else:
-                preds[t.target].add(sid)
+                preds[e.target].add(sid)
     # With the back edges turned round every edge goes from a later to an earlier DFS finish: no cycles.
     rank: dict[str, int] = {}
 
@@ -181,18 +191,50 @@ def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[tuple[str, str]]]:
     return rank, back
 
 
-def _role_names(t: TransitionSpec, roles: Mapping[str, RoleSpec], lang: str) -> str:
-    if not t.roles:
-        return tr(AUTOMATIC, lang)
+def duration_text(d: Duration, lang: str) -> str:
+    """``5wd`` as 5个工作日 / 5 working days."""
+    unit = tr(DURATION_UNITS.get(d.unit), lang) or d.unit
+    if lang == "zh":
+        return f"{d.amount}{unit}"
+    return f"{d.amount} {unit}" + ("" if d.amount == 1 else "s")
+
+
+def clock_text(state: StateSpec, trigger: str, lang: str) -> str:
+    """When the clock takes a transition: 3天后自动 / automatic after 3 days."""
+    zh = lang == "zh"
+    if trigger == "after" and state.after is not None:
+        d = duration_text(state.after.after, lang)
+        return f"{d}后自动" if zh else f"automatic after {d}"
+    if trigger == "notice_expiry" and state.notice is not None:
+        d = duration_text(state.notice.duration, lang)
+        return f"公示{d}期满自动" if zh else f"automatic when the notice ends ({d})"
+    if trigger == "collect_deadline" and state.collect is not None and state.collect.deadline is not None:
+        d = duration_text(state.collect.deadline, lang)
+        return f"{d}截止时自动" if zh else f"automatic at the deadline ({d})"
+    return tr(AUTOMATIC, lang)
+
+
+def _role_names(e: EdgeSpec, roles: Mapping[str, RoleSpec], lang: str, wf: WorkflowSpec) -> str:
+    """Who takes an edge; for one the clock takes, when (``system`` is then said by the clock's text)."""
     names = []
-    for r in t.roles:
+    for r in e.roles:
+        if r == "system" and e.triggers:
+            continue
         if r in roles:
             names.append(tr(roles[r].title, lang))
         elif r in PSEUDO_ROLE_TITLES:
             names.append(tr(PSEUDO_ROLE_TITLES[r], lang))
         else:
             names.append(r)
+    names += [clock_text(wf.states[e.source], trigger, lang) for trigger in e.triggers]
+    if not names:
+        return tr(AUTOMATIC, lang)
     return ("、" if lang == "zh" else ", ").join(names)
+
+
+def edge_label(e: EdgeSpec, lang: str) -> str:
+    """The edge's name, marked ◷ when the clock takes it."""
+    return (CLOCK if e.automatic else "") + (tr(e.label, lang) or e.via)
 
 
 class Layout:
@@ -202,40 +244,38 @@ class Layout:
         self.wf = wf
         self.nodes: dict[str, Node] = {}
         self.edges: list[Edge] = []
-        self.loops: dict[str, list[TransitionSpec]] = {}
+        self.loops: dict[str, list[EdgeSpec]] = {}
         rank, back = _ranks(wf)
-        for sid, state in wf.states.items():
-            self.loops[sid] = [t for t in state.transitions if t.target == sid]
+        for sid in wf.states:
+            self.loops[sid] = [e for e in wf.edges_from(sid) if e.loop]
         for sid, state in wf.states.items():
             lines = [(line, STATE_FONT, True, "title") for line in wrap(tr(state.title, lang) or sid, STATE_FONT, 150, True)]
-            for t in self.loops[sid]:
+            for e in self.loops[sid]:
                 lines += [("↻ " + line, ROLE_FONT, False, "loop") for line in
-                          wrap(tr(t.label, lang) + " · " + _role_names(t, roles, lang), ROLE_FONT, 150)]
+                          wrap(edge_label(e, lang) + " · " + _role_names(e, roles, lang, wf), ROLE_FONT, 150)]
             self._add(Node(f"s:{sid}", "state", 2 * rank[sid], lines=lines, state=sid))
         dummies = 0
-        for sid, state in wf.states.items():
-            for t in state.transitions:
-                if t.target not in wf.states or t.target == sid:
-                    continue
-                is_back = (sid, t.id) in back
-                upper, lower = (t.target, sid) if is_back else (sid, t.target)
+        for sid in wf.states:
+            for e in _drawn(wf, sid):
+                is_back = e.key in back
+                upper, lower = (e.target, sid) if is_back else (sid, e.target)
                 top, bottom = 2 * rank[upper], 2 * rank[lower]
-                # the label sits next to the state the transition leaves
+                # the label sits next to the state the edge leaves
                 label_row = bottom - 1 if is_back else top + 1
-                lines = [(line, LABEL_FONT, True, "action") for line in wrap(tr(t.label, lang) or t.id, LABEL_FONT, 120, True)]
-                lines += [(line, ROLE_FONT, False, "roles") for line in wrap(_role_names(t, roles, lang), ROLE_FONT, 120)]
+                lines = [(line, LABEL_FONT, True, "action") for line in wrap(edge_label(e, lang), LABEL_FONT, 120, True)]
+                lines += [(line, ROLE_FONT, False, "roles") for line in wrap(_role_names(e, roles, lang, wf), ROLE_FONT, 120)]
                 chain = [f"s:{upper}"]
                 for row in range(top + 1, bottom):
                     if row == label_row:
-                        key = f"l:{sid}:{t.id}"
-                        self._add(Node(key, "label", row, lines=lines, transition=t, state=sid))
+                        key = f"l:{e.key}"
+                        self._add(Node(key, "label", row, lines=lines, edge=e, state=sid))
                     else:
                         dummies += 1
                         key = f"d:{dummies}"
                         self._add(Node(key, "dummy", row))
                     chain.append(key)
                 chain.append(f"s:{lower}")
-                self.edges.append(Edge(t, chain, is_back))
+                self.edges.append(Edge(e, chain, is_back))
         self.rows: list[list[Node]] = [[] for _ in range(max(n.row for n in self.nodes.values()) + 1)]
         for node in self.nodes.values():  # insertion order: states in definition order, then labels
             self.rows[node.row].append(node)
@@ -402,11 +442,20 @@ def _rect(x: float, y: float, width: float, height: float, **attrs: Any) -> dict
     return el("rect", x=f"{x:.1f}", y=f"{y:.1f}", width=f"{width:.1f}", height=f"{height:.1f}", **attrs)
 
 
+def was_taken(e: EdgeSpec, taken: set[tuple[str, ...]]) -> bool:
+    """``taken`` holds ``(from, action, to)`` of history entries, or ``(state, transition id)`` pairs."""
+    return (e.source, e.via, e.target) in taken or (e.source, e.via) in taken
+
+
+def _classes(base: str, e: EdgeSpec, taken: bool) -> str:
+    return " ".join([base, f"dg-{e.kind}"] + (["dg-clock"] if e.automatic else []) + (["dg-taken"] if taken else []))
+
+
 def diagram_scene(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh", *, current: str | None = None,
-                  path: Iterable[str] = (), taken: Iterable[tuple[str, str]] = (),
+                  path: Iterable[str] = (), taken: Iterable[tuple[str, ...]] = (),
                   id_prefix: str = "diagram") -> dict[str, Any]:
-    """The workflow as an ``<svg>`` element tree: ``current`` state filled, states in ``path`` and transitions
-    in ``taken`` (``(state, transition id)``) outlined in red."""
+    """The workflow as an ``<svg>`` element tree: ``current`` state filled, states in ``path`` and edges
+    in ``taken`` (see :func:`was_taken`) outlined in red."""
     layout = Layout(wf, roles, lang)
     visited, done = set(path), set(taken)
     ports = _ports(layout)
@@ -426,8 +475,8 @@ def diagram_scene(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "
         parts.append(_arrow(sx, initial.y, True, COLORS["text"]))
 
     for i, e in enumerate(layout.edges):
-        was_taken = (e.transition.source, e.transition.id) in done
-        color = COLORS["taken"] if was_taken else COLORS["line"]
+        edge_taken = was_taken(e.spec, done)
+        color = COLORS["taken"] if edge_taken else COLORS["line"]
         upper, lower = layout.nodes[e.chain[0]], layout.nodes[e.chain[-1]]
         points = [(ports[(i, "bottom")], upper.bottom)]
         for key in e.chain[1:-1]:
@@ -441,18 +490,21 @@ def diagram_scene(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "
             points[-1] = (points[-1][0], points[-1][1] - 8)
         head = (_arrow(ports[(i, "bottom")], upper.bottom, False, color) if e.back
                 else _arrow(ports[(i, "top")], lower.y, True, color))
-        parts.append(el("g", el("path", d=_path(points), fill="none", stroke=color, stroke_width=2.5 if was_taken else 1.5),
-                        head, class_="dg-edge dg-taken" if was_taken else "dg-edge",
-                        data_transition=f"{e.transition.source}.{e.transition.id}"))
+        # an objection is the exception to the notice's normal course: dashed
+        line = el("path", d=_path(points), fill="none", stroke=color, stroke_width=2.5 if edge_taken else 1.5,
+                  stroke_dasharray="6 4" if e.spec.kind == "objection" else None)
+        parts.append(el("g", line, head, class_=_classes("dg-edge", e.spec, edge_taken), data_transition=e.spec.key,
+                        data_kind=e.spec.kind))
 
     for n in layout.nodes.values():
         if n.kind == "label":
-            assert n.transition is not None
-            was_taken = (n.transition.source, n.transition.id) in done
+            assert n.edge is not None
+            edge_taken = was_taken(n.edge, done)
             box = _rect(n.x - n.width / 2, n.y, n.width, n.height, rx="10", fill=COLORS["label"],
-                        stroke=COLORS["taken"] if was_taken else COLORS["label_line"], stroke_width=1.5 if was_taken else 1)
-            parts.append(el("g", box, *_text_lines(n, COLORS), class_="dg-label" + (" dg-taken" if was_taken else ""),
-                            data_transition=f"{n.transition.source}.{n.transition.id}"))
+                        stroke=COLORS["taken"] if edge_taken else COLORS["label_line"], stroke_width=1.5 if edge_taken else 1,
+                        stroke_dasharray="4 3" if n.edge.kind == "objection" else None)
+            parts.append(el("g", box, *_text_lines(n, COLORS), class_=_classes("dg-label", n.edge, edge_taken),
+                            data_transition=n.edge.key, data_kind=n.edge.kind))
         elif n.kind == "state":
             assert n.state is not None
             state = wf.states[n.state]
@@ -485,8 +537,9 @@ def render_svg(wf: WorkflowSpec, roles: Mapping[str, RoleSpec], lang: str = "zh"
 
 
 def case_marks(case: Case) -> dict[str, Any]:
-    """The current state, the states visited and the transitions taken, for :func:`render_svg`."""
-    taken = {(h["from"], h["action"]) for h in case.history if h.get("from") and h.get("action")}
+    """The current state, the states visited and the edges taken, for :func:`render_svg`: each history entry
+    names its edge by ``(from, action, to)`` (``action`` is the transition id, ``object`` or ``ranking``)."""
+    taken = {(h["from"], h["action"], h.get("to")) for h in case.history if h.get("from") and h.get("action")}
     return {"current": case.state, "path": case.path_taken(), "taken": taken}
 
 
@@ -501,9 +554,20 @@ def workflow_diagram(workflow: WorkflowSpec, case: Case | None = None) -> dict[s
 
 
 @bp.app_template_global()
-def transition_roles(t: TransitionSpec) -> str:
-    """Who may take a transition, as text (for the diagram's text version)."""
-    return _role_names(t, get_engine().definitions.roles, current_lang())
+def diagram_moves(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The ways out of each state, for the diagram's text version (``templates/_diagram_text.html``): the
+    same edges, names, roles and clock marks as the picture, and whether ``case`` took each."""
+    lang = current_lang()
+    roles = get_engine().definitions.roles
+    taken = case_marks(case)["taken"] if case is not None else set()
+    moves: dict[str, list[dict[str, Any]]] = {sid: [] for sid in workflow.states}
+    for e in workflow.edges:
+        target = workflow.states.get(e.target)
+        moves.setdefault(e.source, []).append({
+            "edge": e, "label": edge_label(e, lang), "roles": _role_names(e, roles, lang, workflow),
+            "target": tr(target.title, lang) if target else e.target,
+            "taken": tr(TAKEN, lang) if was_taken(e, taken) else ""})
+    return moves
 
 
 @bp.route("/workflows/<workflow_id>/diagram")
