@@ -345,10 +345,12 @@ class SizeRun:
     rss_mb: float
     hello_rss_mb: float
     hello_start: float
+    load: str  # the machine's load average before and after: other work on the machine skews every figure
 
 
 def run_size(size: int, args: argparse.Namespace, use_cli: bool, definitions: Any, logs: Path) -> SizeRun:
     directory = instance.build(size)
+    load_before = os.getloadavg()[0]
     env = {**os.environ, "CIVICFLOW_INSTANCE": str(directory), "PYTHONUNBUFFERED": "1"}
     threads = ["--threads", str(args.threads)]
     hello = start_server("hello", ["--app", "hello", *threads], env, "/", 60, logs / f"hello-{size}.log")
@@ -390,7 +392,8 @@ def run_size(size: int, args: argparse.Namespace, use_cli: bool, definitions: An
             results += measure_write(app, definitions, args.iterations)
             for r in results[-2:]:
                 log(f"  {r.page:<28} p50 {fmt(r.p50)} ms  p99 {fmt(r.p99)} ms  {r.note}")
-        return SizeRun(size, results, app.start_seconds, app.rss_mb(), hello.rss_mb(), hello.start_seconds)
+        return SizeRun(size, results, app.start_seconds, app.rss_mb(), hello.rss_mb(), hello.start_seconds,
+                       f"{load_before:.1f} → {os.getloadavg()[0]:.1f}")
     finally:
         if app is not None:
             app.stop()
@@ -431,23 +434,29 @@ def ratio(big: float | None, small: float | None) -> str:
     return f"{big / small:.2f}×"
 
 
+def _method(result: Result) -> str:
+    return "seq" if result.note.startswith("seq") else "wrk"
+
+
 def compare_table(small: SizeRun, big: SizeRun) -> str:
     lines = [f"### {big.size:,} vs {small.size:,} cases (ratio {big.size:,} / {small.size:,})", "",
-             "| page | req/s ratio | p50 ratio | p99 ratio |", "|---|---:|---:|---:|"]
+             "| page | req/s ratio | p50 ratio | p99 ratio | method |", "|---|---:|---:|---:|---|"]
     small_by = {r.page: r for r in small.results}
     for r in big.results:
         s = small_by.get(r.page)
         if s is not None:
-            lines.append(f"| {r.page} | {ratio(r.rps, s.rps)} | {ratio(r.p50, s.p50)} | {ratio(r.p99, s.p99)} |")
+            method = f"{_method(s)} → {_method(r)}"  # wrk latencies include queueing behind 8 connections
+            lines.append(f"| {r.page} | {ratio(r.rps, s.rps)} | {ratio(r.p50, s.p50)} | {ratio(r.p99, s.p99)} | {method} |")
     return "\n".join(lines)
 
 
 def server_table(runs: list[SizeRun]) -> str:
     lines = ["### Server start and memory", "",
-             "| cases | app start s (spawn → /login 200) | app RSS MB (after the runs) | hello start s | hello RSS MB |",
-             "|---:|---:|---:|---:|---:|"]
+             "| cases | app start s (spawn → /login 200) | app RSS MB (after the runs) | hello start s | hello RSS MB "
+             "| load average (1 min) before → after |",
+             "|---:|---:|---:|---:|---:|---|"]
     for run in runs:
-        lines.append(f"| {run.size:,} | {run.start_seconds:.1f} | {run.rss_mb:.0f} | {run.hello_start:.1f} | {run.hello_rss_mb:.0f} |")
+        lines.append(f"| {run.size:,} | {run.start_seconds:.1f} | {run.rss_mb:.0f} | {run.hello_start:.1f} | {run.hello_rss_mb:.0f} | {run.load} |")
     return "\n".join(lines)
 
 
