@@ -8,7 +8,7 @@ PORT   ?= 5000
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser-deps lint bench clean
+.PHONY: run test browser-deps lint bench bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ lint: $(STAMP)
 ## bench: store latency at 1k / 10k / 100k cases
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+
+## bench-http: pages under the production server next to a hello world, at SIZES cases (wrk via apt-get when missing)
+SIZES ?= 1000 10000 100000
+bench-http: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make: installing wrk with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+	$(BIN)/python bench/http.py --sizes $(SIZES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
