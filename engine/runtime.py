@@ -4,7 +4,8 @@
 role check -> guard -> form validation -> before-actions -> state change + data merge
 -> history entry -> after-actions (registered actions, points, publication, notifications),
 all inside one store transaction with an optimistic version check. Objections, timers and
-closing a round move cases through ``_move``, which records history the same way.
+closing a round move cases through ``_move``, which checks the move is an edge of the workflow's state
+graph and records history the same way (``_record`` is the one place history is written).
 """
 from __future__ import annotations
 
@@ -362,8 +363,15 @@ class Engine:
 
     def _move(self, tx: Transaction, case: Case, wf: WorkflowSpec, target: str, actor: User, action: str,
               label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime) -> None:
-        """State change and its history entry; then what entering the new state means (timers, notices...)."""
+        """State change and its history entry; then what entering the new state means (timers, notices...).
+
+        A case moves only along an edge of the workflow's state graph (``WorkflowSpec.edges``): ``action`` is
+        the edge's ``via`` (a transition id, ``object`` or ``ranking``), as the history entry records it.
+        """
         source = case.state
+        if wf.edge(source, target, via=action) is None:
+            raise TransitionError(_msg(f"流程中没有从“{source}”到“{target}”的步骤。",
+                                       f"The process has no step from '{source}' to '{target}'."))
         if source != target and any(s.notice and s.notice.objection_to == source for s in wf.states.values()):
             # leaving an objection review: back to the notice means dismissed, anywhere else upheld
             back = any(s.notice and s.notice.objection_to == source and s.id == target for s in wf.states.values())

@@ -280,3 +280,25 @@ def test_every_move_in_the_demo_data_is_an_edge(tmp_path: Path):
                 moves += 1
     assert kinds == {"transition", "objection", "ranking"} and moves > 100
     store.close()
+
+
+def test_the_runtime_refuses_a_move_that_is_not_an_edge():
+    """``_move`` is what transitions, objections, timers and rankings all go through: it checks the graph."""
+    from engine.clock import FrozenClock
+    from engine.errors import TransitionError
+    from engine.runtime import Engine
+    from engine.store import MemoryStore
+    from engine.users import User
+
+    engine = Engine(load_definitions(ROOT), MemoryStore(), clock=FrozenClock("2026-11-27T09:00:00"))
+    resident = User("resident", "王芳", ("resident",), "renjia-g1")
+    case = engine.start("volunteer_registration", resident, {
+        "name": "王芳", "id_number": "11010519491231002X", "phone": "13812345678", "skills": ["elderly_care"],
+        "available_times": ["weekend"], "grid": "renjia-g1", "pledge": True})
+    wf = engine.workflow_of(case)
+    with engine.store.transaction() as tx:
+        with pytest.raises(TransitionError) as refused:
+            engine._move(tx, case, wf, "active", resident, "object", {"zh": "", "en": ""}, "", [], engine.clock())
+        engine._move(tx, case, wf, "active", resident, "approve", {"zh": "", "en": ""}, "", [], engine.clock())
+    assert "no step from 'submitted' to 'active'" in str(refused.value)
+    assert case.state == "active"
