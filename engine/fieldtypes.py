@@ -258,7 +258,17 @@ class EmailType(FieldType):
 
 # --------------------------------------------------------------------------- numbers
 
-class _Numeric(FieldType):
+class _Range(FieldType):
+    """Searched by a range: ``<id>_from`` and ``<id>_to`` in the query string."""
+
+    search = "range"
+
+    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
+        low, high = (args.get(f"{f.id}_from") or "").strip(), (args.get(f"{f.id}_to") or "").strip()
+        return (low, high) if low or high else None
+
+
+class _Numeric(_Range):
     numeric = True
     widget = "number"
     search = "range"
@@ -267,10 +277,6 @@ class _Numeric(FieldType):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value  # a number is never a formula; keep it a number so it sums
         return self.display(f, value, lang, org)
-
-    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
-        low, high = (args.get(f"{f.id}_from") or "").strip(), (args.get(f"{f.id}_to") or "").strip()
-        return (low, high) if low or high else None
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         low, high = wanted
@@ -347,13 +353,9 @@ class RatingType(_Numeric):
 
 # --------------------------------------------------------------------------- dates
 
-class _DateLike(FieldType):
+class _DateLike(_Range):
     date_like = True
     search = "range"
-
-    def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
-        low, high = (args.get(f"{f.id}_from") or "").strip(), (args.get(f"{f.id}_to") or "").strip()
-        return (low, high) if low or high else None
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         low, high = wanted
