@@ -55,8 +55,10 @@ class Case:
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> "Case":
-        doc = migrate(copy.deepcopy(doc))
+    def from_doc(cls, doc: dict[str, Any], owned: bool = False) -> "Case":
+        """The case a stored document holds; ``owned``: the document is a private copy already (what the
+        store's reads return), so the case may keep its values instead of copying them again."""
+        doc = migrate(doc if owned else copy.deepcopy(doc))
         return cls(workflow=doc["workflow"], workflow_version=doc["workflow_version"], state=doc["state"],
                    data=doc["data"], org_unit=doc["org_unit"], created_by=doc["created_by"],
                    created_at=doc["created_at"], updated_at=doc["updated_at"], title=doc.get("title", ""),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
-from .cases import CASES, Case
+from .cases import CASES, SCHEMA_VERSION, Case
 from .ledger import ACCOUNTS, HEADS, LEDGER
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, StateSpec, WorkflowSpec
@@ -146,7 +146,9 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
         wf = definitions.workflows.get(doc["workflow"])
         if wf is None or not wf.metrics:
             return []
-        case = Case.from_doc(doc)
+        # The stored document is only read here (the sandboxed expressions cannot change it), so it is not
+        # copied unless an old schema version must be migrated first.
+        case = Case.from_doc(doc, owned=doc.get("schema_version") == SCHEMA_VERSION)
         ctx = context(case)
         month = (doc.get("created_at") or "")[:7]
         found = []
@@ -219,7 +221,7 @@ class ReadModel:
         """Cases under ``keys``, newest first; ``check`` re-applies the exact rule to the rows shown."""
         offset = (page - 1) * size if size else 0
         found = self.store.lookup(CASE_INDEX, keys, offset=offset, limit=size, where=where, newest=newest)
-        cases = [Case.from_doc(d) for d in found.docs]
+        cases = [Case.from_doc(d, owned=True) for d in found.docs]
         if check is not None:
             cases = [c for c in cases if check(c)]
         return Paged(cases, found.total, page, size or max(found.total, 1))
@@ -258,7 +260,7 @@ class ReadModel:
 
     def round_cases(self, tx: Any, wf: WorkflowSpec, state: str, round_id: str) -> list[Case]:
         source = tx or self.store
-        return [Case.from_doc(d) for d in source.lookup(CASE_INDEX, [("round", wf.id, state, round_id)], newest=False).docs]
+        return [Case.from_doc(d, owned=True) for d in source.lookup(CASE_INDEX, [("round", wf.id, state, round_id)], newest=False).docs]
 
     def rounds(self, workflow_id: str) -> list[str]:
         return sorted((r for (wid, r), n in self.store.totals(ROUND_TALLY).items() if wid == workflow_id and n),

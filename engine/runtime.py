@@ -173,7 +173,7 @@ class Engine:
         doc = self.store.get(CASES, case_id)
         if doc is None:
             raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
-        case = Case.from_doc(doc)
+        case = Case.from_doc(doc, owned=True)
         if user is not None and not self.can_see(case, user):
             # Same answer as "does not exist": do not reveal other units' cases.
             raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
@@ -316,7 +316,7 @@ class Engine:
         doc = tx.get(CASES, case_id)
         if doc is None:
             raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
-        case = Case.from_doc(doc)
+        case = Case.from_doc(doc, owned=True)
         if user is not None and not self.can_see(case, user):
             raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
         return case
@@ -611,7 +611,7 @@ class Engine:
             doc = tx.get(CASES, case_id)
             if doc is None:
                 raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
-            case = Case.from_doc(doc)
+            case = Case.from_doc(doc, owned=True)
             wf = self.workflow_of(case)
             state = self.state_of(case)
             if state.notice is None:
@@ -696,7 +696,7 @@ class Engine:
         doc = self.store.get(CASES, case_id)
         if doc is None:
             return None
-        case = Case.from_doc(doc)
+        case = Case.from_doc(doc, owned=True)
         wf = self.definitions.workflows.get(case.workflow)
         state = wf.states.get(case.state) if wf else None
         return (case, state) if state is not None and (state.notice or state.public) else None
