@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import tinydb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.store import CorruptStoreError, TinyDBStore
 from engine.store import tinydb_store
@@ -94,7 +97,8 @@ def without_sidecar(path: Path, tmp_path: Path) -> Path:
     other = tmp_path / "copy"
     other.mkdir()
     for suffix in ("", ".journal"):
-        shutil.copy(f"{path}{suffix}", f"{other / 'db.json'}{suffix}")
+        if Path(f"{path}{suffix}").exists():
+            shutil.copy(f"{path}{suffix}", f"{other / 'db.json'}{suffix}")
     return other / "db.json"
 
 
@@ -363,3 +367,33 @@ def test_two_stores_reload_each_others_snapshots_through_the_sidecar(tmp_path):
         assert json.loads(path.read_text())["_meta"]["1"]["seq"] > 5
         assert one._mapped is not None and two._mapped is not None
         assert everything(one) == everything(two)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["insert", "replace", "delete", "compact", "reopen"]),
+                          st.integers(1, 8), st.sampled_from(["open", "done", "closed"])), max_size=25))
+def test_after_any_writes_compactions_and_reopens_a_lazy_open_equals_a_full_one(steps):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "db.json"
+        store = open_declared(path)
+        for op, n, state in steps:
+            if op == "compact":
+                store.compact()
+            elif op == "reopen":
+                store.close()
+                store = open_declared(path)
+            else:
+                with store.transaction() as tx:
+                    if op == "insert":
+                        tx.insert("cases", case(n, state))
+                    elif op == "replace":
+                        tx.replace("cases", n, case(n, state))
+                    else:
+                        tx.delete("cases", n)
+        seen = everything(store)
+        store.close()
+        with open_declared(path) as lazy:
+            assert everything(lazy) == seen
+        with open_declared(without_sidecar(path, Path(tmp))) as full:
+            assert full._mapped is None
+            assert everything(full) == seen
