@@ -8,7 +8,7 @@ change it, replace it; fsync included), get by id, and a search whose predicate 
 at every case. Compaction is timed on its own, with its cost spread over the writes
 between two compactions. Plain TinyDB (default JSONStorage, which rewrites the whole
 file per write) is timed inserting into a file of the same N cases, in the same run.
-Prints a markdown table.
+Prints a markdown table. Opening time and memory: bench/store_open.py.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinydb  # noqa: E402
 
 from engine.store import TinyDBStore  # noqa: E402
-from engine.store.tinydb_store import encode_entry  # noqa: E402
+from engine.store.tinydb_store import JOURNAL_FRACTION, encode_entry  # noqa: E402
 
 STATES = ["draft", "submitted", "verified", "dispatched", "accepted", "done", "rated", "closed"]
 COMMUNITIES = ["西递社区", "宏村社区", "黄石港社区", "五华社区", "杭锦旗社区"]
@@ -118,9 +118,9 @@ def bench_size(n: int, workdir: Path, counts: dict[str, int], rng: random.Random
     searches = timed(lambda: store.search("cases", lambda c: c["state"] == "rated"
                                           and c["data"]["priority"] >= 4), counts["searches"])
     compact_s = min(timed(store.compact, counts["compactions"]))
-    # The journal compacts when it outgrows max(1 MiB, snapshot): one compaction per that many writes.
+    # The journal compacts when it outgrows max(1 MiB, snapshot / 16): one compaction per that many writes.
     line_bytes = len(encode_entry(1, [("cases", "1", store.get("cases", 1))]))
-    writes_per_compaction = max(1 << 20, path.stat().st_size) / line_bytes
+    writes_per_compaction = max(1 << 20, path.stat().st_size // JOURNAL_FRACTION) / line_bytes
     store.close()
 
     plain_path = workdir / f"plain-{n}.json"

@@ -27,12 +27,17 @@ class Index:
     indexed; ``order(doc)`` sorts the documents under one key (lookups return the highest first unless asked
     otherwise). Both get the stored document and must not change it; they run on every write and when a
     store is opened, so they must be cheap and depend on the document alone.
+
+    A file store saves each index's entries with its snapshot and reuses them when an index of the same
+    ``name``, ``table`` and ``version`` is declared again after opening (instead of calling ``keys`` and
+    ``order`` on every document): change ``version`` whenever ``keys`` or ``order`` change what they give.
     """
 
     name: str
     table: str
     keys: Callable[[Doc], Iterable[Key]]
     order: Callable[[Doc], Any] = by_id
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,13 @@ class Tally:
     """Sums per key the store keeps up to date with every write to ``table`` (counts are sums of 1).
 
     ``values(doc)`` yields ``(key, number)`` pairs; the store adds a new document's pairs and takes an old
-    version's away, so a total never needs a scan.
+    version's away, so a total never needs a scan. ``version``: as for :class:`Index`.
     """
 
     name: str
     table: str
     values: Callable[[Doc], Iterable[tuple[Key, float]]]
+    version: str = ""
 
 
 @dataclass

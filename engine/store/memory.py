@@ -2,7 +2,9 @@
 
 Committed tables live in TinyDB's in-memory storage, in TinyDB's own JSON layout
 (``{table: {str(id): doc}}``); a transaction keeps its writes in an overlay and
-applies them in one step when its ``with`` block exits without an exception.
+applies them in one step when its ``with`` block exits without an exception. A file
+store may keep a committed document unparsed, as a handle (any value that is not a
+dict) it turns into the document on first access (``TableStore._resolve``).
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ def check_id(doc_id: int) -> int:
 
 
 Entry = tuple[Any, int]  # (order, id): what a posting list holds, ascending
+_EMPTY: Mapping[str, Any] = {}
 
 
 class Indexes:
@@ -93,20 +96,27 @@ class Indexes:
         self.entries: dict[str, dict[int, tuple[Any, tuple[Key, ...]]]] = {}
         self.sums: dict[str, dict[Key, float]] = {}
         self.pairs: dict[str, dict[int, list[tuple[Key, float]]]] = {}
+        #: Per index or tally restored from a file: ``(by_doc, key_table)``, what each document contributed,
+        #: with keys as positions in ``key_table`` (index: ``(order, [key, ...])``; tally: ``[key, value,
+        #: key, value, ...]``). Read back only when that document changes, so restoring costs no Python
+        #: loop over every document; ``entries`` and ``pairs`` hold the documents written since.
+        self.restored: dict[str, tuple[dict[int, Any], list[Key]]] = {}
 
     def of_table(self, table: str) -> list[Index | Tally]:
         return [spec for spec in self.specs.values() if spec.table == table]
 
-    def add(self, spec: Index | Tally, table: Mapping[str, Doc]) -> None:
+    def add(self, spec: Index | Tally, docs: Iterable[tuple[str, Doc]]) -> None:
+        """Build ``spec`` by calling its functions on ``docs``, ``(str(id), doc)`` pairs."""
         self.specs[spec.name] = spec
+        self.restored.pop(spec.name, None)
         if isinstance(spec, Tally):
             self.sums[spec.name], self.pairs[spec.name] = {}, {}
-            for key, doc in table.items():
+            for key, doc in docs:
                 self._tally(spec, int(key), doc)
             return
         postings: dict[Key, list[Entry]] = {}
         entries: dict[int, tuple[Any, tuple[Key, ...]]] = {}
-        for key, doc in table.items():
+        for key, doc in docs:
             doc_id = int(key)
             keys = tuple(dict.fromkeys(spec.keys(doc)))
             if keys:
@@ -118,38 +128,88 @@ class Indexes:
             entry_list.sort()
         self.postings[spec.name], self.entries[spec.name] = postings, entries
 
-    def rebuild(self, tables: Mapping[str, Mapping[str, Doc]]) -> None:
-        for spec in list(self.specs.values()):
-            self.add(spec, tables.get(spec.table, {}))
+    def restore(self, spec: Index, postings: dict[Key, list[Entry]], by_doc: dict[int, Any],
+                key_table: list[Key]) -> None:
+        """Install ``spec`` from saved posting lists (each sorted) and per-document entries (see ``restored``),
+        without calling its functions."""
+        self.specs[spec.name] = spec
+        self.postings[spec.name], self.entries[spec.name] = postings, {}
+        self.restored[spec.name] = (by_doc, key_table)
+
+    def restore_tally(self, spec: Tally, sums: dict[Key, float], by_doc: dict[int, Any],
+                      key_table: list[Key]) -> None:
+        """Install ``spec`` from saved sums and per-document pairs (see ``restored``)."""
+        self.specs[spec.name] = spec
+        self.sums[spec.name], self.pairs[spec.name] = sums, {}
+        self.restored[spec.name] = (by_doc, key_table)
+
+    def entry_of(self, name: str, doc_id: int) -> tuple[Any, tuple[Key, ...]] | None:
+        """The ``(order, keys)`` a document has in an index (taken out of ``restored`` if it is there)."""
+        entry = self.entries[name].get(doc_id)
+        if entry is None and name in self.restored:
+            by_doc, key_table = self.restored[name]
+            saved = by_doc.get(doc_id)
+            if saved is not None:
+                entry = (saved[0], tuple(key_table[i] for i in saved[1]))
+        return entry
+
+    def pairs_of(self, name: str, doc_id: int) -> list[tuple[Key, float]]:
+        """The ``(key, number)`` pairs a document adds to a tally."""
+        found = self.pairs[name].get(doc_id)
+        if found is None and name in self.restored:
+            by_doc, key_table = self.restored[name]
+            flat = by_doc.get(doc_id)
+            if flat is not None:
+                found = [(key_table[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+        return found or []
+
+    def all_pairs(self, name: str) -> dict[int, list[tuple[Key, float]]]:
+        """Every document's pairs in a tally (restored ones read back), for saving."""
+        found = dict(self.pairs[name])
+        if name in self.restored:
+            for doc_id in self.restored[name][0]:
+                if doc_id not in found:
+                    found[doc_id] = self.pairs_of(name, doc_id)
+        return found
 
     def update(self, table: str, doc_id: int, doc: Doc | None) -> None:
         """``doc`` is the document's new committed version (None: deleted)."""
         for spec in self.of_table(table):
-            if isinstance(spec, Tally):
-                self._tally(spec, doc_id, doc)
-                continue
-            postings, entries = self.postings[spec.name], self.entries[spec.name]
-            old = entries.pop(doc_id, None)
-            if old is not None:
-                for k in old[1]:
-                    entry_list = postings[k]
-                    i = bisect.bisect_left(entry_list, (old[0], doc_id))
-                    if i < len(entry_list) and entry_list[i] == (old[0], doc_id):
-                        del entry_list[i]
-                    if not entry_list:
-                        del postings[k]
-            if doc is None:
-                continue
-            keys = tuple(dict.fromkeys(spec.keys(doc)))
-            if keys:
-                order = spec.order(doc)
-                entries[doc_id] = (order, keys)
-                for k in keys:
-                    bisect.insort(postings.setdefault(k, []), (order, doc_id))
+            self.update_one(spec, doc_id, doc)
+
+    def update_one(self, spec: Index | Tally, doc_id: int, doc: Doc | None) -> None:
+        if isinstance(spec, Tally):
+            self._tally(spec, doc_id, doc)
+            return
+        postings, entries = self.postings[spec.name], self.entries[spec.name]
+        old = self.entry_of(spec.name, doc_id)
+        entries.pop(doc_id, None)
+        if spec.name in self.restored:
+            self.restored[spec.name][0].pop(doc_id, None)
+        if old is not None:
+            for k in old[1]:
+                entry_list = postings[k]
+                i = bisect.bisect_left(entry_list, (old[0], doc_id))
+                if i < len(entry_list) and entry_list[i] == (old[0], doc_id):
+                    del entry_list[i]
+                if not entry_list:
+                    del postings[k]
+        if doc is None:
+            return
+        keys = tuple(dict.fromkeys(spec.keys(doc)))
+        if keys:
+            order = spec.order(doc)
+            entries[doc_id] = (order, keys)
+            for k in keys:
+                bisect.insort(postings.setdefault(k, []), (order, doc_id))
 
     def _tally(self, spec: Tally, doc_id: int, doc: Doc | None) -> None:
         sums, pairs = self.sums[spec.name], self.pairs[spec.name]
-        for key, value in pairs.pop(doc_id, ()):
+        old = self.pairs_of(spec.name, doc_id)
+        pairs.pop(doc_id, None)
+        if spec.name in self.restored:
+            self.restored[spec.name][0].pop(doc_id, None)
+        for key, value in old:
             total = sums[key] - value
             if total:
                 sums[key] = total
@@ -264,7 +324,31 @@ class TableStore(Store):
                     self._unsorted.add(name)
                 previous = max(previous, number)
             self._last_ids[name] = max(self._last_ids.get(name, 0), previous)
-        self._indexes.rebuild(tables)
+        for spec in list(self._indexes.specs.values()):
+            self._build_index(spec)
+
+    def _build_index(self, spec: Index | Tally) -> None:
+        """Build one declared index from the committed table (``_state_lock`` held)."""
+        self._indexes.add(spec, self._docs(spec.table))
+
+    def _resolve(self, table: str, key: str, handle: Any) -> Doc:
+        """The document behind a handle a subclass left in a committed table (``_state_lock`` held)."""
+        raise StoreError(f"{table}/{key}: no document behind {handle!r}")
+
+    def _doc(self, table: str, key: str) -> Doc | None:
+        """The committed (stored, not copied) document, or None (``_state_lock`` held)."""
+        value = self._tables.get(table, _EMPTY).get(key)
+        if value is None or type(value) is dict:
+            return value
+        return self._resolve(table, key, value)
+
+    def _docs(self, table: str, items: Iterable[tuple[str, Any]] | None = None) -> Iterator[tuple[str, Doc]]:
+        """``(str(id), stored document)`` of ``items`` (default: the whole committed table, in dict order)."""
+        if items is None:
+            items = self._tables.get(table, _EMPTY).items()
+        resolve = self._resolve
+        for key, value in items:
+            yield key, (value if type(value) is dict else resolve(table, key, value))
 
     @property
     def _tables(self) -> dict[str, dict[str, Doc]]:
@@ -350,7 +434,7 @@ class TableStore(Store):
         check_table(table)
         check_id(doc_id)
         with self._reading():
-            doc = self._tables.get(table, {}).get(str(doc_id))
+            doc = self._doc(table, str(doc_id))
             return None if doc is None else clone(doc)
 
     def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
@@ -360,7 +444,7 @@ class TableStore(Store):
             return tx.search(table, predicate)
         check_table(table)
         with self._reading():
-            docs = self._committed(table).values()
+            docs = (d for _k, d in self._docs(table, self._committed(table).items()))
             if predicate is None:
                 return [clone(d) for d in docs]
             return [clone(d) for d in docs if predicate(d.copy())]
@@ -371,16 +455,16 @@ class TableStore(Store):
             return tx.count(table, predicate)
         check_table(table)
         with self._reading():
-            docs = self._tables.get(table, {})
             if predicate is None:
-                return len(docs)
-            return sum(1 for d in docs.values() if predicate(d.copy()))
+                return len(self._tables.get(table, _EMPTY))
+            return sum(1 for _k, d in self._docs(table) if predicate(d.copy()))
 
     # -- indexes ---------------------------------------------------------------
 
     def add_index(self, index: Index | Tally) -> None:
         with self._reading():
-            self._indexes.add(index, self._tables.get(check_table(index.table), {}))
+            check_table(index.table)
+            self._build_index(index)
 
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None) -> Page:
@@ -390,11 +474,10 @@ class TableStore(Store):
         with self._reading():
             spec = self._indexes.index(index)
             lists = self._indexes.lists(index, keys)
-            table = self._tables.get(spec.table, {})
             total = None
             if where is None:
                 total = len(lists[0]) if len(lists) == 1 else len({i for lst in lists for _o, i in lst})
-            return page_of(walk(lists, newest), lambda i: table.get(str(i)), offset, limit, where, total)
+            return page_of(walk(lists, newest), lambda i: self._doc(spec.table, str(i)), offset, limit, where, total)
 
     def count_keys(self, index: str, keys: Iterable[Key]) -> int:
         tx = self._current()
@@ -481,7 +564,7 @@ class OverlayTransaction(Transaction):
             doc = pending[key]
         else:
             with self._store._state_lock:
-                doc = self._store._tables.get(table, {}).get(key)
+                doc = self._store._doc(table, key)
         return None if doc is None else clone(doc)
 
     def _matching(self, table: str, predicate: Predicate | None) -> list[Doc]:
@@ -489,10 +572,13 @@ class OverlayTransaction(Transaction):
         pending = self._writes.get(self._check(table), {})
         keep = (lambda d: True) if predicate is None else (lambda d: predicate(d.copy()))
         with self._store._state_lock:
-            committed = self._store._committed(table)
+            items = self._store._committed(table).items()
+            if pending:
+                items = [(k, v) for k, v in items if k not in pending]
+            committed = self._store._docs(table, items)
             if not pending:
-                return [d for d in committed.values() if keep(d)]
-            found = [(int(k), d) for k, d in committed.items() if k not in pending and keep(d)]
+                return [d for _k, d in committed if keep(d)]
+            found = [(int(k), d) for k, d in committed if keep(d)]
         found += [(int(k), d) for k, d in pending.items() if d is not None and keep(d)]
         found.sort(key=lambda pair: pair[0])
         return [d for _, d in found]
@@ -515,11 +601,9 @@ class OverlayTransaction(Transaction):
             for k, doc in pending.items():
                 if doc is not None and set(spec.keys(doc)) & set(wanted):
                     extra.append((spec.order(doc), int(k)))
-            table = self._store._tables.get(spec.table, {})
-
             def fetch(doc_id: int) -> Doc | None:
                 key = str(doc_id)
-                return pending[key] if key in pending else table.get(key)
+                return pending[key] if key in pending else self._store._doc(spec.table, key)
 
             ids = walk(indexes.lists(index, wanted), newest, extra, skip)
             return page_of(ids, fetch, offset, limit, where, None)
