@@ -17,6 +17,7 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
@@ -163,12 +164,25 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
     return values
 
 
+#: Bump when a key function below changes: a file store trusts the index entries it saved only while the
+#: name, table and version match.
+READMODEL_VERSION = "1"
+
+
+def fingerprint(definitions: Definitions) -> str:
+    """The version of the indexes whose keys depend on the definitions (roles waiting in each state, collect
+    roles, public states, metrics): any change to a workflow gives a new one, so saved entries are rebuilt."""
+    text = READMODEL_VERSION + repr(sorted(definitions.workflows.items()))
+    return f"{READMODEL_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
 def install(store: Store, definitions: Definitions, context: Callable[[Case], dict[str, Any]]) -> None:
     """Declare every index and tally on ``store`` (each is built from what is stored, then kept up to date)."""
+    version = fingerprint(definitions)
     for index in (
-        Index(CASE_INDEX, CASES, keys=case_keys(definitions), order=_updated),
-        Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due),
-        Tally(FIGURES, CASES, values=figure_values(definitions, context)),
+        Index(CASE_INDEX, CASES, keys=case_keys(definitions), order=_updated, version=version),
+        Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
+        Tally(FIGURES, CASES, values=figure_values(definitions, context), version=version),
         Tally(ROUND_TALLY, CASES, values=lambda d: [((d["workflow"], d["round"]), 1)] if d.get("round") else []),
         Index(USER_INDEX, USERS, keys=lambda d: [("username", d.get("username"))]
               + [("role", r) for r in d.get("roles") or ()]),

@@ -130,3 +130,17 @@ def test_a_reopened_file_store_answers_the_same(tmp_path: Path, demo: Engine):
         assert {u.username: [c.id for c in engine.inbox(u)] for u in everyone(engine)} == expected
     finally:
         again.close()
+
+
+def test_the_index_version_follows_the_definitions(tmp_path: Path):
+    """A file store reuses saved index entries only under the same version: editing a workflow changes it."""
+    import shutil
+
+    from engine.readmodel import fingerprint
+
+    for part in ("org", "forms", "workflows"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    assert fingerprint(load_definitions(tmp_path)) == fingerprint(load_definitions(ROOT))
+    wf = tmp_path / "workflows" / "service_order.yaml"
+    wf.write_text(wf.read_text(encoding="utf-8").replace("title: {zh: 待派单", "title: {zh: 等待派单", 1), encoding="utf-8")
+    assert fingerprint(load_definitions(tmp_path)) != fingerprint(load_definitions(ROOT))
