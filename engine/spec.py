@@ -7,11 +7,37 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from .durations import Duration
 from .expressions import Expression
 from .fieldtypes import FIELD_KINDS, FieldType, names_where
+
+if TYPE_CHECKING:
+    from .mechanics.assign import AssignSpec
+    from .mechanics.collect import AggregateSpec, CollectSpec
+    from .mechanics.notice import NoticeSpec
+    from .mechanics.points import PointsSpec
+    from .mechanics.ranking import LevelSpec, RankingSpec
+    from .mechanics.reports import MetricSpec, TargetSpec
+    from .mechanics.spawn import SpawnSpec
+    from .mechanics.timers import DeadlineSpec, TimerSpec
+
+#: The mechanisms' specs live with their mechanism (``engine.mechanics``); ``from engine.spec import
+#: CollectSpec`` keeps working through :func:`__getattr__` (imported on first use: the mechanics modules
+#: import this one, so importing them here at load time would be a cycle).
+MOVED = {
+    "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
+    "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
+    "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in MOVED:
+        return getattr(import_module(f"engine.mechanics.{MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Text = Mapping[str, str]
 LANGS = ("zh", "en")
@@ -124,43 +150,6 @@ class ActionCall:
 
 
 @dataclass(frozen=True)
-class AssignSpec:
-    """Who a case is assigned to after a transition (whose inbox it is in).
-
-    mode: ``creator`` | ``self`` (the actor: a claim) | ``none`` (back to the pool) | ``leave`` (the actor
-    steps out of the assignees, the rest keep the case) |
-    ``choose`` (the actor picks ``role`` holders, several if ``multiple``) |
-    ``route`` (every ``role`` holder of the case's unit at ``unit`` level, or its ``parent``).
-    """
-
-    mode: str
-    role: str | None = None
-    unit: str | None = None
-    multiple: bool = False
-
-
-@dataclass(frozen=True)
-class PointsSpec:
-    """A points ledger entry made by a transition: ``amount`` (an expression) to ``account``."""
-
-    account: str            # creator | assignee | actor
-    amount: Expression
-    reason: Text
-
-
-@dataclass(frozen=True)
-class SpawnSpec:
-    """A linked case started from this one: automatically by a transition (one per row of ``rows``), or
-    offered as a button on the case page. ``map`` fills the new case's start form: target field ->
-    expression over this case (and ``row`` for rows)."""
-
-    workflow: str
-    label: Text
-    map: Mapping[str, Expression]
-    rows: str | None = None
-
-
-@dataclass(frozen=True)
 class TransitionSpec:
     id: str
     source: str
@@ -176,72 +165,6 @@ class TransitionSpec:
     assign: AssignSpec | None = None
     points: tuple[PointsSpec, ...] = ()
     spawn: tuple[SpawnSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class AggregateSpec:
-    """How contributions become one result in the case data (``into``), usable in guards.
-
-    Each sheet's score is ``field`` (``score_field`` here), or the weighted mean of ``criteria`` {field: weight};
-    sheets are combined by ``method``: mean | sum | trimmed_mean (drop highest and lowest) |
-    weighted_mean (by the contributor's role, ``role_weights``). ``tally`` counts the values of a
-    choice field (N-of-M approvals).
-    """
-
-    into: str
-    method: str = "mean"
-    score_field: str | None = None      # YAML: field
-    criteria: Mapping[str, float] = field(default_factory=dict)
-    role_weights: Mapping[str, float] = field(default_factory=dict)
-    tally: str | None = None
-
-
-@dataclass(frozen=True)
-class CollectSpec:
-    """Many people each submit their own input on the same case (ratings, score sheets, approvals)."""
-
-    form: str
-    label: Text
-    roles: tuple[str, ...] = ()
-    who: str = "roles"                  # roles | assignees
-    min: int | None = None              # how many are needed (default: all assignees / 1)
-    once: str = "replace"               # replace | refuse
-    deadline: Duration | None = None
-    on_deadline: str | None = None      # a transition the system takes at the deadline
-    recuse: tuple[str, ...] = ()        # creator | same_unit | field:<id>
-    visible_to: tuple[str, ...] = ()    # roles that may see who contributed what
-    scope: str = "unit"                 # unit (the contributor's scope covers the case) | any
-    aggregate: AggregateSpec | None = None
-
-
-@dataclass(frozen=True)
-class TimerSpec:
-    """``after: 3d -> close``: the system takes ``transition`` that long after the case entered the state."""
-
-    after: Duration
-    transition: str
-
-
-@dataclass(frozen=True)
-class DeadlineSpec:
-    """The case is overdue ``within`` after entering the state, or after the day in its date field ``at``:
-    flagged, notified, optionally escalated."""
-
-    within: Duration | None
-    escalate: AssignSpec | None = None
-    at: str | None = None
-
-
-@dataclass(frozen=True)
-class NoticeSpec:
-    """Public notice (公示): listed publicly for ``duration``; objections move the case to ``objection_to``;
-    when time runs out the system takes ``on_expiry``."""
-
-    duration: Duration
-    on_expiry: str
-    objection_roles: tuple[str, ...]
-    objection_to: str
-    public_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,32 +186,6 @@ class StateSpec:
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
-
-
-@dataclass(frozen=True)
-class LevelSpec:
-    id: str
-    label: Text
-    quota: int
-
-
-@dataclass(frozen=True)
-class RankingSpec:
-    """When a round closes, cases waiting in ``state`` are ranked by ``by`` and the top ``quota`` of each
-    level (in order) move to ``selected``, the rest to ``rest``. Ties left after ``tie_break`` are never
-    resolved silently: ``on_tie`` says refuse (default: closing is refused, naming the tied cases),
-    include (all tied cases get the place) or exclude (none of them does)."""
-
-    state: str
-    by: Expression
-    levels: tuple[LevelSpec, ...]
-    selected: str
-    rest: str
-    roles: tuple[str, ...]
-    into: str = "award_level"
-    order: str = "desc"
-    tie_break: tuple[tuple[Expression, str], ...] = ()
-    on_tie: str = "refuse"
 
 
 #: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
@@ -388,29 +285,6 @@ def reachable(edges: Iterable[EdgeSpec], start: str) -> set[str]:
                 reached.add(target)
                 queue.append(target)
     return reached
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A figure the reports count, per org unit and month: ``count`` of cases, or ``sum`` of a field,
-    over the cases for which ``where`` holds (``where`` sees the case's data, ``state`` and ``case``)."""
-
-    id: str
-    label: Text
-    sum: str | None = None
-    where: Expression | None = None
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """A quota per person and period (e.g. 10 visits a week per cadre): shortfalls are shown."""
-
-    id: str
-    label: Text
-    count: int
-    period: str = "week"                # week | month
-    date: str | None = None             # a date field of the start form; default: when the case started
-    roles: tuple[str, ...] = ()         # whose quota it is (default: everyone who starts such cases)
 
 
 @dataclass(frozen=True)

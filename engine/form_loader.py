@@ -1,0 +1,184 @@
+"""Load-time building of forms: choice-list files, form files, their fields (checked per field type through
+``engine.fieldtypes``), cross-field rules and computed-field cycles.
+
+Functions taking the :class:`engine.loader.Loader` (its ``problems``, ``expression``...), called by it in order.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .expressions import BUILTINS
+from .fieldtypes import FIELD_KINDS, check_keys
+from .loadkit import GUARD_NAMES, did_you_mean, text
+from .spec import Choice, FieldSpec, FormSpec, RuleSpec
+from .yamlsource import PathItem, YamlSource, read_yaml
+
+if TYPE_CHECKING:
+    from .loader import Loader
+
+_SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 * 1024}
+
+
+def _choices(items: Sequence[Any]) -> tuple[Choice, ...]:
+    result = []
+    for item in items:
+        if isinstance(item, dict):
+            result.append(Choice(str(item["value"]), text(item["label"]) or {}))
+        else:
+            result.append(Choice(str(item), {"zh": str(item), "en": str(item)}))
+    return tuple(result)
+
+
+def parse_size(text: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)\s*(B|KB|MB)", text).groups()  # type: ignore[union-attr]
+    return int(float(number) * _SIZE_UNITS[unit])
+
+
+
+def load_form_files(ld: "Loader") -> tuple[list[YamlSource], dict[str, tuple[Choice, ...]]]:
+    form_sources, choice_lists = [], {}
+    list_files: dict[str, str] = {}
+    for path in sorted((ld.root / "forms").glob("*.yaml")):
+        source, problems = read_yaml(path, ld.display(path))
+        if source is None:
+            ld.problems += problems
+            ld.note_unparsed(path)
+            continue
+        is_choices = isinstance(source.data, dict) and "choice_lists" in source.data
+        source = ld.read(path, "choices" if is_choices else "form", parsed=source)
+        if source is None:
+            ld.choices_broken |= is_choices
+            continue
+        if is_choices:
+            for name, items in source.data["choice_lists"].items():
+                if name in choice_lists:
+                    ld.problems.append(source.problem(["choice_lists", name], f"duplicate choice list {name!r}",
+                                                        f"already defined in {list_files[name]}", key=True))
+                choice_lists[name] = _choices(items)
+                list_files.setdefault(name, source.file)
+        else:
+            form_sources.append(source)
+    return form_sources, choice_lists
+
+
+def build_form(ld: "Loader", source: YamlSource, choice_lists: dict[str, tuple[Choice, ...]]) -> FormSpec:
+    doc = source.data
+    fields = build_fields(ld, source, doc["fields"], ["fields"], choice_lists, outer=())
+    names = {f.id for f in fields}
+    rules = []
+    for i, rule in enumerate(doc.get("rules", [])):
+        check = ld.expression(source, ["rules", i, "check"], rule["check"], names, "a form rule")
+        if "field" in rule and rule["field"] not in names:
+            ld.problems.append(source.problem(["rules", i, "field"], f"unknown field {rule['field']!r}",
+                                                did_you_mean(rule["field"], names) or "name a field of this form"))
+        if check is not None:
+            rules.append(RuleSpec(check, text(rule["message"]) or {}, rule.get("field")))
+    return FormSpec(doc["id"], doc["version"], text(doc["title"]) or {}, fields, source.file, tuple(rules))
+
+
+def build_fields(ld: "Loader", source: YamlSource, items: list[dict], path: list[PathItem],
+                 choice_lists: dict[str, tuple[Choice, ...]], outer: Sequence[str]) -> tuple[FieldSpec, ...]:
+    seen: set[str] = set()
+    paths: list[list[PathItem]] = []  # where each built field is in the YAML (duplicates are skipped)
+    ids = [item["id"] for item in items]
+    visible_names = set(ids) | set(outer)
+    fields = []
+    for i, item in enumerate(items):
+        here = path + [i]
+        fid = item["id"]
+        if fid in seen:
+            ld.problems.append(source.problem(here + ["id"], f"duplicate field id {fid!r}",
+                                                "each field id may appear once per form"))
+            continue
+        seen.add(fid)
+        if fid in BUILTINS or fid in GUARD_NAMES:
+            ld.problems.append(source.problem(here + ["id"], f"field id {fid!r} hides the name of a built-in",
+                                                f"rename it, e.g. {fid}_value; built-ins: {', '.join(sorted(BUILTINS | GUARD_NAMES))}"))
+        fields.append(build_field(ld, source, item, here, choice_lists, visible_names))
+        paths.append(here)
+    check_compute_cycles(ld, source, fields, paths)
+    return tuple(fields)
+
+
+def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathItem],
+                choice_lists: dict[str, tuple[Choice, ...]], names: set[str]) -> FieldSpec:
+    ftype = item["type"]
+    kind = FIELD_KINDS[ftype]
+
+    def report(below: list[PathItem], message: str, hint: str = "", key: bool = False) -> None:
+        ld.problems.append(source.problem(here + below, message, hint, key=key))
+
+    check_keys(ftype, item, report)  # what the type needs, and keys that belong to another type
+    choices: tuple[Choice, ...] = ()
+    raw_choices = item.get("choices") if kind.holds_choices else None
+    if isinstance(raw_choices, str):
+        if raw_choices not in choice_lists and not ld.choices_broken:
+            ld.problems.append(source.problem(here + ["choices"], f"unknown choice list {raw_choices!r}",
+                                                did_you_mean(raw_choices, choice_lists) or "declare it in forms/choices.yaml"))
+        choices = choice_lists.get(raw_choices, ())
+    elif raw_choices is not None:
+        choices = _choices(raw_choices)
+        values = [c.value for c in choices]
+        for dup in {v for v in values if values.count(v) > 1}:
+            ld.problems.append(source.problem(here + ["choices"], f"duplicate choice value {dup!r}"))
+    for low, high in (("min", "max"), ("min_length", "max_length"), ("min_rows", "max_rows")):
+        if low in item and high in item and item[low] > item[high]:
+            ld.problems.append(source.problem(here + [low], f"{low} ({item[low]}) is greater than {high} ({item[high]})"))
+    if "pattern" in item:
+        try:
+            re.compile(item["pattern"])
+        except re.error as exc:
+            ld.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
+    if kind.holds_case and "workflow" in item:  # checked once every workflow is loaded
+        ld.case_refs.append((source, here + ["workflow"], item["workflow"], tuple(item.get("states", []))))
+    if choices and "default" in item:
+        defaults = item["default"] if isinstance(item["default"], list) else [item["default"]]
+        for value in defaults:
+            if str(value) not in {c.value for c in choices}:
+                values = [c.value for c in choices]
+                ld.problems.append(source.problem(here + ["default"], f"default {value!r} is not one of the choices",
+                                                    did_you_mean(value, values) or f"choices: {', '.join(values)}"))
+    subfields: tuple[FieldSpec, ...] = ()
+    if kind.holds_rows and "fields" in item:
+        subfields = build_fields(ld, source, item["fields"], here + ["fields"], choice_lists, outer=tuple(names))
+    filled = kind.defaults(item)  # what the type fills in when the definition leaves it out
+    return FieldSpec(
+        id=item["id"], type=ftype, label=text(item["label"]) or {}, required=item.get("required", False),
+        help=text(item.get("help")), placeholder=text(item.get("placeholder")), default=item.get("default"),
+        min=item.get("min", filled.get("min")), max=item.get("max", filled.get("max")),
+        min_length=item.get("min_length"), max_length=item.get("max_length"), pattern=item.get("pattern"),
+        message=text(item.get("message")), choices=choices,
+        show_if=ld.expression(source, here + ["show_if"], item.get("show_if"), names, f"field {item['id']!r}"),
+        compute=ld.expression(source, here + ["compute"], item.get("compute"), names, f"field {item['id']!r}"),
+        sensitive=item.get("sensitive", False), fields=subfields, min_rows=item.get("min_rows", filled.get("min_rows", 0)),
+        max_rows=item.get("max_rows"), accept=tuple(item.get("accept", filled.get("accept", ()))),
+        max_size=parse_size(item["max_size"]) if "max_size" in item else filled.get("max_size"),
+        level=item.get("level"), workflow=item.get("workflow"), states=tuple(item.get("states", ())),
+    )
+
+
+def check_compute_cycles(ld: "Loader", source: YamlSource, fields: list[FieldSpec], paths: list[list[PathItem]]) -> None:
+    """A computed field may not depend on itself, directly (x: x + 1) or through others."""
+    deps = {f.id: sorted(f.compute.names) for f in fields if f.compute}
+    for f, path in zip(fields, paths):
+        if f.id not in deps:
+            continue
+        came_from: dict[str, str] = {}
+        queue = deque([f.id])
+        while queue:
+            name = queue.popleft()
+            if f.id in deps.get(name, ()):
+                chain = [f.id, name]
+                while chain[-1] != f.id:
+                    chain.append(came_from[chain[-1]])
+                cycle = " -> ".join(reversed(chain))
+                ld.problems.append(source.problem(path + ["compute"], f"computed field {f.id!r} depends on itself: {cycle}",
+                                                    "break the cycle between computed fields"))
+                break
+            for dep in deps.get(name, ()):
+                if dep in deps and dep not in came_from and dep != f.id:
+                    came_from[dep] = name
+                    queue.append(dep)
+

@@ -1,0 +1,360 @@
+"""Many contributors on one case: score sheets, ratings, approvals; aggregation, recusal and deadlines.
+
+Holds the specs (:class:`CollectSpec`, :class:`AggregateSpec`), their load-time checks (:func:`build`), the
+pure aggregation (:func:`aggregate`: contributions ``{username: {"data": ..., "roles": [...]}}`` -> the result
+stored in the case data under ``aggregate.into``) and the runtime: :func:`arm` (the collect deadline timer),
+:func:`refresh` (re-aggregate), :func:`results` and :class:`CollectMixin` (the Engine's ``may_contribute``,
+``recusal``, ``contribute``, ``declare_conflict``, ``needed``, ``progress``). Contributions and declared
+conflicts are no moves: they stay in the state, but each is a new version of the case.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from statistics import mean
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..cases import CASES
+from ..clock import iso
+from ..durations import Duration
+from ..errors import NotAllowed, TransitionError
+from ..loadkit import did_you_mean, msg, text
+from ..spec import PSEUDO_ROLES, Text
+from . import timers
+from .base import EngineBase
+
+if TYPE_CHECKING:
+    from ..cases import Case
+    from ..loader import Loader
+    from ..spec import FormSpec, StateSpec, WorkflowSpec
+    from ..users import User
+    from ..yamlsource import PathItem, YamlSource
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    """How contributions become one result in the case data (``into``), usable in guards.
+
+    Each sheet's score is ``field`` (``score_field`` here), or the weighted mean of ``criteria`` {field: weight};
+    sheets are combined by ``method``: mean | sum | trimmed_mean (drop highest and lowest) |
+    weighted_mean (by the contributor's role, ``role_weights``). ``tally`` counts the values of a
+    choice field (N-of-M approvals).
+    """
+
+    into: str
+    method: str = "mean"
+    score_field: str | None = None      # YAML: field
+    criteria: Mapping[str, float] = field(default_factory=dict)
+    role_weights: Mapping[str, float] = field(default_factory=dict)
+    tally: str | None = None
+
+
+@dataclass(frozen=True)
+class CollectSpec:
+    """Many people each submit their own input on the same case (ratings, score sheets, approvals)."""
+
+    form: str
+    label: Text
+    roles: tuple[str, ...] = ()
+    who: str = "roles"                  # roles | assignees
+    min: int | None = None              # how many are needed (default: all assignees / 1)
+    once: str = "replace"               # replace | refuse
+    deadline: Duration | None = None
+    on_deadline: str | None = None      # a transition the system takes at the deadline
+    recuse: tuple[str, ...] = ()        # creator | same_unit | field:<id>
+    visible_to: tuple[str, ...] = ()    # roles that may see who contributed what
+    scope: str = "unit"                 # unit (the contributor's scope covers the case) | any
+    aggregate: AggregateSpec | None = None
+
+
+# --------------------------------------------------------------------------- load time
+
+def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict | None, forms: dict[str, "FormSpec"],
+          wf_roles: set[str], transition_ids: dict[str, list[str]], check_form: Any,
+          data_names: set[str] | None = None) -> CollectSpec | None:
+    if raw is None:
+        return None
+    form = check_form(path + ["form"], raw["form"])
+    roles = raw.get("roles", [])
+    people = wf_roles - PSEUDO_ROLES  # contributors hold a role; who: assignees is for the people assigned
+    for i, role in enumerate(roles):
+        if role not in people:
+            ld.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}",
+                                              did_you_mean(role, people) or "list it in the workflow's roles"))
+    who = raw.get("who", "roles")
+    if who == "roles" and not roles:
+        ld.problems.append(source.problem(path, "collect needs 'roles' (who may contribute) or who: assignees"))
+    for key in ("on_deadline",):
+        if key in raw and raw[key] not in transition_ids:
+            ld.problems.append(source.problem(path + [key], f"unknown transition {raw[key]!r} in this state",
+                                              did_you_mean(raw[key], transition_ids) or f"transitions here: {', '.join(sorted(transition_ids))}"))
+    if "on_deadline" in raw and "deadline" not in raw:
+        ld.problems.append(source.problem(path + ["on_deadline"], "on_deadline needs a deadline", key=True))
+    if "on_deadline" in raw:
+        timers.clock_takes(ld, source, path + ["on_deadline"], raw["on_deadline"], transition_ids)
+    for i, role in enumerate(raw.get("visible_to", [])):
+        if role not in wf_roles - {"system"}:
+            ld.problems.append(source.problem(path + ["visible_to", i], f"unknown role {role!r}",
+                                              did_you_mean(role, wf_roles - {"system"}) or "list it in the workflow's roles"))
+    fields = {f.id: f for f in form.fields} if form else {}
+    for i, rule in enumerate(raw.get("recuse", [])):
+        if rule.startswith("field:") and data_names is not None and rule[6:] not in data_names:
+            ld.problems.append(source.problem(path + ["recuse", i], f"unknown field {rule[6:]!r} in recusal rule",
+                                              did_you_mean(rule[6:], data_names) or
+                                              "name a field of the case that holds a username, e.g. field:nominee_user"))
+    aggregate_spec = None
+    if "aggregate" in raw:
+        aggregate_spec = build_aggregate(ld, source, path + ["aggregate"], raw["aggregate"], raw["form"], form, fields, people)
+    return CollectSpec(
+        form=raw["form"], label=text(raw["label"]) or {}, roles=tuple(roles), who=who, min=raw.get("min"),
+        once=raw.get("once", "replace"), deadline=Duration.parse(raw["deadline"]) if "deadline" in raw else None,
+        on_deadline=raw.get("on_deadline"), recuse=tuple(raw.get("recuse", [])),
+        visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate_spec)
+
+
+def build_aggregate(ld: "Loader", source: "YamlSource", apath: list["PathItem"], agg: dict, form_id: str,
+                    form: "FormSpec | None", fields: dict[str, Any], people: set[str]) -> AggregateSpec:
+    named = ([(["field"], agg["field"], False)] if "field" in agg else []) + \
+        [(["criteria", name], name, True) for name in agg.get("criteria", {})]
+    for where, name, key in named:
+        if form is not None and (name not in fields or not fields[name].kind.numeric):
+            usable = [f for f, x in fields.items() if x.kind.numeric]
+            ld.problems.append(source.problem(
+                apath + where, f"{name!r} is not a numeric field of form {form_id!r}",
+                did_you_mean(name, usable) or (f"numeric fields: {', '.join(usable)}" if usable else
+                                               "use an integer, number, score or rating field"), key=key))
+    if "tally" in agg and form is not None and (agg["tally"] not in fields or not fields[agg["tally"]].kind.tally):
+        usable = [f for f, x in fields.items() if x.kind.tally]
+        ld.problems.append(source.problem(
+            apath + ["tally"], f"{agg['tally']!r} is not a choice field of form {form_id!r}",
+            did_you_mean(agg["tally"], usable) or (f"choice fields: {', '.join(usable)}" if usable else
+                                                   "tally a select, multiselect or checkbox field")))
+    method = agg.get("method", "mean")
+    if "field" not in agg and "criteria" not in agg and "tally" not in agg:
+        ld.problems.append(source.problem(apath, "aggregate needs 'field', 'criteria' or 'tally'"))
+    if "field" in agg and "criteria" in agg:
+        ld.problems.append(source.problem(apath, "use either 'field' or 'criteria', not both"))
+    for role in agg.get("role_weights", {}):
+        if role not in people:
+            ld.problems.append(source.problem(apath + ["role_weights", role], f"unknown role {role!r}",
+                                              did_you_mean(role, people) or "weigh roles of the workflow", key=True))
+    if method == "weighted_mean" and not agg.get("role_weights"):
+        ld.problems.append(source.problem(apath + ["method"], "weighted_mean needs role_weights",
+                                          "e.g. role_weights: {district_evaluator: 2, street_evaluator: 1}"))
+    return AggregateSpec(agg["into"], method, agg.get("field"), dict(agg.get("criteria", {})),
+                         dict(agg.get("role_weights", {})), agg.get("tally"))
+
+
+# --------------------------------------------------------------------------- aggregation (pure)
+
+def sheet_score(spec: AggregateSpec, data: Mapping[str, Any]) -> float | None:
+    """One contributor's score: a single field, or the weighted mean of the criteria."""
+    if spec.score_field:
+        value = data.get(spec.score_field)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if spec.criteria:
+        total = weight = 0.0
+        for name, w in spec.criteria.items():
+            value = data.get(name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return None
+            total += w * value
+            weight += w
+        return total / weight if weight else None
+    return None
+
+
+def combine(method: str, scores: list[tuple[float, float]]) -> float | None:
+    """Combine (score, weight) pairs: mean | sum | trimmed_mean | weighted_mean."""
+    if not scores:
+        return None
+    values = [s for s, _ in scores]
+    if method == "sum":
+        return sum(values)
+    if method == "trimmed_mean":
+        if len(values) >= 3:  # drop one highest and one lowest
+            values = sorted(values)[1:-1]
+        return mean(values)
+    if method == "weighted_mean":
+        weight = sum(w for _, w in scores)
+        return sum(s * w for s, w in scores) / weight if weight else None
+    return mean(values)
+
+
+def aggregate(spec: AggregateSpec, contributions: Mapping[str, Mapping[str, Any]], needed: int) -> dict[str, Any]:
+    """The result stored in the case: ``total``, ``count``, ``needed``, ``complete``, per-criterion means, tallies."""
+    scores: list[tuple[float, float]] = []
+    for contribution in contributions.values():
+        score = sheet_score(spec, contribution["data"])
+        if score is not None:
+            weight = max((spec.role_weights.get(r, 0) for r in contribution.get("roles", [])), default=0) or 1
+            scores.append((score, float(weight)))
+    total = combine(spec.method, scores)
+    result: dict[str, Any] = {
+        "total": round(total, 2) if total is not None else None,
+        "count": len(contributions),
+        "needed": needed,
+        "complete": len(contributions) >= needed,
+        "method": spec.method,
+    }
+    if spec.criteria:
+        result["criteria"] = {
+            name: round(mean(c["data"][name] for c in contributions.values() if isinstance(c["data"].get(name), (int, float))), 2)
+            for name in spec.criteria
+            if any(isinstance(c["data"].get(name), (int, float)) for c in contributions.values())
+        }
+    if spec.tally:
+        tally: dict[str, int] = {}
+        for contribution in contributions.values():
+            value = contribution["data"].get(spec.tally)
+            for v in value if isinstance(value, list) else [value]:
+                if v is not None:
+                    key = str(v).lower() if isinstance(v, bool) else str(v)
+                    tally[key] = tally.get(key, 0) + 1
+        result["tally"] = tally
+    return result
+
+
+# --------------------------------------------------------------------------- run time: the transition path's hooks
+
+def arm(state: "StateSpec", now: dt.datetime) -> list[dict[str, Any]]:
+    """The collect deadline timer of a collecting state."""
+    if not (state.collect and state.collect.deadline):
+        return []
+    return [{"kind": "collect_deadline", "state": state.id, "due": iso(state.collect.deadline.after(now)),
+             "transition": state.collect.on_deadline, "done": False}]
+
+
+def needed(case: "Case", state: "StateSpec") -> int:
+    spec = state.collect
+    assert spec is not None
+    if spec.who == "assignees":
+        active = [u for u in case.assignees if u not in case.conflicts]
+        return spec.min or len(active)
+    return spec.min or 1
+
+
+def refresh(case: "Case", state: "StateSpec") -> None:
+    """Recompute the aggregate of the state's contributions into the case data."""
+    spec = state.collect
+    if spec is None or spec.aggregate is None:
+        return
+    bucket = case.contributions.get(state.id, {})
+    case.data[spec.aggregate.into] = aggregate(spec.aggregate, bucket, needed(case, state))
+
+
+def results(case: "Case", wf: "WorkflowSpec", found: list[dict[str, Any]]) -> None:
+    """Add the labelled aggregates the case holds to ``found`` (see ``Engine.results``)."""
+    for state in wf.states.values():
+        agg = state.collect.aggregate if state.collect else None
+        if agg and isinstance(case.data.get(agg.into), dict) and agg.into not in {r["name"] for r in found}:
+            result = case.data[agg.into]
+            if result.get("total") is not None:
+                value = f"{result['total']:g}（{result['count']} 份）"
+                found.append({"name": agg.into, "label": state.collect.label,
+                              "value": {"zh": value, "en": f"{result['total']:g} ({result['count']} submitted)"}})
+            elif result.get("tally"):
+                value = ", ".join(f"{k}: {v}" for k, v in result["tally"].items())
+                found.append({"name": agg.into, "label": state.collect.label, "value": {"zh": value, "en": value}})
+
+
+# --------------------------------------------------------------------------- run time: the Engine's methods
+
+class CollectMixin(EngineBase):
+    """Contributions on one case (mixed into :class:`engine.runtime.Engine`)."""
+
+    def may_contribute(self, case: "Case", user: "User") -> tuple[bool, dict[str, str] | None]:
+        """Whether ``user`` may submit their own input on ``case`` now, and if not, why."""
+        wf = self.definitions.workflows.get(case.workflow)
+        state = wf.states.get(case.state) if wf else None
+        spec = state.collect if state else None
+        if spec is None:
+            return False, None
+        if spec.who == "assignees":
+            if user.username not in case.assignees:
+                return False, msg("您不是本事项的评审人。", "You are not one of the assigned reviewers.")
+        elif not any(r in user.roles and (spec.scope == "any" or self.reaches(user, r, case.org_unit, wf))
+                     for r in spec.roles):
+            return False, msg("您的角色不能参与此项。", "Your role does not take part in this.")
+        reason = self.recusal(case, user, spec.recuse)
+        if reason:
+            return False, reason
+        mine = case.contributions.get(case.state, {}).get(user.username)
+        if mine and spec.once == "refuse":
+            return False, msg("您已经提交过，不能重复提交。", "You have already submitted; a second submission is not accepted.")
+        return True, None
+
+    def recusal(self, case: "Case", user: "User", rules: Iterable[str]) -> dict[str, str] | None:
+        if user.username in case.conflicts:
+            return msg("您已声明回避。", "You declared a conflict of interest.")
+        for rule in rules:
+            if rule == "creator" and case.created_by == user.username:
+                return msg("本人事项需回避。", "You may not rate your own case.")
+            if rule == "same_unit" and case.org_unit == user.org_unit:
+                return msg("本单位事项需回避。", "You may not rate a case of your own unit.")
+            if rule.startswith("field:"):
+                value = case.data.get(rule[6:])
+                if value == user.username or (isinstance(value, list) and user.username in value):
+                    return msg("您是本事项的当事人，需回避。", "You are party to this case and must recuse yourself.")
+        return None
+
+    def contribute(self, case_id: int, user: "User", values: Mapping[str, Any]) -> "Case":
+        """Store ``user``'s own input for the current collecting state and update the aggregate."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, user)
+            allowed, reason = self.may_contribute(case, user)
+            if not allowed:
+                raise NotAllowed(reason or msg("现在不能提交。", "Nothing to submit now."))
+            state = self.state_of(case)
+            spec = state.collect
+            assert spec is not None
+            data = self._validate(self.definitions.forms[spec.form], values, user, tx)
+            now = iso(self.clock())
+            bucket = case.contributions.setdefault(case.state, {})
+            previous = bucket.get(user.username)
+            revisions = (previous.get("revisions", []) + [{"data": previous["data"], "at": previous["at"]}]) if previous else []
+            bucket[user.username] = {"by": user.username, "name": user.name, "unit": user.org_unit,
+                                     "roles": sorted(set(user.roles) & (set(spec.roles) or set(user.roles))),
+                                     "data": data, "at": now, "revisions": revisions}
+            refresh(case, state)
+            self._touch(case, self.clock())  # a contribution changes the case: a page loaded before is stale
+            tx.replace(CASES, case_id, case.to_doc())
+        return case
+
+    def declare_conflict(self, case_id: int, user: "User", reason: str) -> "Case":
+        """A contributor declares a conflict of interest: they are left out (and their input, if any, removed)."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, user)
+            state = self.state_of(case)
+            if state.collect is None or not reason.strip():
+                raise TransitionError(msg("请说明回避理由。", "Give a reason for recusing yourself."))
+            if user.username not in case.conflicts:
+                case.conflicts.append(user.username)
+            case.contributions.get(case.state, {}).pop(user.username, None)
+            self._record(case, user, "recuse", msg("声明回避", "Declared a conflict of interest"),
+                         case.state, case.state, reason.strip(), [], self.clock())  # a new version too
+            refresh(case, state)
+            tx.replace(CASES, case_id, case.to_doc())
+        return case
+
+    def needed(self, case: "Case", state: "StateSpec") -> int:
+        return needed(case, state)
+
+    def progress(self, case: "Case", user: "User") -> dict[str, Any] | None:
+        """For the case page: how many have contributed, who is pending, and (if allowed) who gave what."""
+        state = self.state_of(case)
+        spec = state.collect
+        if spec is None:
+            return None
+        bucket = case.contributions.get(case.state, {})
+        pending = [u for u in case.assignees if u not in bucket and u not in case.conflicts] if spec.who == "assignees" else []
+        names = {u.username: u.name for u in self.users()} if pending else {}
+        may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
+        return {
+            "spec": spec, "done": len(bucket), "needed": needed(case, state),
+            "pending": [names.get(u, u) for u in pending],
+            "contributions": list(bucket.values()) if may_see else [],
+            "mine": bucket.get(user.username),
+            "may_see": may_see,
+            "result": case.data.get(spec.aggregate.into) if spec.aggregate else None,
+        }

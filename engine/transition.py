@@ -1,0 +1,222 @@
+"""The one transition path: every move a case makes goes through :func:`take`.
+
+A transition a person takes (``Engine.fire``), an objection (``Engine.object``), a ranking outcome
+(``Engine.close_round``) and a transition a clock takes (``Engine.tick``, as :data:`SYSTEM`) are all edges of
+the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge in a fixed order:
+
+1. role check (transition roles via ``roles_for``, plus ``system`` for the clock; objection roles; ranking roles)
+2. guard (transitions)
+3. form / comment validation (the step form, a required comment; an objection's reason)
+4. before-actions
+5. state change + data merge (:func:`move`: the edge must exist; then what entering the state means)
+6. history entry (``Engine._record``, the one place history is written; it bumps the case version)
+7. after-actions (registered actions, points, linked cases, notifications)
+
+What each kind of edge adds at a step lives with its mechanism (:class:`engine.mechanics.base.EdgeKind`):
+transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``. The caller
+holds the store transaction and writes the case back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Mapping
+
+from . import forms
+from .errors import NotAllowed, SubmissionError, TransitionError
+from .loadkit import msg
+from .mechanics import assign, collect, notice, points, ranking, spawn, timers
+from .mechanics.base import SYSTEM, EdgeKind, Step
+from .notify import notify
+from .spec import tr
+
+if TYPE_CHECKING:
+    from .cases import Case
+    from .runtime import Engine
+    from .spec import EdgeSpec, FormSpec, Text, WorkflowSpec
+    from .store.base import Transaction
+    from .users import User
+
+__all__ = ["SYSTEM", "Step", "find", "check", "take", "move", "enter", "waiting_for", "changes_of"]
+
+
+def find(engine: "Engine", case: "Case", transition_id: str) -> "EdgeSpec":
+    """The edge transition ``transition_id`` takes from the case's state now (raises if it has none)."""
+    wf = engine.workflow_of(case)
+    t = engine.state_of(case).transition(transition_id)
+    edge = wf.edge(case.state, t.target, kind="transition", via=t.id) if t is not None else None
+    if edge is None:
+        declared = next((x for x in wf.transitions() if x.id == transition_id), None)
+        if declared is not None and declared.assign and declared.assign.mode == "self" and case.assignees:
+            holder = case.history[-1]["by_name"] if case.history else case.assignees[0]
+            raise TransitionError(msg(f"已被 {holder} 认领，您来晚了一步。", f"Already claimed by {holder}."))
+        raise TransitionError(msg("此操作在当前状态下不可用（可能已被他人处理），请刷新页面。",
+                                  "This action is not available in the current state (someone may have acted already). Reload the page."))
+    return edge
+
+
+def _kind(edge: "EdgeSpec") -> EdgeKind:
+    return {"transition": TRANSITION, "objection": notice.OBJECTION, "ranking": ranking.OUTCOME}[edge.kind]
+
+
+def _prepare(engine: "Engine", case: "Case", edge: "EdgeSpec", step: Step | None) -> Step:
+    step = step or Step()
+    if edge.kind == "transition" and step.transition is None:
+        step.transition = engine.workflow_of(case).states[edge.source].transition(edge.via)
+    return step
+
+
+def check(engine: "Engine", case: "Case", edge: "EdgeSpec", actor: "User", step: Step | None = None) -> None:
+    """Steps 1 and 2 alone (role check, guard): what the buttons on a case page ask."""
+    step = _prepare(engine, case, edge, step)
+    kind = _kind(edge)
+    kind.check_roles(engine, case, edge, actor, step)
+    kind.check_guard(engine, case, edge, actor, step)
+
+
+def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User",
+         step: Step | None = None) -> Step:
+    """Move ``case`` along ``edge`` as ``actor``, in the fixed order above."""
+    step = _prepare(engine, case, edge, step)
+    step.comment = (step.comment or "").strip()
+    kind = _kind(edge)
+    kind.check_roles(engine, case, edge, actor, step)                        # 1. role
+    kind.check_guard(engine, case, edge, actor, step)                        # 2. guard
+    kind.validate(engine, tx, case, edge, actor, step)                       # 3. form / comment
+    now = engine.clock()
+    kind.before(engine, tx, case, edge, actor, step, now)                    # 4. before-actions
+    changes = kind.apply(engine, tx, case, edge, actor, step, now)           # 5. data merge
+    move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
+         kind.label(edge, step), step.comment, changes, now)
+    kind.after(engine, tx, case, edge, actor, step, now)                     # 7. after-actions
+    return step
+
+
+def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", target: str, actor: "User", via: str,
+         label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime) -> None:
+    """State change and its history entry; then what entering the new state means (timers, notices...).
+
+    A case moves only along an edge of the workflow's state graph: ``via`` is the edge's ``via`` (a
+    transition id, ``object`` or ``ranking``), as the history entry records it.
+    """
+    source = case.state
+    if wf.edge(source, target, via=via) is None:
+        raise TransitionError(msg(f"流程中没有从“{source}”到“{target}”的步骤。",
+                                  f"The process has no step from '{source}' to '{target}'."))
+    notice.on_leave(case, wf, source, target, actor, now)
+    case.state = target
+    case.title = engine._title(wf, case)
+    engine._record(case, actor, via, label, source, target, comment, changes, now)
+    enter(engine, tx, case, wf, target, actor, now)
+
+
+def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", state_id: str, actor: "User",
+          now: dt.datetime) -> None:
+    """What entering a state means: who the case waits for, its timers, aggregates, publication, the result."""
+    state = wf.states[state_id]
+    case.waiting_for = waiting_for(wf, state_id)
+    case.overdue = False
+    case.escalated_to = []
+    case.timers = timers.arm(case, state, now) + notice.arm(state, now) + collect.arm(state, now)
+    if state.collect:
+        collect.refresh(case, state)
+    notice.on_enter(engine, tx, case, state, actor, now)
+    if state.final or state.publish:
+        notify(tx, [case.created_by], "result", case, state.title, now, skip=actor.username)
+
+
+def waiting_for(wf: "WorkflowSpec", state_id: str) -> list[str]:
+    """The roles a case in ``state_id`` waits for (its inbox)."""
+    state = wf.states[state_id]
+    if state.final:
+        return []
+    if state.inbox is not None:  # declared, even as [] (nobody's to-do list)
+        return list(state.inbox)
+    return sorted({r for t in state.transitions for r in t.roles} - {"system"})
+
+
+def changes_of(form: "FormSpec | None", before: Mapping[str, Any], after: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a step changed, field by field (values of sensitive fields are not copied into history)."""
+    if form is None:
+        return []
+    changes = []
+    for f in form.fields:
+        old, new = before.get(f.id), after.get(f.id)
+        if old != new:
+            if f.sensitive:
+                changes.append({"field": f.id, "old": forms.mask(old) if old else None,
+                                "new": forms.mask(new) if new else None, "masked": True})
+            else:
+                changes.append({"field": f.id, "old": old, "new": new})
+    return changes
+
+
+class Transition(EdgeKind):
+    """A ``transition`` edge: roles, guard, step form, comment, assignment, actions, points, linked cases."""
+
+    def check_roles(self, engine: Any, case: "Case", edge: "EdgeSpec", actor: "User", step: Step) -> None:
+        t = step.transition
+        assert t is not None
+        roles = engine.roles_for(case, actor) | ({"system"} if actor is SYSTEM else set())
+        if not (set(t.roles) & roles):
+            raise NotAllowed(msg(f"您的角色不能执行“{tr(t.label, 'zh')}”。", f"Your role may not '{tr(t.label, 'en')}'."))
+
+    def check_guard(self, engine: Any, case: "Case", edge: "EdgeSpec", actor: "User", step: Step) -> None:
+        t = step.transition
+        assert t is not None
+        if t.guard is not None and not t.guard.test(engine.guard_context(case, actor), engine.clock()):
+            raise TransitionError(msg(f"条件未满足，暂不能“{tr(t.label, 'zh')}”。",
+                                      f"The conditions for '{tr(t.label, 'en')}' are not met yet."))
+
+    def validate(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step) -> None:
+        t = step.transition
+        assert t is not None
+        step.form = engine.definitions.forms[t.form] if t.form else None
+        if step.form is not None:
+            try:
+                step.form_data = engine._validate(step.form, step.values, actor, tx)
+            except SubmissionError as exc:
+                exc.values = dict(step.values)
+                raise
+        if t.comment == "required" and not step.comment:
+            raise SubmissionError({"comment": [msg("请填写意见", "Please write a comment.")]}, values=dict(step.values))
+        if t.assign:
+            step.assignees = assign.resolve(engine, tx, case, t.assign, actor, list(step.chosen))
+
+    def before(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step,
+               now: dt.datetime) -> None:
+        engine._run(step.transition.before_actions, case, actor, step.transition, tx, now)  # type: ignore[union-attr]
+
+    def apply(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step,
+              now: dt.datetime) -> list[dict[str, Any]]:
+        before = dict(case.data)
+        if step.form is not None:
+            for f in step.form.fields:
+                if f.id in step.form_data:
+                    case.data[f.id] = step.form_data[f.id]
+                else:
+                    case.data.pop(f.id, None)
+        step.previous_assignees = list(case.assignees)
+        if step.assignees is not None:
+            case.assignees = step.assignees
+        return changes_of(step.form, before, case.data) if step.form is not None else []
+
+    def label(self, edge: "EdgeSpec", step: Step) -> "Text":
+        return step.transition.label  # type: ignore[union-attr]
+
+    def after(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step,
+              now: dt.datetime) -> None:
+        t = step.transition
+        assert t is not None
+        engine._run(t.actions, case, actor, t, tx, now)
+        for spec in t.points:
+            points.post(engine, tx, case, t, spec, actor, now)
+        for spec in t.spawn:
+            spawn.spawn(engine, tx, case, spec, actor)
+        if step.assignees is not None:
+            new = set(case.assignees) - set(step.previous_assignees)
+            notify(tx, new, "assigned", case, t.label, now, skip=actor.username)
+            if t.assign and t.assign.mode == "self":
+                notify(tx, [case.created_by], "claimed", case, t.label, now, skip=actor.username)
+
+
+TRANSITION = Transition()

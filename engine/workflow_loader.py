@@ -1,0 +1,197 @@
+"""Load-time building of a workflow: its roles, forms, states and transitions, each mechanism's part
+(through ``engine.mechanics``), the state graph (``WorkflowSpec.edges``) and the graph's checks.
+
+Functions taking the :class:`engine.loader.Loader` (its ``problems``, ``expression``...); the loader calls
+:func:`build_workflow` once per workflow file.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from .loadkit import GUARD_NAMES, did_you_mean, text
+from .mechanics.assign import build as build_assign
+from .mechanics.collect import build as build_collect
+from .mechanics.notice import build as build_notice
+from .mechanics.points import build as build_points
+from .mechanics.ranking import build as build_ranking
+from .mechanics.reports import build_listing, build_metrics, build_targets
+from .mechanics.spawn import build as build_spawns
+from .mechanics.timers import build_after, build_deadline
+from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
+from .yamlsource import PathItem, YamlSource
+
+if TYPE_CHECKING:
+    from .loader import Loader
+
+
+def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
+    doc = source.data
+    problems_before = len(ld.problems)
+
+    missing_forms: list[str] = []
+
+    def check_form(path: list[PathItem], form_id: str) -> FormSpec | None:
+        if form_id in forms:
+            return forms[form_id]
+        missing_forms.append(form_id)
+        if form_id not in ld.broken_ids:
+            ld.problems.append(source.problem(path, f"unknown form {form_id!r}",
+                                                did_you_mean(form_id, forms) or "forms live in forms/*.yaml"))
+        return None
+
+    def check_roles(path: list[PathItem], used: list[str], allowed: Iterable[str], where: str) -> None:
+        allowed = set(allowed)
+        for i, role in enumerate(used):
+            if role not in allowed:
+                ld.problems.append(source.problem(path + [i], f"unknown role {role!r}",
+                                                    did_you_mean(role, allowed) or f"roles here must be listed in {where}"))
+
+    if not ld.roles_broken:
+        check_roles(["roles"], doc["roles"], roles, "org/roles.yaml")
+    wf_roles = set(doc["roles"]) | PSEUDO_ROLES
+    start = doc["start"]
+    start_form = check_form(["start", "form"], start["form"])
+    check_roles(["start", "roles"], start["roles"], doc["roles"], "the workflow's roles")
+
+    data_names: set[str] = set()
+    step_forms: list[FormSpec] = [start_form] if start_form else []
+    for sid, state in doc["states"].items():
+        for i, t in enumerate(state.get("transitions", [])):
+            if "form" in t:
+                f = check_form(["states", sid, "transitions", i, "form"], t["form"])
+                if f:
+                    step_forms.append(f)
+    for f in step_forms:
+        data_names |= {fld.id for fld in f.fields}
+    # results the engine writes into the case data are readable by guards too
+    data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
+                   if "aggregate" in st.get("collect", {})}
+    if "ranking" in doc:
+        data_names.add(doc["ranking"].get("into", "award_level"))
+    if "round" in doc:
+        data_names.add("round")
+
+    if start_form and "org_unit_field" in start:
+        name = start["org_unit_field"]
+        fld = start_form.field(name)
+        unit_fields = [x.id for x in start_form.fields if x.kind.holds_unit]
+        if fld is None or not fld.kind.holds_unit:
+            what = f"form {start_form.id!r} has no field {name!r}" if fld is None else \
+                f"{name!r} is a {fld.type} field of form {start_form.id!r}, not an orgunit field"
+            ld.problems.append(source.problem(
+                ["start", "org_unit_field"], what,
+                did_you_mean(name, unit_fields) or (f"orgunit fields: {', '.join(unit_fields)}" if unit_fields
+                                                    else "add a field with type: orgunit to the start form")))
+    case_title = ld.expression(source, ["start", "title"], start.get("title"),
+                                 {f.id for f in start_form.fields} if start_form else set(), "start.title") if start_form else None
+
+    states = doc["states"]
+    if doc["initial"] not in states:
+        ld.problems.append(source.problem(["initial"], f"unknown state {doc['initial']!r}",
+                                            did_you_mean(doc["initial"], states)))
+    built_states: dict[str, StateSpec] = {}
+    for sid, state in states.items():
+        here: list[PathItem] = ["states", sid]
+        transitions = []
+        seen_ids: set[str] = set()
+        final = state.get("final", False)
+        raw = state.get("transitions", [])
+        if final and raw:
+            ld.problems.append(source.problem(here + ["transitions"], f"final state {sid!r} has transitions",
+                                                "remove 'final: true' or the transitions", key=True))
+        check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
+        for i, t in enumerate(raw):
+            tpath = here + ["transitions", i]
+            if t["id"] in seen_ids:
+                ld.problems.append(source.problem(tpath + ["id"], f"duplicate transition id {t['id']!r} in state {sid!r}"))
+            seen_ids.add(t["id"])
+            if t["to"] not in states:
+                ld.problems.append(source.problem(tpath + ["to"], f"unknown state {t['to']!r}",
+                                                    did_you_mean(t["to"], states) or f"states: {', '.join(states)}"))
+            check_roles(tpath + ["roles"], t["roles"], wf_roles, "the workflow's roles (or creator / assignee)")
+            # with a form missing, the names a guard may use are not all known: check syntax only
+            guard = ld.expression(source, tpath + ["guard"], t.get("guard"),
+                                    None if missing_forms else data_names | GUARD_NAMES, f"transition {t['id']!r}")
+            transitions.append(TransitionSpec(
+                id=t["id"], source=sid, target=t["to"], label=text(t["label"]) or {}, roles=tuple(t["roles"]),
+                guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
+                before_actions=ld.action_calls(source, tpath + ["before_actions"], t.get("before_actions", [])),
+                actions=ld.action_calls(source, tpath + ["actions"], t.get("actions", [])),
+                style=t.get("style", "primary"),
+                assign=build_assign(ld, source, tpath + ["assign"], t.get("assign"), wf_roles),
+                points=build_points(ld, source, tpath + ["points"], t.get("points", []),
+                                   None if missing_forms else data_names | GUARD_NAMES),
+                spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
+                                  step_forms, rows_allowed=True),
+            ))
+        by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
+        timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()
+        timed |= {state["notice"]["on_expiry"]} if "notice" in state else set()
+        timed |= {state["collect"]["on_deadline"]} if "on_deadline" in state.get("collect", {}) else set()
+        for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
+            if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
+                ld.problems.append(source.problem(
+                    here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
+                    "name it in the state's after, notice.on_expiry or collect.on_deadline, or add a role that takes it"))
+        built_states[sid] = StateSpec(
+            sid, text(state["title"]) or {}, final, tuple(state["inbox"]) if "inbox" in state else None, tuple(transitions),
+            collect=build_collect(ld, source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
+                                 None if missing_forms else data_names),
+            after=build_after(ld, source, here + ["after"], state.get("after"), by_id),
+            deadline=build_deadline(ld, source, here + ["deadline"], state.get("deadline"), wf_roles,
+                                   None if missing_forms else {f.id for form in step_forms for f in form.fields
+                                                               if f.kind.date_like}),
+            notice=build_notice(ld, source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
+            public=state.get("public", False),
+            public_fields=ld.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
+            publish=state.get("publish", False),
+            offers=build_spawns(ld, source, here + ["offers"], state.get("offers", []), None if missing_forms else data_names,
+                               step_forms, rows_allowed=False),
+            certificate=state.get("certificate", False),
+        )
+
+    ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)
+    if "ranking" in doc and "round" not in doc:
+        ld.problems.append(source.problem(["ranking"], "a ranking needs a round",
+                                            "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
+    role_scope = ld.role_scope(source, doc.get("role_scope", {}), doc["roles"])
+    edges = state_graph(built_states, ranking)
+    check_graph(ld, source, built_states, doc["initial"], edges,
+                     doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
+    metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
+    targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
+    listing = build_listing(ld, source, doc.get("list", {}), start_form)
+    if len(ld.problems) > problems_before or start_form is None:
+        return None
+    return WorkflowSpec(
+        id=doc["id"], version=doc["version"], title=text(doc["title"]) or {}, description=text(doc.get("description")),
+        start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
+        states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
+        round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
+        ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing, edges=edges,
+    )
+
+
+def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], initial: str, edges: tuple[EdgeSpec, ...],
+                unbuilt_ranking: str | None) -> None:
+    """Along the workflow's edges (transitions, objections, ranking outcomes): every state but a final one
+    has a way out, and every state can be reached from the initial one.
+
+    No cascades: a misspelt target already says so, and would also make its real target "unreachable", so
+    reachability is judged only when every edge ends in a known state; a ranking that could not be built
+    (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
+    check judges what only those edges would explain.
+    """
+    leaving = {e.source for e in edges}
+    for sid, state in states.items():
+        if not state.final and sid not in leaving and sid != unbuilt_ranking:
+            ld.problems.append(source.problem(["states", sid], f"state {sid!r} has no way out",
+                                                "add a transition, or mark it 'final: true'", key=True))
+    known = all(e.source in states and e.target in states for e in edges)
+    if initial in states and known and unbuilt_ranking is None:
+        reached = reachable(edges, initial)
+        for sid in states:
+            if sid not in reached:
+                ld.problems.append(source.problem(["states", sid], f"state {sid!r} is unreachable from {initial!r}",
+                                                    "add a transition to it, or remove it", key=True))
+
