@@ -67,6 +67,7 @@ from engine.store.fileformat import (  # noqa: F401 - decode_entry, *_sidecar: w
 from engine.store.memory import META_TABLE, CorruptStoreError, Op, StoreError, TableStore
 from engine.store.snapshot import SnapshotFiles
 
+
 class TinyDBStore(SnapshotFiles, TableStore):
     """A store in a TinyDB JSON file, safe for many threads and processes, durable on commit.
 
