@@ -469,6 +469,7 @@ def build(n: int, *, force: bool = False) -> Path:
     (tmp / "secret_key").write_text(secrets.token_hex(32))
     os.chmod(tmp / "secret_key", 0o600)
     store = TinyDBStore(tmp / "civicflow.json")
+    Engine(load_definitions(ROOT), store)  # declares the read model's indexes: the final compaction saves them
     try:
         with store.transaction() as tx:
             for name in (USERS, *POOL_TABLES):

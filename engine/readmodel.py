@@ -196,6 +196,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
     ):
         store.add_index(index)
+    store.save_indexes()
 
 
 class ReadModel:

@@ -148,3 +148,26 @@ def test_the_index_always_agrees_with_a_scan(ops):
         expected = sorted((d for d in docs if d["owner"] == owner), key=lambda d: (d["at"], d["id"]), reverse=True)
         assert ids(store.lookup("by_owner", [("owner", owner)])) == [d["id"] for d in expected]
         assert store.totals("sums").get(owner, 0) == sum(d["amount"] for d in docs if d["owner"] == owner)
+
+
+def test_save_indexes_keeps_what_declaring_an_index_computed(tmp_path, caplog):
+    """The first open after an index changed computes it from every document; save_indexes compacts so the
+    next open restores it instead."""
+    import logging
+
+    path = tmp_path / "db.json"
+    with TinyDBStore(path) as s:
+        with s.transaction() as tx:
+            for i in range(1200):
+                tx.insert("items", {"owner": f"o{i % 7}", "at": f"{i:05d}"})
+        s.compact()  # a sidecar without entries for BY_OWNER
+    with caplog.at_level(logging.INFO, logger="engine.store.tinydb_store"):
+        with TinyDBStore(path) as s:
+            s.add_index(BY_OWNER)
+            assert "computed from 1200 documents" in caplog.text
+            s.save_indexes()
+        caplog.clear()
+        with TinyDBStore(path) as s:
+            s.add_index(BY_OWNER)
+            assert s.lookup("by_owner", [("owner", "o3")]).total == len([i for i in range(1200) if i % 7 == 3])
+    assert "computed from" not in caplog.text

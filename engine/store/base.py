@@ -126,6 +126,10 @@ class Store(ABC):
                newest: bool = True, where: Predicate | None = None) -> Page:
         """See :meth:`Transaction.lookup`."""
 
+    def save_indexes(self) -> None:  # noqa: B027 - optional hook
+        """Keep what declaring the indexes computed, if the store can (the file store saves it with a
+        compaction, so the next open restores the indexes instead of computing them from every document)."""
+
     @abstractmethod
     def count_keys(self, index: str, keys: Iterable[Key]) -> int:
         """How many documents are found under any of ``keys`` (each counted once)."""

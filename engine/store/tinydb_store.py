@@ -333,6 +333,12 @@ class TinyDBStore(SnapshotFiles, TableStore):
                 # The transaction is already durable in the journal; try again next commit.
                 log.exception("%s: compaction failed", self.path)
 
+    def save_indexes(self) -> None:
+        """Compact now if an index had to be computed from the documents (no saved entries for its version),
+        so that cost is paid once, at the start after the definitions changed, not at every start."""
+        if self._sidecar_wanted:
+            self.compact()
+
     def compact(self) -> None:
         """Fold the journal into the snapshot now (it also happens by itself as the journal grows)."""
         with self.transaction():  # exclusive lock, caught up; re-entrant inside a transaction
