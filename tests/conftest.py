@@ -184,6 +184,7 @@ def who(app: Any) -> Any:
         if username not in sessions:
             sessions[username] = Browser(app).login(username)
         return sessions[username]
+    get.app = app  # type: ignore[attr-defined]
     return get
 
 

@@ -21,7 +21,7 @@ from engine.spec import TRIGGERS, EdgeSpec, WorkflowSpec
 from engine.store import open_store
 from engine.users import USERS as USER_TABLE, User
 from engine.web.diagrams import render_svg
-from tests.conftest import ROOT, Browser, _HASH, case, shipped_app
+from tests.conftest import ROOT, _HASH, case, shipped_app
 from tests.test_process_awards import USERS, nominate
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -218,18 +218,6 @@ def test_every_shipped_diagram_draws_every_edge(shipped: Any):
 @pytest.fixture
 def app(tmp_path: Path, clock: FrozenClock) -> Any:
     yield from shipped_app(tmp_path, clock, USERS)
-
-
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    get.app = app  # type: ignore[attr-defined]
-    return get
 
 
 def test_the_case_page_outlines_the_ranking_and_the_objection_taken(app: Any, who: Any):

@@ -35,18 +35,6 @@ def app(tmp_path: Path, clock: FrozenClock) -> Any:
     yield from shipped_app(tmp_path, clock, USERS)
 
 
-@pytest.fixture
-def who(app: Any) -> Any:
-    sessions: dict[str, Browser] = {}
-
-    def get(username: str) -> Browser:
-        if username not in sessions:
-            sessions[username] = Browser(app).login(username)
-        return sessions[username]
-    get.app = app  # type: ignore[attr-defined]
-    return get
-
-
 def nomination(name: str, **more: str) -> dict[str, str]:
     return {"nominee": name, "building": "renjia-g1-b1", "nomination_source": "masses", "households": "5", "visits": "6",
             "deeds": f"{name}联系本楼栋5户居民，每季度入户走访，牵头解决楼道照明问题。", **more}

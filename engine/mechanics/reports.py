@@ -48,15 +48,20 @@ class TargetSpec:
 
 # --------------------------------------------------------------------------- load time
 
+def _once(ld: "Loader", source: "YamlSource", here: list[PathItem], item_id: str, seen: set[str], what: str) -> None:
+    """Each metric / target id once per workflow."""
+    if item_id in seen:
+        ld.problems.append(source.problem(here + ["id"], f"duplicate {what} id {item_id!r}"))
+    seen.add(item_id)
+
+
 def build_metrics(ld: "Loader", source: "YamlSource", items: list[dict], names: set[str] | None,
                   step_forms: list["FormSpec"]) -> tuple[MetricSpec, ...]:
     numeric = {f.id for form in step_forms for f in form.fields if f.kind.numeric}
     result, seen = [], set()
     for i, item in enumerate(items):
         here: list[PathItem] = ["metrics", i]
-        if item["id"] in seen:
-            ld.problems.append(source.problem(here + ["id"], f"duplicate metric id {item['id']!r}"))
-        seen.add(item["id"])
+        _once(ld, source, here, item["id"], seen, "metric")
         if "sum" in item and names is not None and item["sum"] not in numeric:
             ld.problems.append(source.problem(here + ["sum"], f"{item['sum']!r} is not a numeric field of this workflow",
                                               did_you_mean(item["sum"], numeric) or
@@ -73,9 +78,7 @@ def build_targets(ld: "Loader", source: "YamlSource", items: list[dict], start_f
     result, seen = [], set()
     for i, item in enumerate(items):
         here: list[PathItem] = ["targets", i]
-        if item["id"] in seen:
-            ld.problems.append(source.problem(here + ["id"], f"duplicate target id {item['id']!r}"))
-        seen.add(item["id"])
+        _once(ld, source, here, item["id"], seen, "target")
         if "date" in item and start_form is not None:
             f = start_form.field(item["date"])
             if f is None or not f.kind.date_like:
