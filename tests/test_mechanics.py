@@ -13,7 +13,7 @@ from engine.clock import FrozenClock
 from engine.mechanics import collect, notice, ranking, timers
 from engine.mechanics.base import SYSTEM
 from tests.conftest import act, case, shipped_app
-from tests.test_process_awards import USERS, nominate, who  # noqa: F401 - the fixture
+from tests.test_process_awards import USERS, nominate
 
 #: History entries that are no move: the case stays where it is.
 NO_MOVE = {"start", "overdue", "recuse", "timer_skipped", "escalation_failed"}
