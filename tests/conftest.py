@@ -1,4 +1,4 @@
-"""Shared fixtures: a real app on a real store (memory and TinyDB file), demo users, and a browser-like client."""
+"""Shared fixtures: a real app on a real store (memory, TinyDB file, PostgreSQL), demo users, and a browser-like client."""
 from __future__ import annotations
 
 import re
@@ -36,14 +36,45 @@ def add_users(store: Any, users: list[tuple[str, str, list[str], str]] = DEMO_US
             tx.insert(USERS, User(username, name, tuple(roles), unit, _HASH).to_doc())
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """A real PostgreSQL server for the whole session (started only if a test asks for it; see tests/pg.py)."""
+    from tests.pg import PgServer
+
+    server = PgServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> Any:
+    """The URL of an empty, migrated database of its own for one test."""
+    url = pg_server.lease()
+    yield url
+    pg_server.give_back(url)
+
+
+def store_location(kind: str, request: pytest.FixtureRequest, tmp_path: Path, name: str = "db.json") -> str:
+    """What ``open_store`` / the ``STORE`` setting takes for a store of ``kind`` (memory, tinydb, postgres)."""
+    if kind == "memory":
+        return "memory"
+    if kind == "postgres":
+        return request.getfixturevalue("pg_url")
+    return str(tmp_path / name)
+
+
+#: The stores every store test and the app fixture run on.
+STORES = ["memory", "tinydb", "postgres"]
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock("2026-11-27T09:00:00")
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=STORES)
 def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    store = "memory" if request.param == "memory" else str(tmp_path / "civicflow.json")
+    store = store_location(request.param, request, tmp_path, "civicflow.json")
     app = create_app({"TESTING": True, "SECRET_KEY": "test", "STORE": store, "UPLOADS": str(tmp_path / "uploads"),
                       "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store)

@@ -13,13 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.store import (
-    CorruptStoreError, MemoryStore, Store, StoreError, TinyDBStore, open_store,
+    CorruptStoreError, MemoryStore, PostgresStore, Store, StoreError, TinyDBStore, open_store,
 )
+from tests.conftest import STORES, store_location
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    s: Store = MemoryStore() if request.param == "memory" else TinyDBStore(tmp_path / "db.json")
+    s = open_store(store_location(request.param, request, tmp_path))
     yield s
     s.close()
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.store import MemoryStore, Store, TinyDBStore
+from engine.store import MemoryStore, PostgresStore, Store, TinyDBStore, open_store
+from tests.conftest import STORES, store_location
 from engine.store.base import Index, Tally
 
 BY_OWNER = Index("by_owner", "items", keys=lambda d: [("owner", d["owner"])] + [("tag", t) for t in d.get("tags", [])],
@@ -15,9 +16,9 @@ BY_OWNER = Index("by_owner", "items", keys=lambda d: [("owner", d["owner"])] + [
 SUMS = Tally("sums", "items", values=lambda d: [(d["owner"], d.get("amount", 0)), (("all",), 1)])
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    s: Store = MemoryStore() if request.param == "memory" else TinyDBStore(tmp_path / "db.json")
+    s = open_store(store_location(request.param, request, tmp_path))
     s.add_index(BY_OWNER)
     s.add_index(SUMS)
     yield s

@@ -2,7 +2,7 @@
 
 The implementations are imported on first use, so code that only needs the interface
 (``from engine.store.base import Store``, which imports this package first) does not
-pull in TinyDB.
+pull in TinyDB or psycopg.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from engine.store.base import Doc, Predicate, Store, Transaction
 
 if TYPE_CHECKING:
     from engine.store.memory import CorruptStoreError, MemoryStore, StoreError
+    from engine.store.postgres_store import PostgresStore
     from engine.store.tinydb_store import TinyDBStore
 
 __all__ = [
-    "CorruptStoreError", "Doc", "MemoryStore", "Predicate", "Store", "StoreError",
-    "TinyDBStore", "Transaction", "open_store",
+    "CorruptStoreError", "Doc", "MemoryStore", "PostgresStore", "Predicate", "Store", "StoreError",
+    "TinyDBStore", "Transaction", "is_database_url", "open_store",
 ]
 
 _LAZY = {
@@ -25,7 +26,16 @@ _LAZY = {
     "MemoryStore": "engine.store.memory",
     "StoreError": "engine.store.memory",
     "TinyDBStore": "engine.store.tinydb_store",
+    "PostgresStore": "engine.store.postgres_store",
 }
+
+#: URL schemes that name a PostgreSQL database (libpq accepts both).
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(url_or_path: str | None) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) URL, which ``open_store`` opens as a ``PostgresStore``."""
+    return isinstance(url_or_path, str) and url_or_path.startswith(DATABASE_SCHEMES)
 
 
 def __getattr__(name: str) -> Any:
@@ -37,11 +47,17 @@ def __getattr__(name: str) -> Any:
 
 
 def open_store(url_or_path: str | None) -> Store:
-    """``None`` or ``"memory"`` gives a fresh ``MemoryStore``; anything else is a TinyDB file path."""
+    """``None`` or ``"memory"`` gives a fresh ``MemoryStore``; a ``postgresql://`` URL a ``PostgresStore`` (which
+    raises ``StoreError`` with one sentence when the database is unreachable or its schema behind); anything
+    else is a TinyDB file path."""
     if url_or_path is None or url_or_path in ("memory", "memory:", "memory://"):
         from engine.store.memory import MemoryStore
 
         return MemoryStore()
+    if is_database_url(url_or_path):
+        from engine.store.postgres_store import PostgresStore
+
+        return PostgresStore(url_or_path)
     from engine.store.tinydb_store import TinyDBStore
 
     return TinyDBStore(os.path.expanduser(url_or_path))

@@ -1,0 +1,296 @@
+"""The SQL side of indexes and tallies for ``PostgresStore``: encoding keys and order values, keeping the
+entry and tally tables in step with every write, building an index, and the lookup queries.
+
+An :class:`~engine.store.base.Index` is Python (``keys(doc)``, ``order(doc)``), but its entries are rows of
+``cf_entries`` (index, key, order, document id) under a B-tree primary key, written in the same database
+transaction as the document, so a lookup is one SQL query walking that B-tree: ``WHERE idx = … AND key =
+ANY(…) ORDER BY ord DESC, doc_id DESC OFFSET … LIMIT …``, joined to the documents; ``count_keys`` is a
+``COUNT(DISTINCT doc_id)``; a tally's sums are rows of ``cf_tally_sums``, read without adding anything up.
+
+Two encodings make SQL agree with the other stores:
+
+- a key is compact JSON text (tuples become arrays), compared for equality only. Integral floats and
+  booleans become integers first, because Python finds ``("n", 1)``, ``("n", 1.0)`` and ``("n", True)``
+  equal and the memory store files them under one key;
+- an order value becomes bytes whose byte order (what PostgreSQL uses for ``bytea``) is Python's order of
+  the values: numbers (ints and floats together, exactly), strings (by code point, as Python compares
+  them, via UTF-8), and tuples or lists of those (element by element, a prefix first), with None lowest.
+  Values Python cannot compare with each other (a string and a number) get a fixed order here where
+  the memory store would raise.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any, Callable
+
+from engine.store.base import Doc, Index, Key, Tally
+
+_NONE, _NUMBER, _STRING, _SEQUENCE, _END = 0x05, 0x10, 0x20, 0x30, 0x00
+_FRACTION_ZERO = bytes(8)
+
+
+# -- encodings ------------------------------------------------------------------------------
+
+
+def _plain(key: Any) -> Any:
+    if type(key) is str or key is None:
+        return key
+    if isinstance(key, bool):
+        return int(key)
+    if isinstance(key, int):
+        return key
+    if isinstance(key, float):
+        return int(key) if key.is_integer() else key
+    if isinstance(key, (tuple, list)):
+        return [_plain(k) for k in key]
+    raise TypeError(f"an index key must be made of strings, numbers, None and tuples, not {type(key).__name__}: {key!r}")
+
+
+def encode_key(key: Key) -> str:
+    """A key as the text ``cf_entries.key`` and ``cf_tally_sums.key`` hold."""
+    try:
+        return json.dumps(_plain(key), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise TypeError(f"an index key cannot hold NaN or infinity: {key!r}") from exc
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if type(value) is list else value
+
+
+def decode_key(text: str) -> Key:
+    """The Python key back from its text (arrays become tuples again, as they were declared)."""
+    return _tuples(json.loads(text))
+
+
+def _encode_int(n: int, out: bytearray) -> None:
+    """Arbitrary-size integers in byte order: a length byte (above 0x80 for >= 0, below for < 0), then the
+    magnitude big-endian (one's complement when negative, so a bigger magnitude sorts lower)."""
+    size = (abs(n).bit_length() + 7) // 8
+    if size > 120:
+        raise ValueError(f"an order value is too large an integer: {n}")
+    if n >= 0:
+        out.append(0x80 + size)
+        out += n.to_bytes(size, "big")
+    else:
+        out.append(0x80 - size)
+        out += ((1 << (8 * size)) - 1 + n).to_bytes(size, "big")
+
+
+def _encode(value: Any, out: bytearray) -> None:
+    if value is None:
+        out.append(_NONE)
+    elif isinstance(value, (int, float)):
+        out.append(_NUMBER)
+        if isinstance(value, float):
+            if math.isnan(value):
+                raise ValueError("an order value cannot be NaN (it is unordered)")
+            if math.isinf(value):
+                out.append(0xFF if value > 0 else 0x00)
+                out += _FRACTION_ZERO
+                return
+            whole = math.floor(value)
+            _encode_int(whole, out)
+            out += struct.pack(">d", value - whole)  # in [0, 1): positive doubles sort as their bytes
+        else:
+            _encode_int(int(value), out)
+            out += _FRACTION_ZERO
+    elif isinstance(value, str):
+        out.append(_STRING)
+        out += value.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff")
+        out.append(_END)
+    elif isinstance(value, (tuple, list)):
+        out.append(_SEQUENCE)
+        for item in value:
+            _encode(item, out)
+        out.append(_END)
+    else:
+        raise TypeError(f"an order value must be None, a number, a string or a tuple of those, "
+                        f"not {type(value).__name__}: {value!r}")
+
+
+def encode_order(value: Any) -> bytes:
+    """An order value as bytes that sort as Python sorts the values (see the module docstring)."""
+    out = bytearray()
+    _encode(value, out)
+    return bytes(out)
+
+
+def number(value: Decimal) -> int | float:
+    """A sum back from ``numeric``: an int when whole (as Python's sum of ints is), else a float."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+# -- what one document contributes ------------------------------------------------------------
+
+
+def entries_of(spec: Index, doc: Doc) -> list[tuple[str, bytes]]:
+    """``(key text, order bytes)`` for each distinct key ``doc`` is found under."""
+    keys = dict.fromkeys(encode_key(k) for k in spec.keys(doc))
+    if not keys:
+        return []
+    order = encode_order(spec.order(doc))
+    return [(k, order) for k in keys]
+
+
+def pairs_of(spec: Tally, doc: Doc) -> list[list[Any]]:
+    """``[key text, number]`` for each non-zero value ``doc`` adds to the tally."""
+    return [[encode_key(key), value] for key, value in spec.values(doc) if value]
+
+
+class Maintenance:
+    """The rows one transaction's writes add and remove, batched into two statements per write.
+
+    ``before(conn, table, doc_id)`` takes a document's old entries and tally pairs out (returning the pairs
+    so their values can be subtracted); ``after(...)`` adds the new document's entries, pairs and the net
+    change of each sum. One write costs the same two round trips however many indexes its table has.
+    """
+
+    def __init__(self, specs: Callable[[str], list[Index | Tally]]) -> None:
+        self._specs = specs
+
+    def remove(self, conn: Any, table: str, doc_id: int, doc_sql: str, doc_params: tuple[Any, ...],
+               fresh: bool) -> dict[str, list[list[Any]]]:
+        """Run ``doc_sql`` (the document's own write) with the removal of its old entries and pairs in one
+        statement; the old pairs per tally. ``fresh``: a new id, which cannot have entries yet."""
+        specs = self._specs(table)
+        indexes = [s.name for s in specs if isinstance(s, Index)]
+        tallies = [s.name for s in specs if isinstance(s, Tally)]
+        if fresh or not specs:
+            conn.execute(doc_sql, doc_params)
+            return {}
+        rows = conn.execute(
+            f"WITH w AS ({doc_sql}), "
+            "e AS (DELETE FROM cf_entries WHERE idx = ANY(%s) AND doc_id = %s) "
+            "DELETE FROM cf_tally_docs WHERE tally = ANY(%s) AND doc_id = %s RETURNING tally, pairs",
+            (*doc_params, indexes, doc_id, tallies, doc_id)).fetchall()
+        return {name: pairs for name, pairs in rows}
+
+    def add(self, conn: Any, table: str, doc_id: int, doc: Doc | None, old: dict[str, list[list[Any]]]) -> None:
+        """Insert ``doc``'s entries and pairs (None: deleted) and apply the change of every sum."""
+        e_idx: list[str] = []
+        e_key: list[str] = []
+        e_ord: list[bytes] = []
+        t_name: list[str] = []
+        t_pairs: list[str] = []
+        delta: dict[tuple[str, str], Any] = {}
+        for name, pairs in old.items():
+            for key, value in pairs:
+                delta[(name, key)] = delta.get((name, key), 0) - value
+        if doc is not None:
+            for spec in self._specs(table):
+                if isinstance(spec, Index):
+                    for key, order in entries_of(spec, doc):
+                        e_idx.append(spec.name)
+                        e_key.append(key)
+                        e_ord.append(order)
+                else:
+                    pairs = pairs_of(spec, doc)
+                    if pairs:
+                        t_name.append(spec.name)
+                        t_pairs.append(json.dumps(pairs, ensure_ascii=False, allow_nan=False))
+                        for key, value in pairs:
+                            delta[(spec.name, key)] = delta.get((spec.name, key), 0) + value
+        changes = [(name, key, repr(value)) for (name, key), value in delta.items() if value]
+        if not (e_idx or t_name or changes):
+            return
+        conn.execute(
+            "WITH e AS (INSERT INTO cf_entries (idx, key, ord, doc_id) "
+            "  SELECT i, k, o, %s FROM unnest(%s::text[], %s::text[], %s::bytea[]) AS u(i, k, o)), "
+            "t AS (INSERT INTO cf_tally_docs (tally, doc_id, pairs) "
+            "  SELECT n, %s, p::jsonb FROM unnest(%s::text[], %s::text[]) AS u(n, p)) "
+            "INSERT INTO cf_tally_sums (tally, key, total) "
+            "  SELECT n, k, v::numeric FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(n, k, v) "
+            "ON CONFLICT (tally, key) DO UPDATE SET total = cf_tally_sums.total + excluded.total",
+            (doc_id, e_idx, e_key, e_ord, doc_id, t_name, t_pairs,
+             [c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]))
+
+
+def batches(conn: Any, table: str, size: int = 1000) -> Iterator[list[Doc]]:
+    """Every document of ``table`` in id order, ``size`` at a time (keyset pages, so no cursor stays open
+    while the caller writes on the same connection)."""
+    last = 0
+    while True:
+        rows = conn.execute("SELECT id, doc FROM cf_docs WHERE tbl = %s AND id > %s ORDER BY id LIMIT %s",
+                            (table, last, size)).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [doc for _id, doc in rows]
+
+
+def rebuild(conn: Any, spec: Index | Tally) -> int:
+    """Replace every row of ``spec`` with what its functions give for the documents of its table (inside
+    the caller's transaction), written with ``COPY``; how many documents were read."""
+    count = 0
+    if isinstance(spec, Index):
+        conn.execute("DELETE FROM cf_entries WHERE idx = %s", (spec.name,))
+        for docs in batches(conn, spec.table):
+            count += len(docs)
+            with conn.cursor().copy("COPY cf_entries (idx, key, ord, doc_id) FROM STDIN") as copy:
+                for doc in docs:
+                    for key, order in entries_of(spec, doc):
+                        copy.write_row((spec.name, key, order, doc["id"]))
+        return count
+    conn.execute("DELETE FROM cf_tally_docs WHERE tally = %s", (spec.name,))
+    conn.execute("DELETE FROM cf_tally_sums WHERE tally = %s", (spec.name,))
+    sums: dict[str, Any] = {}
+    for docs in batches(conn, spec.table):
+        count += len(docs)
+        with conn.cursor().copy("COPY cf_tally_docs (tally, doc_id, pairs) FROM STDIN") as copy:
+            for doc in docs:
+                pairs = pairs_of(spec, doc)
+                if pairs:
+                    copy.write_row((spec.name, doc["id"], json.dumps(pairs, ensure_ascii=False, allow_nan=False)))
+                    for key, value in pairs:
+                        sums[key] = sums.get(key, 0) + value
+    with conn.cursor().copy("COPY cf_tally_sums (tally, key, total) FROM STDIN") as copy:
+        for key, value in sums.items():
+            if value:
+                copy.write_row((spec.name, key, repr(value)))
+    return count
+
+
+# -- queries ----------------------------------------------------------------------------------------
+
+
+def hits_sql(keys: list[str], newest: bool) -> str:
+    """The ids (and documents) under ``keys`` in order: one key walks the B-tree in order; several are
+    made distinct per document first (a document has the same order under each of its keys)."""
+    direction = "DESC" if newest else "ASC"
+    if len(keys) == 1:
+        source = "(SELECT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = %(key)s)"
+    else:
+        source = "(SELECT DISTINCT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = ANY(%(keys)s))"
+    return (f"SELECT d.doc FROM {source} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
+            f"ORDER BY e.ord {direction}, e.doc_id {direction}")
+
+
+def count_sql(keys: list[str]) -> str:
+    if len(keys) == 1:
+        return "SELECT count(*) FROM cf_entries WHERE idx = %(idx)s AND key = %(key)s"
+    return "SELECT count(DISTINCT doc_id) FROM cf_entries WHERE idx = %(idx)s AND key = ANY(%(keys)s)"
+
+
+def query_params(spec: Index, keys: list[str]) -> dict[str, Any]:
+    return {"idx": spec.name, "tbl": spec.table, "key": keys[0] if keys else None, "keys": keys}
+
+
+def window(rows: Iterator[Doc], offset: int, limit: int | None,
+           where: Callable[[Doc], bool]) -> tuple[list[Doc], int]:
+    """Apply ``where`` (to a shallow copy, as the other stores do), then ``offset`` and ``limit``; the page
+    and how many passed in all (every row is read, since the total counts them all)."""
+    end = None if limit is None else offset + limit
+    docs: list[Doc] = []
+    count = 0
+    for doc in rows:
+        if not where(doc.copy()):
+            continue
+        if count >= offset and (end is None or count < end):
+            docs.append(doc)
+        count += 1
+    return docs, count

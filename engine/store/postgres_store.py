@@ -1,0 +1,491 @@
+"""A store in a PostgreSQL database (psycopg 3), shared by many threads, processes and hosts.
+
+Design:
+
+- **Documents** are rows of one table, ``cf_docs (tbl, id, doc jsonb)``: the logical table's name, the id,
+  the document. Ids are handed out per logical table from ``cf_last_ids`` (the highest id ever used, bumped
+  by inserts and by replaces with a higher id), so, as in the other stores, a deleted id is never reused and
+  an id taken by a transaction that rolled back is free again. JSONB does not keep the order of an object's
+  keys (JSON objects are unordered; Civicflow compares and hashes documents with sorted keys) and cannot
+  hold the character U+0000, which is refused with a clear error.
+- **A transaction is one database transaction** (READ COMMITTED) that first takes
+  ``pg_advisory_xact_lock(WRITE_LOCK)``: writers queue on that lock, across threads, processes and hosts,
+  exactly as they queue on the file store's ``flock``, and it is released by the commit or rollback itself
+  (also when a client dies). Each statement after the lock sees every transaction committed before it, so
+  transactions run one after another and two requests can never both win the same transition or claim, or
+  overdraw a points balance. Why not SERIALIZABLE and retry: every caller (transitions with their
+  before/after actions, ledgers) would have to be safe to run twice, serialisation failures would appear
+  under exactly the load where they hurt, and the store's contract is already "exclusive"; the engine's
+  transactions are short, so one queue costs less than retries. (READ COMMITTED, not REPEATABLE READ: a
+  repeatable-read snapshot would be taken by the lock statement, i.e. before the previous writer committed.)
+  Reads outside a transaction take no lock: one statement sees one committed state, and reads made of
+  several statements (a page and its total) run in a READ ONLY REPEATABLE READ transaction.
+- **Indexes and tallies** are rows kept in the same transaction as each write, queried in SQL
+  (``engine.store.pg_indexes``). Which are built, at which version, is in ``cf_indexes``: declaring an
+  index again with the same name, table and version (a restart) reuses its rows; another version rebuilds
+  it in one transaction. A write to a table with a built index this process has not declared marks that
+  index stale (it cannot keep it), so the next declaration rebuilds it instead of trusting old rows: every
+  process writing to a database must declare the same indexes (Civicflow's ``Engine`` always does).
+- **Connections**: a small pool (at most ``pool_size`` idle connections kept; more are opened while many
+  threads work at once), so each thread of a threaded server (waitress) borrows one per read or transaction.
+  A process forked with connections open (gunicorn ``--preload``) drops the inherited ones in the child
+  without closing them (closing would end the parent's sessions) and opens its own.
+- **Schema**: versioned migrations (``engine.store.pg_migrations``) applied by ``civicflow db upgrade``;
+  opening a store checks the version and stops with one sentence saying what to run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
+
+from engine.store import pg_indexes as pgi
+from engine.store import pg_migrations
+from engine.store.base import Doc, Index, Key, Page, Predicate, Store, Tally, Transaction
+from engine.store.fileformat import loads_doc
+from engine.store.memory import StoreError, check_id, check_table
+
+#: The advisory lock every write transaction holds (any constant; "Civi").
+WRITE_LOCK = 0x43697669
+_STREAM_ROWS = 500
+
+
+def describe(url: str) -> str:
+    """``user@host:port/dbname`` of a connection URL, without its password, for messages."""
+    try:
+        info = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable database URL)"
+    host = info.get("host") or "localhost"
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"{user}{host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """An autocommit connection, or :class:`StoreError` naming the database (never the password)."""
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"cannot reach the database {describe(url)}: {reason}") from exc
+    set_json_loads(loads_doc, conn)
+    return conn
+
+
+def encode_doc(doc: Any, doc_id: int) -> tuple[Doc, str]:
+    """A private copy of ``doc`` with ``"id"`` set, as it will read back, and its JSON text."""
+    if not isinstance(doc, dict):
+        raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
+    data = dict(doc)
+    data["id"] = doc_id
+    try:
+        text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"document {doc_id} is not plain JSON: {exc}") from exc
+    if "\\u0000" in text and _has_nul(data):
+        raise TypeError(f"document {doc_id} holds the character U+0000, which PostgreSQL cannot store")
+    return json.loads(text), text
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class _Pool:
+    """Idle connections to reuse; one per borrower at a time. Safe across ``fork`` (see the module docstring)."""
+
+    _all: "weakref.WeakSet[_Pool]" = weakref.WeakSet()
+    _inherited: list[Any] = []  # connections a forked child must neither use nor close
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url, self.size = url, size
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        _Pool._all.add(self)
+
+    def get(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and not conn.broken:
+                    return conn
+        return connect(self.url)
+
+    def put(self, conn: psycopg.Connection[Any], closed: bool) -> None:
+        reusable = (not closed and not conn.closed and not conn.broken
+                    and conn.info.transaction_status == TransactionStatus.IDLE)
+        if reusable:
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for pool in list(cls._all):
+            for conn in pool._idle:
+                try:
+                    os.dup2(devnull, conn.fileno())  # the child's copy of the socket now goes nowhere
+                except (OSError, psycopg.Error):
+                    pass
+                cls._inherited.append(conn)
+            pool._idle = []
+            pool._lock = threading.Lock()
+        os.close(devnull)
+
+
+os.register_at_fork(after_in_child=_Pool._after_fork)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Database failures (connection lost, server down) as :class:`StoreError`, one sentence each."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()
+        raise StoreError(f"the database failed: {text[0] if text else type(exc).__name__}") from exc
+
+
+class PostgresStore(Store):
+    """Tables of JSON documents in PostgreSQL; see the module docstring for the design."""
+
+    def __init__(self, url: str, *, pool_size: int = 16, check_schema: bool = True) -> None:
+        self.url = url
+        self._pool = _Pool(url, pool_size)
+        self._local = threading.local()
+        self._specs: dict[str, Index | Tally] = {}
+        self._closed = False
+        conn = self._pool.get()
+        try:
+            if check_schema:
+                with _errors():
+                    pg_migrations.check(conn)
+        finally:
+            self._pool.put(conn, False)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({describe(self.url)!r})"
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed")
+
+    def _current(self) -> PgTransaction | None:
+        return getattr(self._local, "tx", None)
+
+    @contextmanager
+    def _conn(self, snapshot: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; ``snapshot``: inside a READ ONLY REPEATABLE READ transaction (several
+        statements that must agree, or a server-side cursor)."""
+        self._check_open()
+        conn = self._pool.get()
+        try:
+            with _errors():
+                if snapshot:
+                    with conn.transaction():
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        yield conn
+                else:
+                    yield conn
+        finally:
+            self._pool.put(conn, self._closed)
+
+    def specs_of(self, table: str) -> list[Index | Tally]:
+        return [spec for spec in self._specs.values() if spec.table == table]
+
+    def _index(self, name: str) -> Index:
+        spec = self._specs.get(name)
+        if not isinstance(spec, Index):
+            raise KeyError(f"no index named {name!r}")
+        return spec
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, table: str, doc_id: int) -> Doc | None:
+        tx = self._current()
+        if tx is not None:
+            return tx.get(table, doc_id)
+        check_table(table)
+        check_id(doc_id)
+        with self._conn() as conn:
+            return _get(conn, table, doc_id)
+
+    def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
+        """All documents of ``table`` (matching ``predicate`` if given), ordered by id."""
+        tx = self._current()
+        if tx is not None:
+            return tx.search(table, predicate)
+        check_table(table)
+        with self._conn(snapshot=predicate is not None) as conn:
+            return _search(conn, table, predicate)
+
+    def count(self, table: str, predicate: Predicate | None = None) -> int:
+        tx = self._current()
+        if tx is not None:
+            return tx.count(table, predicate)
+        check_table(table)
+        if predicate is not None:
+            return len(self.search(table, predicate))
+        with self._conn() as conn:
+            return _count(conn, table)
+
+    def tables(self) -> list[str]:
+        """The names of the tables that hold documents, sorted."""
+        with self._conn() as conn:
+            return [row[0] for row in conn.execute("SELECT DISTINCT tbl FROM cf_docs ORDER BY tbl")]
+
+    def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        tx = self._current()
+        if tx is not None:
+            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where)
+        spec = self._index(index)
+        with self._conn(snapshot=True) as conn:
+            return _lookup(conn, spec, keys, offset, limit, newest, where)
+
+    def count_keys(self, index: str, keys: Any) -> int:
+        tx = self._current()
+        if tx is not None:
+            return tx.lookup(index, keys, limit=0).total
+        spec = self._index(index)
+        with self._conn() as conn:
+            return _count_keys(conn, spec, keys)
+
+    def totals(self, tally: str) -> dict[Key, float]:
+        if not isinstance(self._specs.get(tally), Tally):
+            raise KeyError(f"no tally named {tally!r}")
+        tx = self._current()
+        if tx is not None:
+            return _totals(tx._conn, tally)
+        with self._conn() as conn:
+            return _totals(conn, tally)
+
+    # -- indexes --------------------------------------------------------------------------
+
+    def add_index(self, index: Index | Tally) -> None:
+        """Declare an index or tally: reuse its rows if this name, table, kind and version are built, else
+        build it from every document of its table, in one transaction."""
+        check_table(index.table)
+        kind = "tally" if isinstance(index, Tally) else "index"
+        with self.transaction() as tx:
+            conn = tx._conn
+            row = conn.execute("SELECT tbl, kind, version FROM cf_indexes WHERE name = %s", (index.name,)).fetchone()
+            if row != (index.table, kind, index.version):
+                pgi.rebuild(conn, index)
+                conn.execute("INSERT INTO cf_indexes (name, tbl, kind, version) VALUES (%s, %s, %s, %s) "
+                             "ON CONFLICT (name) DO UPDATE SET tbl = excluded.tbl, kind = excluded.kind, "
+                             "version = excluded.version", (index.name, index.table, kind, index.version))
+        self._specs[index.name] = index  # only once built: a failed build leaves the old declaration
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One database transaction holding the write lock (see the module docstring); nested blocks on the
+        same thread join it as savepoints (an exception in one discards only its writes)."""
+        outer = self._current()
+        if outer is not None:
+            with _errors(), outer._conn.transaction():
+                yield outer
+            return
+        self._check_open()
+        conn = self._pool.get()
+        tx = PgTransaction(self, conn)
+        try:
+            with _errors(), conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                self._local.tx = tx
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+                    tx._active = False
+                tx._before_commit()
+        finally:
+            self._pool.put(conn, self._closed)
+
+    def close(self) -> None:
+        """Close the pooled connections; later use raises ``StoreError``."""
+        self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class PgTransaction(Transaction):
+    """Reads and writes on the connection of one database transaction (see ``PostgresStore.transaction``)."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any]) -> None:
+        self._store = store
+        self._conn = conn
+        self._active = True
+        self._written: set[str] = set()
+        self._maintain = pgi.Maintenance(store.specs_of)
+
+    def _check(self, table: str) -> str:
+        if not self._active:
+            raise StoreError("this transaction has ended; start a new one with store.transaction()")
+        return check_table(table)
+
+    def get(self, table: str, doc_id: int) -> Doc | None:
+        self._check(table)
+        with _errors():
+            return _get(self._conn, table, check_id(doc_id))
+
+    def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
+        self._check(table)
+        with _errors():
+            return _search(self._conn, table, predicate)
+
+    def count(self, table: str, predicate: Predicate | None = None) -> int:
+        if predicate is not None:
+            return len(self.search(table, predicate))
+        self._check(table)
+        with _errors():
+            return _count(self._conn, table)
+
+    def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
+               newest: bool = True, where: Predicate | None = None) -> Page:
+        spec = self._store._index(index)
+        self._check(spec.table)
+        with _errors():
+            return _lookup(self._conn, spec, keys, offset, limit, newest, where)
+
+    def insert(self, table: str, doc: Doc) -> int:
+        """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
+        self._check(table)
+        with _errors():
+            doc_id = self._conn.execute(
+                "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, 1) ON CONFLICT (tbl) "
+                "DO UPDATE SET last_id = cf_last_ids.last_id + 1 RETURNING last_id", (table,)).fetchone()[0]
+            stored, text = encode_doc(doc, doc_id)
+            self._write(table, doc_id, stored, "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb)",
+                        (table, doc_id, text), fresh=True)
+        return doc_id
+
+    def replace(self, table: str, doc_id: int, doc: Doc) -> None:
+        """Store a copy of ``doc`` under ``doc_id`` (creating or overwriting it); sets ``"id"``."""
+        self._check(table)
+        stored, text = encode_doc(doc, check_id(doc_id))
+        with _errors():
+            self._conn.execute(
+                "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, %s) ON CONFLICT (tbl) "
+                "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id)", (table, doc_id))
+            self._write(table, doc_id, stored,
+                        "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb) "
+                        "ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc", (table, doc_id, text))
+
+    def delete(self, table: str, doc_id: int) -> None:
+        """Remove the document; deleting one that does not exist is a no-op."""
+        self._check(table)
+        with _errors():
+            self._write(table, check_id(doc_id), None, "DELETE FROM cf_docs WHERE tbl = %s AND id = %s",
+                        (table, doc_id))
+
+    def _write(self, table: str, doc_id: int, doc: Doc | None, sql: str, params: tuple[Any, ...],
+               fresh: bool = False) -> None:
+        self._written.add(table)
+        old = self._maintain.remove(self._conn, table, doc_id, sql, params, fresh)
+        self._maintain.add(self._conn, table, doc_id, doc, old)
+
+    def _before_commit(self) -> None:
+        """Mark stale the built indexes on the tables written that this process does not keep."""
+        if not self._written:
+            return
+        declared = [(s.name, s.version) for s in self._store._specs.values()]
+        self._conn.execute(
+            "UPDATE cf_indexes SET version = NULL WHERE tbl = ANY(%s) AND version IS NOT NULL "
+            "AND (name, version) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (sorted(self._written), [n for n, _ in declared], [v for _, v in declared]))
+
+
+# -- queries shared by the store (a pooled connection) and a transaction (its connection) ------------
+
+
+def _get(conn: psycopg.Connection[Any], table: str, doc_id: int) -> Doc | None:
+    row = conn.execute("SELECT doc FROM cf_docs WHERE tbl = %s AND id = %s", (table, doc_id)).fetchone()
+    return None if row is None else row[0]
+
+
+def _stream(conn: psycopg.Connection[Any], sql: str, params: Any) -> Iterator[Doc]:
+    """The first column of each row, fetched ``_STREAM_ROWS`` at a time from a server-side cursor (inside
+    a transaction), so scanning a big table never holds all of it."""
+    _stream.serial += 1  # type: ignore[attr-defined]
+    with conn.cursor(name=f"cf_stream_{_stream.serial}") as cur:  # type: ignore[attr-defined]
+        cur.itersize = _STREAM_ROWS
+        cur.execute(sql, params)
+        for row in cur:
+            yield row[0]
+
+
+_stream.serial = 0  # type: ignore[attr-defined]
+
+
+def _search(conn: psycopg.Connection[Any], table: str, predicate: Predicate | None) -> list[Doc]:
+    sql = "SELECT doc FROM cf_docs WHERE tbl = %s ORDER BY id"
+    if predicate is None:
+        return [row[0] for row in conn.execute(sql, (table,))]
+    return [doc for doc in _stream(conn, sql, (table,)) if predicate(doc.copy())]
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    return conn.execute("SELECT count(*) FROM cf_docs WHERE tbl = %s", (table,)).fetchone()[0]
+
+
+def _lookup(conn: psycopg.Connection[Any], spec: Index, keys: Any, offset: int, limit: int | None,
+            newest: bool, where: Predicate | None) -> Page:
+    wanted = list(dict.fromkeys(pgi.encode_key(k) for k in keys))
+    if not wanted:
+        return Page([], 0)
+    params = pgi.query_params(spec, wanted)
+    sql = pgi.hits_sql(wanted, newest)
+    if where is not None:
+        docs, total = pgi.window(_stream(conn, sql, params), offset, limit, where)
+        return Page(docs, total)
+    total = conn.execute(pgi.count_sql(wanted), params).fetchone()[0]
+    if limit == 0 or offset >= total:
+        return Page([], total)
+    page = conn.execute(sql + " OFFSET %(offset)s LIMIT %(limit)s", {**params, "offset": offset, "limit": limit})
+    return Page([row[0] for row in page], total)
+
+
+def _count_keys(conn: psycopg.Connection[Any], spec: Index, keys: Any) -> int:
+    wanted = list(dict.fromkeys(pgi.encode_key(k) for k in keys))
+    if not wanted:
+        return 0
+    return conn.execute(pgi.count_sql(wanted), pgi.query_params(spec, wanted)).fetchone()[0]
+
+
+def _totals(conn: psycopg.Connection[Any], tally: str) -> dict[Key, float]:
+    rows = conn.execute("SELECT key, total FROM cf_tally_sums WHERE tally = %s AND total <> 0", (tally,))
+    return {pgi.decode_key(key): pgi.number(total) for key, total in rows}
