@@ -114,7 +114,11 @@ class PgServer:
             tables = [row[0] for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'cf_schema_version'")]
             conn.execute("; ".join(f"DELETE FROM {t}" for t in tables))
-        self._free.append(url)
+            versions = [row[0] for row in conn.execute("SELECT version FROM cf_schema_version ORDER BY version")]
+        if versions == [v for v, _sql in pg_migrations.MIGRATIONS]:
+            self._free.append(url)
+        else:  # the test changed the schema's record: not fresh any more
+            self.drop(url)
 
     def stop(self) -> None:
         if not self.data.exists():

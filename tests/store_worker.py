@@ -1,4 +1,5 @@
-"""A child process for tests/test_store_durability.py: works on a TinyDBStore and reports on stdout.
+"""A child process for tests/test_store_durability.py: works on a TinyDBStore (PATH a file) or a PostgresStore
+(PATH a postgresql:// URL; COMPACT_BYTES is then ignored) and reports on stdout.
 
     store_worker.py acks PATH COMPACT_BYTES
         Forever: one transaction inserting the same token into "acks" and "pairs";
@@ -19,10 +20,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from engine.store import TinyDBStore  # noqa: E402
+from engine.store import Store, TinyDBStore, is_database_url  # noqa: E402
 
 
-def open_store(path: str, compact: str) -> TinyDBStore:
+def open_store(path: str, compact: str = "default") -> Store:
+    if is_database_url(path):
+        from engine.store import PostgresStore
+
+        return PostgresStore(path)
     return TinyDBStore(path, compact_bytes=None if compact == "default" else int(compact))
 
 
@@ -53,7 +58,7 @@ def counter(path: str, compact: str, worker: str, count: str) -> None:
 
 
 def reader(path: str, total: str) -> None:
-    store = TinyDBStore(path)
+    store = open_store(path)
     print("ready", flush=True)
     sys.stdin.readline()
     problems = []

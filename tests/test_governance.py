@@ -17,14 +17,14 @@ from engine.notify import NOTIFICATIONS
 from engine.runtime import Engine
 from engine.store import open_store
 from engine.users import User
-from tests.conftest import GOVERNANCE_USERS, add_users, governance_dir
+from tests.conftest import GOVERNANCE_USERS, STORES, add_users, governance_dir, store_location
 
 U = {name: User(name, full, tuple(roles), unit) for name, full, roles, unit in GOVERNANCE_USERS}
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=STORES)
 def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
-    store = open_store(None if request.param == "memory" else str(tmp_path / "gov.json"))
+    store = open_store(store_location(request.param, request, tmp_path, "gov.json"))
     add_users(store, GOVERNANCE_USERS)
     engine = Engine(load_definitions(governance_dir(tmp_path)), store, clock=FrozenClock("2026-11-27T09:00:00"))
     yield engine

@@ -15,7 +15,7 @@ from engine.loader import load_definitions
 from engine.runtime import Engine
 from engine.store import open_store
 from engine.users import User
-from tests.conftest import definitions_dir
+from tests.conftest import STORES, definitions_dir, store_location
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,9 @@ REQUEST = {"subject": "活动室椅子", "items": [{"item": "椅子", "qty": "4"
            "unit": "renjia"}
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=STORES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path, registry: ActionRegistry) -> Engine:
-    store = open_store(None if request.param == "memory" else str(tmp_path / "db.json"))
+    store = open_store(store_location(request.param, request, tmp_path))
     defs = load_definitions(definitions_dir(tmp_path), registry)
     yield Engine(defs, store, registry, clock=FrozenClock("2026-11-27T09:00:00"))
     store.close()
@@ -151,8 +151,8 @@ def test_sensitive_changes_are_masked_in_history(tmp_path: Path):
     assert case.history[-1]["changes"] == [{"field": "phone", "old": "138****5678", "new": "139****1111", "masked": True}]
 
 
-def test_engine_core_imports_neither_flask_nor_tinydb():
+def test_engine_core_imports_neither_flask_nor_tinydb_nor_psycopg():
     code = ("import sys, engine.spec, engine.loader, engine.expressions, engine.forms, engine.runtime, engine.cases;"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'tinydb')))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'tinydb', 'psycopg')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

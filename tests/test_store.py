@@ -272,8 +272,8 @@ def test_a_finished_transaction_cannot_be_used(store):
     assert store.count("cases") == 1
 
 
-def test_a_closed_store_refuses_work(tmp_path):
-    for s in (MemoryStore(), TinyDBStore(tmp_path / "db.json")):
+def test_a_closed_store_refuses_work(tmp_path, pg_url):
+    for s in (MemoryStore(), TinyDBStore(tmp_path / "db.json"), PostgresStore(pg_url)):
         s.close()
         with pytest.raises(StoreError):
             s.get("cases", 1)
@@ -347,13 +347,14 @@ _op = st.one_of(
 _transactions = st.lists(st.tuples(st.lists(_op, max_size=6), st.booleans()), max_size=12)
 
 
-@pytest.mark.parametrize("kind", ["memory", "tinydb"])
+@pytest.mark.parametrize("kind", STORES)
 @settings(max_examples=40, deadline=None)
 @given(transactions=_transactions)
-def test_the_store_behaves_like_a_dict_of_dicts(kind, transactions):
+def test_the_store_behaves_like_a_dict_of_dicts(kind, transactions, pg_server):
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "db.json")
-        store = MemoryStore() if kind == "memory" else TinyDBStore(path, compact_bytes=300)
+        path = pg_server.lease() if kind == "postgres" else os.path.join(tmp, "db.json")
+        store = {"memory": MemoryStore, "tinydb": lambda: TinyDBStore(path, compact_bytes=300),
+                 "postgres": lambda: PostgresStore(path)}[kind]()
         model: dict[str, dict[int, dict]] = {"a": {}, "b": {}}
         last = {"a": 0, "b": 0}
         for ops, fail in transactions:
@@ -385,10 +386,12 @@ def test_the_store_behaves_like_a_dict_of_dicts(kind, transactions):
         for table in model:
             assert store.search(table) == [model[table][k] for k in sorted(model[table])]
         store.close()
-        if kind == "tinydb":
-            with TinyDBStore(path) as again:
+        if kind != "memory":
+            with (TinyDBStore(path) if kind == "tinydb" else PostgresStore(path)) as again:
                 for table in model:
                     assert again.search(table) == [model[table][k] for k in sorted(model[table])]
+        if kind == "postgres":
+            pg_server.give_back(path)
 
 
 

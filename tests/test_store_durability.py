@@ -1,6 +1,6 @@
-"""The TinyDB file store under real processes: SIGKILL mid-stream, and several writers at once.
+"""The durable stores under real processes: SIGKILL mid-stream, and several writers at once.
 
-Real files, real fsync, real ``kill -9``; the workers are tests/store_worker.py.
+Real files, real fsync, a real PostgreSQL, real ``kill -9``; the workers are tests/store_worker.py.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import TinyDBStore
+from engine.store import PostgresStore, Store, TinyDBStore
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
 
@@ -39,15 +39,22 @@ KILL_MOMENTS = [(0, 0.0), (1, 0.0), (5, 0.002), (40, 0.0), (3, 0.01), (120, 0.00
                 (2, 0.0005), (60, 0.003), (8, 0.0), (25, 0.0015), (1, 0.02)]
 
 
-@pytest.mark.parametrize("compact", ["default", "2000", "1"],
-                         ids=["rare-compaction", "frequent-compaction", "compaction-every-commit"])
-def test_sigkill_never_loses_an_acknowledged_write(tmp_path, compact):
-    """Kill a writer at assorted moments; after each kill the file opens and holds every ack.
+def reopen(path: Path | str, compact: str = "default") -> Store:
+    if isinstance(path, str):
+        return PostgresStore(path)
+    return TinyDBStore(path, compact_bytes=None if compact == "default" else int(compact))
+
+
+@pytest.mark.parametrize("compact", ["default", "2000", "1", "postgres"],
+                         ids=["rare-compaction", "frequent-compaction", "compaction-every-commit", "postgres"])
+def test_sigkill_never_loses_an_acknowledged_write(tmp_path, compact, request):
+    """Kill a writer at assorted moments; after each kill the store opens and holds every ack.
 
     With compaction at every commit most of a transaction's time is spent compacting,
-    so most of those kills land in the middle of a compaction.
+    so most of those kills land in the middle of a compaction. On PostgreSQL a kill lands
+    mid-transaction (the server rolls it back) or between them.
     """
-    path = tmp_path / "db.json"
+    path: Path | str = request.getfixturevalue("pg_url") if compact == "postgres" else tmp_path / "db.json"
     acknowledged: list[str] = []
     for wait_for, delay in KILL_MOMENTS:
         proc = start("acks", str(path), compact)
@@ -59,22 +66,23 @@ def test_sigkill_never_loses_an_acknowledged_write(tmp_path, compact):
         # Lines printed before the kill but not read yet were acknowledged too.
         acknowledged += [line for line in out.decode().split("\n")[:-1]]
 
-        with TinyDBStore(path, compact_bytes=None if compact == "default" else int(compact)) as s:
+        with reopen(path, compact) as s:
             acks = {d["token"] for d in s.search("acks")}
             pairs = {d["token"] for d in s.search("pairs")}
             assert set(acknowledged) <= acks
             assert acks == pairs  # every transaction landed whole or not at all
             ids = [d["id"] for d in s.search("acks")]
             assert ids == sorted(set(ids))
-        if path.exists():  # the snapshot is only ever replaced whole
+        if isinstance(path, Path) and path.exists():  # the snapshot is only ever replaced whole
             json.loads(path.read_text())
 
     assert len(acknowledged) >= sum(n for n, _ in KILL_MOMENTS)
 
 
-def test_concurrent_processes_serialize_their_transactions(tmp_path):
-    """Two writers increment one counter and insert items while compacting; a reader watches."""
-    path = tmp_path / "db.json"
+@pytest.mark.parametrize("kind", ["tinydb", "postgres"])
+def test_concurrent_processes_serialize_their_transactions(tmp_path, kind, request):
+    """Two writers increment one counter and insert items (while compacting, on TinyDB); a reader watches."""
+    path: Path | str = request.getfixturevalue("pg_url") if kind == "postgres" else tmp_path / "db.json"
     writers, per_writer = 2, 200
     total = writers * per_writer
     procs = [start("counter", str(path), "3000", f"w{n}", str(per_writer)) for n in range(writers)]
@@ -96,11 +104,12 @@ def test_concurrent_processes_serialize_their_transactions(tmp_path):
     assert min(ids_by_writer[0]) < max(ids_by_writer[1]) and min(ids_by_writer[1]) < max(ids_by_writer[0]), \
         "the writers did not overlap, so this run proved nothing"
     assert outputs[-1][0].decode().startswith("ok"), outputs[-1][0].decode()
-    with TinyDBStore(path) as s:
+    with reopen(path) as s:
         assert s.get("counters", 1)["value"] == total
         items = s.search("items")
         assert sorted((d["worker"], d["i"]) for d in items) == sorted(
             (f"w{w}", i) for w in range(writers) for i in range(per_writer))
         assert [d["id"] for d in items] == list(range(1, total + 1))
+    if isinstance(path, Path):
         seq = json.loads(path.read_text())["_meta"]["1"]["seq"]
         assert seq > 100  # compactions happened during the run

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any, Callable
@@ -30,7 +29,6 @@ from typing import Any, Callable
 from engine.store.base import Doc, Index, Key, Tally
 
 _NONE, _NUMBER, _STRING, _SEQUENCE, _END = 0x05, 0x10, 0x20, 0x30, 0x00
-_FRACTION_ZERO = bytes(8)
 
 
 # -- encodings ------------------------------------------------------------------------------
@@ -68,17 +66,44 @@ def decode_key(text: str) -> Key:
 
 
 def _encode_int(n: int, out: bytearray) -> None:
-    """Arbitrary-size integers in byte order: a length byte (above 0x80 for >= 0, below for < 0), then the
-    magnitude big-endian (one's complement when negative, so a bigger magnitude sorts lower)."""
+    """Arbitrary-size integers in byte order: a two-byte length (above 0x8000 for >= 0, below for < 0), then
+    the magnitude big-endian (one's complement when negative, so a bigger magnitude sorts lower)."""
     size = (abs(n).bit_length() + 7) // 8
-    if size > 120:
-        raise ValueError(f"an order value is too large an integer: {n}")
+    if size >= 0x7FFF:
+        raise ValueError(f"an order value is too large an integer ({size} bytes)")
     if n >= 0:
-        out.append(0x80 + size)
+        out += (0x8000 + size).to_bytes(2, "big")
         out += n.to_bytes(size, "big")
     else:
-        out.append(0x80 - size)
+        out += (0x8000 - size).to_bytes(2, "big")
         out += ((1 << (8 * size)) - 1 + n).to_bytes(size, "big")
+
+
+def _escaped(data: bytes, out: bytearray) -> None:
+    """Bytes then a terminator, 0x00 inside escaped as 0x00 0xFF: a prefix sorts first, whatever follows."""
+    out += data.replace(b"\x00", b"\x00\xff")
+    out.append(_END)
+
+
+def _encode_number(value: int | float, out: bytearray) -> None:
+    """Exactly: the integer part (floor), then the binary digits of the fraction, trailing zeros cut (so
+    1 and 1.0 give the same bytes, as 1 == 1.0). Floats are exact binary fractions (``as_integer_ratio``)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise ValueError("an order value cannot be NaN (it is unordered)")
+        if math.isinf(value):
+            out += b"\xff\xff" if value > 0 else b"\x00\x00"
+            out.append(_END)
+            return
+        p, q = value.as_integer_ratio()  # q is a power of two
+        whole = p // q
+        rest, bits = p - whole * q, q.bit_length() - 1
+        _encode_int(whole, out)
+        size = (bits + 7) // 8
+        _escaped((rest << (8 * size - bits)).to_bytes(size, "big").rstrip(b"\x00") if rest else b"", out)
+    else:
+        _encode_int(int(value), out)
+        out.append(_END)
 
 
 def _encode(value: Any, out: bytearray) -> None:
@@ -86,23 +111,10 @@ def _encode(value: Any, out: bytearray) -> None:
         out.append(_NONE)
     elif isinstance(value, (int, float)):
         out.append(_NUMBER)
-        if isinstance(value, float):
-            if math.isnan(value):
-                raise ValueError("an order value cannot be NaN (it is unordered)")
-            if math.isinf(value):
-                out.append(0xFF if value > 0 else 0x00)
-                out += _FRACTION_ZERO
-                return
-            whole = math.floor(value)
-            _encode_int(whole, out)
-            out += struct.pack(">d", value - whole)  # in [0, 1): positive doubles sort as their bytes
-        else:
-            _encode_int(int(value), out)
-            out += _FRACTION_ZERO
+        _encode_number(value, out)
     elif isinstance(value, str):
         out.append(_STRING)
-        out += value.encode("utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff")
-        out.append(_END)
+        _escaped(value.encode("utf-8", "surrogatepass"), out)
     elif isinstance(value, (tuple, list)):
         out.append(_SEQUENCE)
         for item in value:

@@ -161,7 +161,7 @@ os.register_at_fork(after_in_child=_Pool._after_fork)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def database_errors() -> Iterator[None]:
     """Database failures (connection lost, server down) as :class:`StoreError`, one sentence each."""
     try:
         yield
@@ -182,7 +182,7 @@ class PostgresStore(Store):
         conn = self._pool.get()
         try:
             if check_schema:
-                with _errors():
+                with database_errors():
                     pg_migrations.check(conn)
         finally:
             self._pool.put(conn, False)
@@ -206,7 +206,7 @@ class PostgresStore(Store):
         self._check_open()
         conn = self._pool.get()
         try:
-            with _errors():
+            with database_errors():
                 if snapshot:
                     with conn.transaction():
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -311,14 +311,14 @@ class PostgresStore(Store):
         same thread join it as savepoints (an exception in one discards only its writes)."""
         outer = self._current()
         if outer is not None:
-            with _errors(), outer._conn.transaction():
+            with database_errors(), outer._conn.transaction():
                 yield outer
             return
         self._check_open()
         conn = self._pool.get()
         tx = PgTransaction(self, conn)
         try:
-            with _errors(), conn.transaction():
+            with database_errors(), conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 self._local.tx = tx
                 try:
@@ -359,32 +359,32 @@ class PgTransaction(Transaction):
 
     def get(self, table: str, doc_id: int) -> Doc | None:
         self._check(table)
-        with _errors():
+        with database_errors():
             return _get(self._conn, table, check_id(doc_id))
 
     def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
         self._check(table)
-        with _errors():
+        with database_errors():
             return _search(self._conn, table, predicate)
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         if predicate is not None:
             return len(self.search(table, predicate))
         self._check(table)
-        with _errors():
+        with database_errors():
             return _count(self._conn, table)
 
     def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None) -> Page:
         spec = self._store._index(index)
         self._check(spec.table)
-        with _errors():
+        with database_errors():
             return _lookup(self._conn, spec, keys, offset, limit, newest, where)
 
     def insert(self, table: str, doc: Doc) -> int:
         """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
         self._check(table)
-        with _errors():
+        with database_errors():
             doc_id = self._conn.execute(
                 "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, 1) ON CONFLICT (tbl) "
                 "DO UPDATE SET last_id = cf_last_ids.last_id + 1 RETURNING last_id", (table,)).fetchone()[0]
@@ -397,7 +397,7 @@ class PgTransaction(Transaction):
         """Store a copy of ``doc`` under ``doc_id`` (creating or overwriting it); sets ``"id"``."""
         self._check(table)
         stored, text = encode_doc(doc, check_id(doc_id))
-        with _errors():
+        with database_errors():
             self._conn.execute(
                 "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, %s) ON CONFLICT (tbl) "
                 "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id)", (table, doc_id))
@@ -408,7 +408,7 @@ class PgTransaction(Transaction):
     def delete(self, table: str, doc_id: int) -> None:
         """Remove the document; deleting one that does not exist is a no-op."""
         self._check(table)
-        with _errors():
+        with database_errors():
             self._write(table, check_id(doc_id), None, "DELETE FROM cf_docs WHERE tbl = %s AND id = %s",
                         (table, doc_id))
 

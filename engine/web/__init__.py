@@ -15,7 +15,7 @@ from .. import notify
 from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
-from ..store import open_store
+from ..store import is_database_url, open_store
 from . import i18n, settings, ticker
 from .requestlog import RequestLog
 
@@ -41,8 +41,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     :class:`engine.web.settings.SettingsError` if an environment setting is invalid.
 
     Settings come from the defaults below, then the environment (``CIVICFLOW_SECRET_KEY``,
-    ``CIVICFLOW_SECURE_COOKIES``, ``CIVICFLOW_TRUSTED_PROXIES``, ``CIVICFLOW_TICK_SECONDS``), then
-    ``test_config``. ``start_timers=False`` leaves the background ticker off (the CLI builds the app
+    ``CIVICFLOW_SECURE_COOKIES``, ``CIVICFLOW_TRUSTED_PROXIES``, ``CIVICFLOW_TICK_SECONDS``,
+    ``CIVICFLOW_DATABASE_URL``), then ``test_config``. Raises :class:`engine.store.StoreError` when the
+    database cannot be reached or its schema is behind. ``start_timers=False`` leaves the background ticker off (the CLI builds the app
     for one-shot commands; ``civicflow serve`` and ``run`` start it themselves).
     """
     home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
@@ -77,7 +78,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     if not app.config["TICKER_LOCK"] and app.config["STORE"] not in _MEMORY_STORES:
         # The lock guards the store the timers write to, so an app on another store file never waits for
         # it; a memory store lives in one process only, so each process ticks its own (no lock).
-        app.config["TICKER_LOCK"] = (str(instance / "ticker.lock") if app.config["STORE"] == default_store
+        # On a database the lock is the instance's (one leader per host; across hosts: issue 10, point 5).
+        app.config["TICKER_LOCK"] = (str(instance / "ticker.lock")
+                                     if app.config["STORE"] == default_store or is_database_url(app.config["STORE"])
                                      else app.config["STORE"] + ".ticker.lock")
     app.config["UPLOADS"] = app.config["UPLOADS"] or str(instance / "uploads")
 

@@ -17,6 +17,7 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
+from ..store.memory import StoreError
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
 from .settings import SettingsError
@@ -85,6 +86,42 @@ def lint_command(paths: tuple[Path, ...]) -> None:
             click.echo(f"{target}: ok")
     if failed:
         sys.exit(1)
+
+
+# -- civicflow db upgrade: the PostgreSQL schema (kept in its own block; `db` may gain more commands) --------
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The PostgreSQL database (CIVICFLOW_DATABASE_URL)."""
+
+
+@db_group.command("upgrade", with_appcontext=False)
+@click.option("--url", default=None, metavar="URL",
+              help="postgresql://user:password@host:5432/dbname  [default: CIVICFLOW_DATABASE_URL]")
+def db_upgrade_command(url: str | None) -> None:
+    """Bring the database's schema to this Civicflow's version (idempotent; safe while others run it too)."""
+    from ..store import pg_migrations
+    from ..store.postgres_store import connect, database_errors, describe
+
+    url = url or settings.database_url(os.environ)
+    if not url:
+        raise click.UsageError("no database: set CIVICFLOW_DATABASE_URL or give --url")
+    if not url.startswith(settings.DATABASE_SCHEMES):
+        raise click.BadParameter("must be a postgresql:// URL", param_hint="--url")
+    try:
+        conn = connect(url)
+        try:
+            with database_errors():
+                before, after = pg_migrations.upgrade(conn)
+        finally:
+            conn.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if before == after:
+        click.echo(f"{describe(url)}: schema already at version {after}, nothing to do")
+    else:
+        click.echo(f"{describe(url)}: schema upgraded from version {before} to {after}")
 
 
 # Commands that need the app (its definitions and store) are registered on every app's ``app.cli`` by
@@ -207,7 +244,7 @@ def main() -> None:
             click.echo(f"  {problem}", err=True)
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
         sys.exit(1)
-    except SettingsError as exc:
+    except (SettingsError, StoreError) as exc:
         click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

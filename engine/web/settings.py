@@ -1,4 +1,4 @@
-"""Deployment settings read from the environment (secret key, cookies, proxies, timers, server threads).
+"""Deployment settings read from the environment (secret key, cookies, proxies, timers, server threads, database).
 
 Each reader checks its value and raises :class:`SettingsError` with a sentence naming the
 variable and what it must be, so a typo stops the start with one line instead of a traceback
@@ -79,7 +79,26 @@ def app_config(environ: Mapping[str, str]) -> dict[str, Any]:
     tick = _seconds(environ, "CIVICFLOW_TICK_SECONDS")
     if tick is not None:
         config["TICK_SECONDS"] = tick
+    url = database_url(environ)
+    if url is not None:
+        config["STORE"] = url
     return config
+
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_url(environ: Mapping[str, str]) -> str | None:
+    """The PostgreSQL database to keep everything in (``CIVICFLOW_DATABASE_URL``); None: the TinyDB file."""
+    raw = environ.get("CIVICFLOW_DATABASE_URL")
+    if raw is None or not raw.strip():
+        return None
+    url = raw.strip()
+    if not url.startswith(DATABASE_SCHEMES):
+        # Never echo the value: it may hold a password.
+        raise SettingsError("CIVICFLOW_DATABASE_URL must be a PostgreSQL URL, "
+                            "postgresql://user:password@host:5432/dbname (unset it to use the TinyDB file)")
+    return url
 
 
 def threads(environ: Mapping[str, str], default: int = 8) -> int:
