@@ -65,6 +65,9 @@ def store_location(kind: str, request: pytest.FixtureRequest, tmp_path: Path, na
 
 #: The stores every store test and the app fixture run on.
 STORES = ["memory", "tinydb", "postgres"]
+#: The stores the end-to-end process tests with ledgers and tallies run on (the others keep the TinyDB file
+#: only, so the suite stays within its time).
+DURABLE_STORES = ["tinydb", "postgres"]
 
 
 @pytest.fixture
@@ -238,9 +241,11 @@ def case(app: Any, cid: int) -> dict[str, Any]:
     return app.extensions["civicflow"].store.get(CASES, cid)
 
 
-def shipped_app(tmp_path: Path, clock: FrozenClock, users: list[tuple[str, str, list[str], str]]) -> Any:
-    """An app on the shipped definitions with a TinyDB file store, a frozen clock and ``users`` (use with yield from)."""
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
+def shipped_app(tmp_path: Path, clock: FrozenClock, users: list[tuple[str, str, list[str], str]],
+                store: str | None = None) -> Any:
+    """An app on the shipped definitions with a store (default: a TinyDB file; see ``store_location``), a frozen
+    clock and ``users`` (use with yield from)."""
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": store or str(tmp_path / "cf.json"),
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, users)
     yield app

@@ -11,14 +11,14 @@ import pytest
 
 from engine.clock import FrozenClock
 from engine.web import create_app
-from tests.conftest import GOVERNANCE_USERS, Browser, add_users, governance_dir
+from tests.conftest import DURABLE_STORES, GOVERNANCE_USERS, Browser, add_users, governance_dir, store_location
 from tests.test_governance import U
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Any:
+@pytest.fixture(params=DURABLE_STORES)
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     clock = FrozenClock("2026-11-27T09:00:00")
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "d.json"),
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": store_location(request.param, request, tmp_path),
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(governance_dir(tmp_path)), "CLOCK": clock})
     engine = app.extensions["civicflow"]
     add_users(engine.store, GOVERNANCE_USERS + [("boss", "区领导", ["community_staff"], "huizhou")])

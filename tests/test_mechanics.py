@@ -12,16 +12,16 @@ from engine import spec, transition
 from engine.clock import FrozenClock
 from engine.mechanics import collect, notice, ranking, timers
 from engine.mechanics.base import SYSTEM
-from tests.conftest import act, case, shipped_app
+from tests.conftest import DURABLE_STORES, act, case, shipped_app, store_location
 from tests.test_process_awards import USERS, nominate
 
 #: History entries that are no move: the case stays where it is.
 NO_MOVE = {"start", "overdue", "recuse", "timer_skipped", "escalation_failed"}
 
 
-@pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS)
+@pytest.fixture(params=DURABLE_STORES)
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
 
 
 @pytest.fixture

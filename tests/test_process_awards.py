@@ -10,7 +10,7 @@ import pytest
 
 from engine import ledger
 from engine.clock import FrozenClock
-from tests.conftest import Browser, act, case, shipped_app, started
+from tests.conftest import DURABLE_STORES, Browser, act, case, shipped_app, started, store_location
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -30,9 +30,9 @@ USERS = [
 EVALUATORS = ("district", "district2", "district3")
 
 
-@pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS)
+@pytest.fixture(params=DURABLE_STORES)
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
 
 
 def nomination(name: str, **more: str) -> dict[str, str]:
