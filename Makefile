@@ -6,14 +6,15 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 CHROMIUM := /usr/bin/chromium
+PG_BIN   := /usr/lib/postgresql/15/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser-deps lint bench bench-http clean
+.PHONY: run test browser-deps postgres-deps lint bench bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -24,9 +25,18 @@ run: $(STAMP)
 	$(BIN)/civicflow demo
 	$(BIN)/civicflow serve --host $(HOST) --port $(PORT)
 
-## test: install what the tests need and run every test
-test: $(STAMP) browser-deps
+## test: install what the tests need and run every test (the store tests start their own PostgreSQL)
+test: $(STAMP) browser-deps postgres-deps
 	$(BIN)/python -m pytest
+
+## postgres-deps: Debian's PostgreSQL server binaries for the store tests (tests/pg.py), via apt-get when missing
+postgres-deps:
+	@if [ ! -x $(PG_BIN)/initdb ] || [ ! -x $(PG_BIN)/pg_ctl ]; then \
+	  echo "make: installing postgresql with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	fi
+	@test -x $(PG_BIN)/initdb || { echo "make: $(PG_BIN)/initdb is still missing; the store tests need PostgreSQL 15"; exit 1; }
 
 ## browser-deps: Debian's Chromium and CJK fonts for tests/browser (Playwright drives them), via apt-get when missing
 browser-deps:
