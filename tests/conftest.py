@@ -65,8 +65,8 @@ def store_location(kind: str, request: pytest.FixtureRequest, tmp_path: Path, na
 
 #: The stores every store test and the app fixture run on.
 STORES = ["memory", "tinydb", "postgres"]
-#: The stores the end-to-end process tests with ledgers and tallies run on (the others keep the TinyDB file
-#: only, so the suite stays within its time).
+#: The stores the end-to-end process tests run on (not memory: its semantics are the store tests' business, and
+#: the suite's time is better spent on the two stores people deploy).
 DURABLE_STORES = ["tinydb", "postgres"]
 
 

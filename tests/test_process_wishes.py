@@ -11,7 +11,7 @@ import pytest
 
 from engine.clock import FrozenClock
 from engine.notify import NOTIFICATIONS
-from tests.conftest import Browser, case, shipped_app, started
+from tests.conftest import DURABLE_STORES, Browser, case, shipped_app, started, store_location
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -33,9 +33,9 @@ WISH = {"wish_content": "一台助听器", "grid": "renjia-g1", "beneficiary_typ
         "estimated_value": "400", "source": "visit", "wish_details": "82岁独居，听力下降"}
 
 
-@pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS)
+@pytest.fixture(params=DURABLE_STORES)
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
 
 
 def version(b: Browser, cid: int) -> str:
