@@ -12,7 +12,7 @@ from engine import ledger
 from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.web import create_app
-from tests.conftest import Browser, GOVERNANCE_USERS, act, add_users, governance_dir, started
+from tests.conftest import DURABLE_STORES, Browser, GOVERNANCE_USERS, act, add_users, governance_dir, started, store_location
 
 
 @pytest.fixture
@@ -20,9 +20,9 @@ def clock() -> FrozenClock:
     return FrozenClock("2026-11-27T09:00:00")
 
 
-@pytest.fixture
-def app(tmp_path: Path, clock: FrozenClock) -> Any:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "gov.json"),
+@pytest.fixture(params=DURABLE_STORES)
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": store_location(request.param, request, tmp_path),
                       "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(governance_dir(tmp_path)), "CLOCK": clock})
     add_users(app.extensions["civicflow"].store, GOVERNANCE_USERS)
     yield app
