@@ -233,3 +233,26 @@ def test_the_app_uses_the_database_the_setting_names(pg_url, tmp_path):
     with PostgresStore(pg_url) as s:
         assert s.count("users") > 0 and s.count("cases") > 0
     assert not (tmp_path / "civicflow.json").exists()  # nothing went to a TinyDB file
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(pg_url):
+    """gunicorn --preload forks with the store open: the child must not use or end the parent's sessions."""
+    import gc
+
+    with PostgresStore(pg_url) as s:
+        put(s, {"owner": "a", "at": "1"})
+        parent_session = s._pool._idle[0].info.backend_pid
+        pid = os.fork()
+        if pid == 0:  # the child: write through its own connection, close the store, collect what it inherited
+            code = 1
+            try:
+                put(s, {"owner": "child", "at": "2"})
+                code = 0 if s._pool._idle[0].info.backend_pid != parent_session else 2
+                s.close()
+                gc.collect()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert s._pool._idle[0].info.backend_pid == parent_session
+        assert [d["owner"] for d in s.search("items")] == ["a", "child"]  # the parent's session still works

@@ -28,7 +28,7 @@ Design:
   process writing to a database must declare the same indexes (Civicflow's ``Engine`` always does).
 - **Connections**: a small pool (at most ``pool_size`` idle connections kept; more are opened while many
   threads work at once), so each thread of a threaded server (waitress) borrows one per read or transaction.
-  A process forked with connections open (gunicorn ``--preload``) drops the inherited ones in the child
+  A process forked with connections open (gunicorn ``--preload``) forgets the inherited ones in the child
   without closing them (closing would end the parent's sessions) and opens its own.
 - **Schema**: versioned migrations (``engine.store.pg_migrations``) applied by ``civicflow db upgrade``;
   opening a store checks the version and stops with one sentence saying what to run.
@@ -110,11 +110,11 @@ class _Pool:
     """Idle connections to reuse; one per borrower at a time. Safe across ``fork`` (see the module docstring)."""
 
     _all: "weakref.WeakSet[_Pool]" = weakref.WeakSet()
-    _inherited: list[Any] = []  # connections a forked child must neither use nor close
 
     def __init__(self, url: str, size: int) -> None:
         self.url, self.size = url, size
         self._idle: list[psycopg.Connection[Any]] = []
+        self._mine: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()  # opened by this process
         self._lock = threading.Lock()
         _Pool._all.add(self)
 
@@ -124,9 +124,13 @@ class _Pool:
                 conn = self._idle.pop()
                 if not conn.closed and not conn.broken:
                     return conn
-        return connect(self.url)
+        conn = connect(self.url)
+        self._mine.add(conn)
+        return conn
 
     def put(self, conn: psycopg.Connection[Any], closed: bool) -> None:
+        if conn not in self._mine:
+            return  # borrowed before a fork: the parent's, neither reused nor closed here
         reusable = (not closed and not conn.closed and not conn.broken
                     and conn.info.transaction_status == TransactionStatus.IDLE)
         if reusable:
@@ -144,17 +148,12 @@ class _Pool:
 
     @classmethod
     def _after_fork(cls) -> None:
-        devnull = os.open(os.devnull, os.O_RDWR)
+        """In a forked child: forget every inherited connection, so the child neither uses nor closes the
+        parent's sessions (psycopg does not end another process's connections when collecting them)."""
         for pool in list(cls._all):
-            for conn in pool._idle:
-                try:
-                    os.dup2(devnull, conn.fileno())  # the child's copy of the socket now goes nowhere
-                except (OSError, psycopg.Error):
-                    pass
-                cls._inherited.append(conn)
             pool._idle = []
+            pool._mine = weakref.WeakSet()
             pool._lock = threading.Lock()
-        os.close(devnull)
 
 
 os.register_at_fork(after_in_child=_Pool._after_fork)
