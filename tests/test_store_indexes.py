@@ -1,6 +1,8 @@
 """Secondary indexes and tallies: kept in the same transaction as the write, on every store, across processes."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -128,11 +130,23 @@ def test_writes_of_another_process_reach_this_processes_indexes(tmp_path):
         assert two.totals("sums") == one.totals("sums") == {"a": 12, ("all",): 12}
 
 
+@pytest.mark.parametrize("kind", STORES)
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["insert", "replace", "delete"]), st.integers(1, 6),
-                          st.sampled_from("abc"), st.integers(0, 5)), max_size=30))
-def test_the_index_always_agrees_with_a_scan(ops):
-    store = MemoryStore()
+@given(ops=st.lists(st.tuples(st.sampled_from(["insert", "replace", "delete"]), st.integers(1, 6),
+                              st.sampled_from("abc"), st.integers(0, 5)), max_size=30))
+def test_the_index_always_agrees_with_a_scan(kind, ops, pg_server):
+    with tempfile.TemporaryDirectory() as tmp:
+        location = pg_server.lease() if kind == "postgres" else os.path.join(tmp, "db.json")
+        store = MemoryStore() if kind == "memory" else open_store(location)
+        try:
+            check_index_against_a_scan(store, ops)
+        finally:
+            store.close()
+        if kind == "postgres":
+            pg_server.give_back(location)
+
+
+def check_index_against_a_scan(store: Store, ops: list) -> None:
     store.add_index(BY_OWNER)
     store.add_index(SUMS)
     for op, target, owner, at in ops:
