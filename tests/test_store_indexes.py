@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.store import MemoryStore, PostgresStore, Store, TinyDBStore, open_store
+from engine.store import MemoryStore, Store, TinyDBStore, open_store
 from tests.conftest import STORES, store_location
 from engine.store.base import Index, Tally
 

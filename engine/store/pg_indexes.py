@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -270,16 +270,29 @@ def rebuild(conn: Any, spec: Index | Tally) -> int:
 # -- queries ----------------------------------------------------------------------------------------
 
 
-def hits_sql(keys: list[str], newest: bool) -> str:
-    """The ids (and documents) under ``keys`` in order: one key walks the B-tree in order; several are
-    made distinct per document first (a document has the same order under each of its keys)."""
-    direction = "DESC" if newest else "ASC"
+def _source(keys: list[str]) -> str:
+    """The ``(ord, doc_id)`` under ``keys``: one key walks the B-tree in order; several are made distinct per
+    document first (a document has the same order under each of its keys)."""
     if len(keys) == 1:
-        source = "(SELECT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = %(key)s)"
-    else:
-        source = "(SELECT DISTINCT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = ANY(%(keys)s))"
-    return (f"SELECT d.doc FROM {source} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
+        return "(SELECT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = %(key)s)"
+    return "(SELECT DISTINCT ord, doc_id FROM cf_entries WHERE idx = %(idx)s AND key = ANY(%(keys)s))"
+
+
+def hits_sql(keys: list[str], newest: bool) -> str:
+    """Every document under ``keys``, in order (streamed when a Python ``where`` must see them all)."""
+    direction = "DESC" if newest else "ASC"
+    return (f"SELECT d.doc FROM {_source(keys)} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
             f"ORDER BY e.ord {direction}, e.doc_id {direction}")
+
+
+def page_sql(keys: list[str], newest: bool) -> str:
+    """One page of documents under ``keys`` and, on each row, how many there are in all: one statement, so
+    page and total agree without a snapshot transaction. The page is cut from the entries before the join,
+    so a far offset skips index entries, never documents."""
+    direction = "DESC" if newest else "ASC"
+    return (f"SELECT d.doc, h.total FROM (SELECT ord, doc_id, count(*) OVER () AS total FROM {_source(keys)} e "
+            f"ORDER BY ord {direction}, doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s) h "
+            f"JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = h.doc_id ORDER BY h.ord {direction}, h.doc_id {direction}")
 
 
 def count_sql(keys: list[str]) -> str:

@@ -265,7 +265,7 @@ class PostgresStore(Store):
         if tx is not None:
             return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where)
         spec = self._index(index)
-        with self._conn(snapshot=True) as conn:
+        with self._conn(snapshot=where is not None) as conn:  # a streamed lookup needs its cursor's transaction
             return _lookup(conn, spec, keys, offset, limit, newest, where)
 
     def count_keys(self, index: str, keys: Any) -> int:
@@ -467,15 +467,15 @@ def _lookup(conn: psycopg.Connection[Any], spec: Index, keys: Any, offset: int, 
     if not wanted:
         return Page([], 0)
     params = pgi.query_params(spec, wanted)
-    sql = pgi.hits_sql(wanted, newest)
     if where is not None:
-        docs, total = pgi.window(_stream(conn, sql, params), offset, limit, where)
+        docs, total = pgi.window(_stream(conn, pgi.hits_sql(wanted, newest), params), offset, limit, where)
         return Page(docs, total)
-    total = conn.execute(pgi.count_sql(wanted), params).fetchone()[0]
-    if limit == 0 or offset >= total:
-        return Page([], total)
-    page = conn.execute(sql + " OFFSET %(offset)s LIMIT %(limit)s", {**params, "offset": offset, "limit": limit})
-    return Page([row[0] for row in page], total)
+    if limit != 0:
+        rows = conn.execute(pgi.page_sql(wanted, newest), {**params, "offset": offset, "limit": limit}).fetchall()
+        if rows:
+            return Page([doc for doc, _total in rows], rows[0][1])
+    # No row (nothing there, past the end, or limit 0) carries the total: count.
+    return Page([], conn.execute(pgi.count_sql(wanted), params).fetchone()[0])
 
 
 def _count_keys(conn: psycopg.Connection[Any], spec: Index, keys: Any) -> int:
