@@ -107,6 +107,23 @@ def test_ids_increase_per_table_and_are_never_reused(store):
     assert after_replace == 101
 
 
+def test_ids_of_documents_inserted_and_deleted_in_one_transaction_are_free_again(store):
+    insert(store, "cases", {"n": 1})
+    with store.transaction() as tx:
+        kept = tx.insert("cases", {"n": 2})
+        gone = tx.insert("cases", {"n": 3})
+        tx.delete("cases", gone)
+        assert tx.insert("cases", {"n": 4}) == gone + 1  # not handed out twice inside the transaction
+        tx.delete("cases", gone + 1)
+    with store.transaction() as tx:
+        tx.replace("other", 9, {"n": 9})
+        tx.delete("other", 9)
+
+    assert (kept, gone) == (2, 3)
+    assert insert(store, "cases", {"n": 5}) == 3  # never committed, so free again
+    assert insert(store, "other", {"n": 1}) == 1
+
+
 def test_documents_must_be_plain_json(store):
     with pytest.raises(TypeError) as info, store.transaction() as tx:
         tx.insert("cases", {"when": object()})

@@ -349,6 +349,8 @@ class PgTransaction(Transaction):
         self._conn = conn
         self._active = True
         self._written: set[str] = set()
+        #: Per table written: its highest id before this transaction (see ``_before_commit``).
+        self._first_ids: dict[str, int] = {}
         self._maintain = pgi.Maintenance(store.specs_of)
 
     def _check(self, table: str) -> str:
@@ -384,9 +386,12 @@ class PgTransaction(Transaction):
         """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
         self._check(table)
         with database_errors():
-            doc_id = self._conn.execute(
+            doc_id, before = self._conn.execute(
+                "WITH old AS (SELECT last_id FROM cf_last_ids WHERE tbl = %s) "
                 "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, 1) ON CONFLICT (tbl) "
-                "DO UPDATE SET last_id = cf_last_ids.last_id + 1 RETURNING last_id", (table,)).fetchone()[0]
+                "DO UPDATE SET last_id = cf_last_ids.last_id + 1 RETURNING last_id, (SELECT last_id FROM old)",
+                (table, table)).fetchone()
+            self._first_ids.setdefault(table, before or 0)
             stored, text = encode_doc(doc, doc_id)
             self._write(table, doc_id, stored, "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb)",
                         (table, doc_id, text), fresh=True)
@@ -397,9 +402,12 @@ class PgTransaction(Transaction):
         self._check(table)
         stored, text = encode_doc(doc, check_id(doc_id))
         with database_errors():
-            self._conn.execute(
+            before = self._conn.execute(
+                "WITH old AS (SELECT last_id FROM cf_last_ids WHERE tbl = %s) "
                 "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, %s) ON CONFLICT (tbl) "
-                "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id)", (table, doc_id))
+                "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id) "
+                "RETURNING (SELECT last_id FROM old)", (table, table, doc_id)).fetchone()[0]
+            self._first_ids.setdefault(table, before or 0)
             self._write(table, doc_id, stored,
                         "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb) "
                         "ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc", (table, doc_id, text))
@@ -418,14 +426,28 @@ class PgTransaction(Transaction):
         self._maintain.add(self._conn, table, doc_id, doc, old)
 
     def _before_commit(self) -> None:
-        """Mark stale the built indexes on the tables written that this process does not keep."""
+        """Two things in one statement before the commit.
+
+        The highest id of each table becomes the highest id *committed* (or kept from before): ids taken
+        by documents inserted and deleted again in this transaction are free again, as in the other stores
+        (during the transaction ``cf_last_ids`` counts every id handed out, so a later insert never reuses
+        one; any document above the old highest id was written by this transaction, so the highest one
+        left, read from the documents themselves, is right even after savepoints rolled back).
+
+        The built indexes on the tables written that this process does not keep are marked stale.
+        """
         if not self._written:
             return
         declared = [(s.name, s.version) for s in self._store._specs.values()]
+        tables = sorted(self._first_ids)
         self._conn.execute(
-            "UPDATE cf_indexes SET version = NULL WHERE tbl = ANY(%s) AND version IS NOT NULL "
-            "AND (name, version) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-            (sorted(self._written), [n for n, _ in declared], [v for _, v in declared]))
+            "WITH stale AS (UPDATE cf_indexes SET version = NULL WHERE tbl = ANY(%s) AND version IS NOT NULL "
+            "  AND (name, version) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))) "
+            "UPDATE cf_last_ids l SET last_id = greatest(u.first, (SELECT coalesce(max(d.id), 0) FROM cf_docs d "
+            "  WHERE d.tbl = l.tbl AND d.id > u.first)) "
+            "FROM unnest(%s::text[], %s::bigint[]) AS u(tbl, first) WHERE l.tbl = u.tbl AND l.last_id > u.first",
+            (sorted(self._written), [n for n, _ in declared], [v for _, v in declared],
+             tables, [self._first_ids[t] for t in tables]))
 
 
 # -- queries shared by the store (a pooled connection) and a transaction (its connection) ------------
