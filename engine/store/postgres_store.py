@@ -6,8 +6,9 @@ Design:
   the document. Ids are handed out per logical table from ``cf_last_ids`` (the highest id ever used, bumped
   by inserts and by replaces with a higher id), so, as in the other stores, a deleted id is never reused and
   an id taken by a transaction that rolled back is free again. JSONB does not keep the order of an object's
-  keys (JSON objects are unordered; Civicflow compares and hashes documents with sorted keys) and cannot
-  hold the character U+0000, which is refused with a clear error.
+  keys (JSON objects are unordered; Civicflow compares and hashes documents with sorted keys), keeps
+  numbers as ``numeric`` (a float of 1e16 or more reads back as the equal integer), and cannot hold the
+  character U+0000, which is refused with a clear error.
 - **A transaction is one database transaction** (READ COMMITTED) that first takes
   ``pg_advisory_xact_lock(WRITE_LOCK)``: writers queue on that lock, across threads, processes and hosts,
   exactly as they queue on the file store's ``flock``, and it is released by the commit or rollback itself
@@ -170,7 +171,13 @@ def database_errors() -> Iterator[None]:
 
 
 class PostgresStore(Store):
-    """Tables of JSON documents in PostgreSQL; see the module docstring for the design."""
+    """Tables of JSON documents in PostgreSQL; see the module docstring for the design.
+
+    As with the file store, nested ``transaction()`` blocks on one thread join the outer one, and store-level
+    reads (``totals`` too) on a thread inside a transaction go through it; two store objects on one database
+    are like two processes, so a transaction on one inside a transaction on the other, on one thread, waits
+    for the write lock forever.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 16, check_schema: bool = True) -> None:
         self.url = url
