@@ -65,8 +65,9 @@ def store_location(kind: str, request: pytest.FixtureRequest, tmp_path: Path, na
 
 #: The stores every store test and the app fixture run on.
 STORES = ["memory", "tinydb", "postgres"]
-#: The stores the end-to-end process tests run on (not memory: its semantics are the store tests' business, and
-#: the suite's time is better spent on the two stores people deploy).
+#: The stores the end-to-end tests of processes with ledgers, tallies, claims and redemptions run on (points,
+#: awards, public decisions, wishes, volunteers, mechanics, dashboard, governance web); the other process
+#: tests keep the TinyDB file only, so the whole suite stays within 1.5x its time without PostgreSQL.
 DURABLE_STORES = ["tinydb", "postgres"]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from engine import ledger
 from engine.clock import FrozenClock
-from tests.conftest import DURABLE_STORES, Browser, act, case, shipped_app, started, store_location
+from tests.conftest import Browser, act, case, shipped_app, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -33,9 +33,9 @@ REPORT = {"person": "陈静", "person_post": "community_worker", "unit": "renjia
           "summary": "全年入户走访520户，办结居民诉求86件，组织志愿服务活动24场。"}
 
 
-@pytest.fixture(params=DURABLE_STORES)
-def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+@pytest.fixture
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def rate(who: Any, cid: int, raters: list[str] = RATERS) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engine.clock import FrozenClock
-from tests.conftest import DURABLE_STORES, Browser, act, case, shipped_app, started, store_location
+from tests.conftest import Browser, act, case, shipped_app, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -32,9 +32,9 @@ PROJECT = {"project_name": "健身器材维修更换", "category": "facilities",
            "planned_beneficiaries": "200", "budget": "6000"}
 
 
-@pytest.fixture(params=DURABLE_STORES)
-def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+@pytest.fixture
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def listed_need(who: Any) -> int:

@@ -12,7 +12,7 @@ import pytest
 from engine import ledger
 from engine.clock import FrozenClock
 from engine.users import find_user
-from tests.conftest import DURABLE_STORES, Browser, act, case, shipped_app, started, store_location
+from tests.conftest import Browser, act, case, shipped_app, started
 
 USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -26,9 +26,9 @@ USERS = [
 ]
 
 
-@pytest.fixture(params=DURABLE_STORES)
-def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+@pytest.fixture
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def shown_state(b: Browser, cid: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from engine import ledger
 from engine.clock import FrozenClock
-from tests.conftest import DURABLE_STORES, Browser, act, case, shipped_app, started, store_location
+from tests.conftest import Browser, act, case, shipped_app, started
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = [
@@ -32,9 +32,9 @@ REPORT = {"report_summary": "完成1号楼、2号楼楼道清理和彩绘，居�
           "activities_held": "2", "people_reached": "320", "amount_spent": "2860", "continues_as_group": "1"}
 
 
-@pytest.fixture(params=DURABLE_STORES)
-def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+@pytest.fixture
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def scored(who: Any, value: int, by: str = "resident", **changes: str) -> int:

@@ -14,7 +14,7 @@ import pytest
 from engine.cases import CASES
 from engine.clock import FrozenClock
 from engine.users import find_user
-from tests.conftest import DURABLE_STORES, act, case, shipped_app, started, store_location
+from tests.conftest import act, case, shipped_app, started
 
 USERS = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -27,9 +27,9 @@ USERS = [
 ]
 
 
-@pytest.fixture(params=DURABLE_STORES)
-def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
-    yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+@pytest.fixture
+def app(tmp_path: Path, clock: FrozenClock) -> Any:
+    yield from shipped_app(tmp_path, clock, USERS)
 
 
 def figure(app: Any, metric: str) -> float:
