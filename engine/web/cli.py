@@ -19,6 +19,7 @@ from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
+from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
 
 
@@ -85,6 +86,9 @@ def lint_command(paths: tuple[Path, ...]) -> None:
             click.echo(f"{target}: ok")
     if failed:
         sys.exit(1)
+
+
+cli.add_command(db_group)  # `db copy` opens the stores it is given: no app, no definitions needed
 
 
 # Commands that need the app (its definitions and store) are registered on every app's ``app.cli`` by
@@ -193,7 +197,8 @@ def serve_command(host: str, port: int, threads: int | None) -> None:
 
 
 def init_app(app: Any) -> None:
-    for command in (serve_command, user_group, demo_command, tick_command, verify_command):
+    for command in (serve_command, user_group, demo_command, tick_command, verify_command, backup_command,
+                    restore_command):
         app.cli.add_command(command)
 
 
