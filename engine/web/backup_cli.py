@@ -69,8 +69,9 @@ def shown(where: str) -> str:
 
 
 def _open(where: str, role: str) -> Store:
+    path = os.path.expanduser(where)
     if "://" not in where and where not in ("memory", "memory:") and role == "source" \
-            and not os.path.exists(os.path.expanduser(where)):
+            and not os.path.exists(path) and not os.path.exists(path + ".journal"):  # a store not compacted yet
         raise click.ClickException(f"the source {shown(where)} does not exist")
     try:
         return open_store(where)
