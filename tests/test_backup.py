@@ -59,22 +59,6 @@ def source(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     store.close()
 
 
-# -- the store interface -------------------------------------------------------------------------
-
-
-def test_tables_lists_the_tables_holding_documents(tmp_path: Path):
-    for store in (MemoryStore(), TinyDBStore(tmp_path / "t.json")):
-        assert store.tables() == []
-        with store.transaction() as tx:
-            tx.insert("b", {"x": 1})
-            tx.insert("a", {"x": 2})
-            doc_id = tx.insert("c", {"x": 3})
-        with store.transaction() as tx:
-            tx.delete("c", doc_id)
-        assert store.tables() == ["a", "b"]
-        store.close()
-
-
 # -- backup and restore ------------------------------------------------------------------------
 
 
@@ -363,6 +347,15 @@ def test_bad_input_gets_one_clear_message_and_no_traceback(tmp_path: Path, args:
     result = civicflow(*(a.format(tmp=tmp_path) for a in args), instance=tmp_path / "instance")
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_corrupt_instance_store_gets_a_message_saying_how_to_restore(tmp_path: Path):
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "civicflow.json").write_text("garbage")
+    result = civicflow("restore", str(tmp_path / "b"), instance=tmp_path / "instance")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot open the store: it is not valid JSON" in result.stderr
+    assert "move the store's files aside" in result.stderr
 
 
 def test_an_index_declared_on_the_target_sees_the_restored_documents(source: Store, tmp_path: Path):

@@ -17,6 +17,7 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
+from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
 from .backup_cli import backup_command, db_group, restore_command
@@ -213,6 +214,14 @@ def main() -> None:
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
         sys.exit(1)
     except SettingsError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        sys.exit(1)
+    except CorruptStoreError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        click.echo("To restore a backup instead, move the store's files aside (the file and its .journal and "
+                   ".offsets) and run `civicflow restore BACKUP` into the empty instance.", err=True)
+        sys.exit(1)
+    except StoreError as exc:
         click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
