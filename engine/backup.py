@@ -219,6 +219,9 @@ def backup(store: Store, dest: str | os.PathLike[str], uploads: str | os.PathLik
     then renamed to ``dest``: a directory called ``dest`` is always a whole, checked backup, never half of one.
     """
     target = Path(dest).absolute()
+    if target.name.endswith((".tar.gz", ".tgz", ".tar", ".zip")):
+        raise BackupError(f"{target.name}: a backup is a directory, not an archive; name a directory "
+                          f"(and `tar czf` it afterwards if it has to travel)")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BackupError(f"{target} exists already; a backup never overwrites anything: name a new directory")
     try:

@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,31 @@ def test_a_backup_taken_while_another_process_writes_is_consistent(tmp_path: Pat
     assert seen == sorted(seen) and seen[-1] <= last and len(set(seen)) > 1  # the worker kept writing
 
 
+def test_a_backup_of_a_memory_store_taken_while_a_thread_writes_is_consistent(tmp_path: Path):
+    store = new_store("memory", tmp_path / "unused")
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            with store.transaction() as tx:
+                entry = ledger.post(tx, "owner", 1, reason={}, case_id=None, workflow=None, transition=None,
+                                    by="thread", now=NOW)
+                tx.insert("items", {"seq": entry["seq"]})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        while store.count("items") < 20:
+            time.sleep(0.01)
+        manifests = [backups.backup(store, tmp_path / f"b{i}") for i in range(3)]
+    finally:
+        stop.set()
+        writer.join()
+    for manifest in manifests:
+        assert manifest.counts["items"] == manifest.counts["ledger"] == manifest.chains[ledger.LEDGER]["seq"]
+    assert manifests[0].counts["items"] < manifests[-1].counts["items"] <= store.count("items")
+
+
 def test_restore_refuses_a_store_another_process_has_open(source: Store, tmp_path: Path):
     backups.backup(source, tmp_path / "b")
     path = tmp_path / "busy" / "civicflow.json"
@@ -337,6 +364,7 @@ def test_the_commands_back_up_restore_and_copy_an_instance(tmp_path: Path):
     (("backup", "{tmp}/file/b"), "cannot make the backup"),
     (("backup", "/proc/civicflow-backup"), "cannot make the backup"),
     (("backup", "{tmp}"), "exists already"),
+    (("backup", "{tmp}/b.tar.gz"), "a backup is a directory, not an archive"),
     (("db", "copy", "--from", "{tmp}/missing.json", "--to", "{tmp}/t.json"), "the source"),
     (("db", "copy", "--from", "{tmp}/file", "--to", "{tmp}/t.json"), "cannot open the source"),
     (("db", "copy", "--from", "{tmp}/t.json", "--to", "{tmp}/t.json"), "name the same store"),
@@ -366,3 +394,29 @@ def test_an_index_declared_on_the_target_sees_the_restored_documents(source: Sto
     backups.restore(target, tmp_path / "b")
     assert target.first("by_title", ("title", "case 3"))["id"] == 4
     target.close()
+
+
+def test_civicflow_backup_while_the_server_serves_and_another_process_writes(tmp_path: Path):
+    from .test_server import civicflow as run_civicflow, serving
+
+    instance = tmp_path / "instance"
+    assert run_civicflow(instance, "demo").returncode == 0
+    with serving(instance) as server:
+        worker = subprocess.Popen([sys.executable, str(Path(__file__).parent / "backup_worker.py"),
+                                   str(instance / "civicflow.json")], stdout=subprocess.PIPE, text=True)
+        try:
+            assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+            results = [run_civicflow(instance, "backup", str(tmp_path / f"b{i}")) for i in range(2)]
+            assert server.health()["status"] == "ok"
+        finally:
+            worker.kill()
+            worker.wait()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    demo_entries = None
+    for i in range(2):
+        manifest, _dump = backups.check_backup(tmp_path / f"b{i}")
+        assert manifest.counts["items"] >= 1 and manifest.counts["cases"] >= 100 and manifest.counts["ledger"] == manifest.chains["ledger"]["seq"]
+        # every worker transaction adds one item and one ledger entry: the demo's own entries stay the difference
+        extra = manifest.counts["ledger"] - manifest.counts.get("items", 0)
+        assert demo_entries in (None, extra)
+        demo_entries = extra
