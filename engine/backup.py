@@ -1,5 +1,5 @@
-"""Backups, restores and copies between stores, through the ``Store`` interface only (any store: memory,
-TinyDB file, PostgreSQL).
+"""Backups and restores, for any store (memory, TinyDB file, PostgreSQL): through the ``Store`` interface, by
+way of :mod:`engine.transfer`.
 
 A backup is a directory (not a tarball: it can be checked, listed and restored without unpacking, and
 ``tar czf`` makes one of it when it has to travel)::
@@ -19,17 +19,10 @@ inside ONE ``store.transaction()``, which is exclusive across threads and proces
 committed state and no write lands half-way; it holds that lock only while reading (into memory), not while
 writing the backup.
 
-A restore (or a copy into another store) is likewise ONE transaction on the target: every document is
-stored under its own id with ``Transaction.replace`` (ids are what cases, ledger entries and uploads refer
-to each other by), and documents the backup does not have are deleted. One transaction is atomic on every
-store (on the TinyDB store it is one journal line, which lands whole or not at all, so a crash mid-restore
-leaves the old data), and it is what keeps the store's id counter right: a later ``insert`` continues after
-the highest id restored. Nothing is replaced before the backup has been checked whole: manifest checksum,
-every file's size and sha256, the counts per table and both hash-chained ledgers (:func:`engine.ledger.verify`).
-
-The id counter: a store never hands out an id again, even a deleted one; a copy only knows the ids that
-exist, so after a copy the counter continues after the highest *existing* id. Civicflow deletes nothing
-today, so the two are the same.
+A restore is likewise ONE transaction on the target (:func:`engine.transfer.write_all`: ids kept, documents
+the backup does not have deleted, atomic on every store, the id counter continuing after the highest id),
+and nothing is replaced before the backup has been checked whole: manifest checksum, every file's size and
+sha256, the counts per table and both hash-chained ledgers (:func:`engine.ledger.verify`).
 """
 from __future__ import annotations
 
@@ -45,8 +38,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import ledger
-from .errors import EngineError
-from .store.base import Doc, Store
+from .store.base import Store
+from .transfer import Dump, TransferError, chain_heads, check_store, counts, describe, read_all, store_counts, write_all
 
 FORMAT = "civicflow-backup"
 FORMAT_VERSION = 1
@@ -56,16 +49,9 @@ UPLOADS_DIR = "uploads"
 #: What the TinyDB store keeps beside its snapshot; a backup's snapshot is compacted, so it needs none of them.
 _STORE_SIDE_FILES = (".journal", ".lock", ".offsets")
 
-Dump = dict[str, list[Doc]]
 
-
-class BackupError(EngineError):
-    """A backup, restore or copy cannot be made or is refused; the message says why and what to do."""
-
-
-def describe(store: Store) -> str:
-    """How messages name a store: its file for a file store, else its kind (never a URL: it may hold a password)."""
-    return str(getattr(store, "path", None) or f"the {type(store).__name__}")
+class BackupError(TransferError):
+    """A backup cannot be made, or a backup is refused (damaged, not a backup); the message says what to do."""
 
 
 def civicflow_version() -> str:
@@ -73,70 +59,6 @@ def civicflow_version() -> str:
         return metadata.version("civicflow")
     except metadata.PackageNotFoundError:  # run from a checkout that was never installed
         return "unknown"
-
-
-# -- reading and writing whole stores ---------------------------------------------------------
-
-
-def read_all(store: Store) -> Dump:
-    """Every document of every table, read inside one transaction (one consistent, committed state)."""
-    with store.transaction() as tx:
-        return {table: tx.search(table) for table in store.tables()}
-
-
-def counts(dump: Dump) -> dict[str, int]:
-    return {table: len(docs) for table, docs in sorted(dump.items()) if docs}
-
-
-def chain_heads(dump: Dump) -> dict[str, dict[str, Any]]:
-    """The last entry (sequence number and hash) of each hash-chained ledger, as its head document says."""
-    heads = {doc.get("table"): doc for doc in dump.get(ledger.HEADS, [])}
-    return {chain: {"seq": heads.get(chain, {}).get("seq", 0), "hash": heads.get(chain, {}).get("hash", ledger.GENESIS)}
-            for chain in ledger.CHAINS}
-
-
-def store_counts(store: Store) -> dict[str, int]:
-    return {table: n for table in store.tables() if (n := store.count(table))}
-
-
-def write_all(store: Store, dump: Dump, *, force: bool = False, what: str = "the target store") -> None:
-    """Make ``store`` hold exactly ``dump``, ids kept, in one transaction.
-
-    Refuses a store that holds anything unless ``force`` (then what the dump does not have is deleted).
-    The emptiness check runs inside the same transaction as the writes, so nothing can slip in between.
-    """
-    with store.transaction() as tx:
-        present = {table: n for table in store.tables() if (n := store.count(table))}
-        if present and not force:
-            held = ", ".join(f"{n} {table}" for table, n in sorted(present.items()))
-            raise BackupError(f"{what} is not empty ({held}); nothing was changed. "
-                              f"Use --force to replace what it holds.")
-        for table in present:
-            keep = {doc["id"] for doc in dump.get(table, [])}
-            for doc in tx.search(table):
-                if doc["id"] not in keep:
-                    tx.delete(table, doc["id"])
-        for table, docs in dump.items():
-            for doc in docs:
-                tx.replace(table, doc["id"], doc)
-
-
-def check_store(store: Store, expected_counts: dict[str, int], expected_heads: dict[str, dict[str, Any]],
-                what: str) -> list[str]:
-    """Every way ``store`` differs from what it should hold: counts per table, ledger chains, chain heads."""
-    problems = []
-    found = store_counts(store)
-    for table in sorted(set(found) | set(expected_counts)):
-        if found.get(table, 0) != expected_counts.get(table, 0):
-            problems.append(f"{what}: table {table!r} has {found.get(table, 0)} documents, "
-                            f"{expected_counts.get(table, 0)} expected")
-    problems += [f"{what}: ledger broken: {broken}" for broken in ledger.verify(store)]
-    heads = chain_heads({ledger.HEADS: store.search(ledger.HEADS)})
-    for chain, head in expected_heads.items():
-        if heads.get(chain) != head:
-            problems.append(f"{what}: the {chain} chain ends at entry {heads.get(chain, {}).get('seq')}, "
-                            f"{head.get('seq')} expected")
-    return problems
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -421,28 +343,3 @@ def _restore_uploads(src: Path, manifest: Manifest, uploads: Path) -> None:
         os.replace(temp, target)
     if manifest.uploads:
         _fsync(uploads)
-
-
-# -- copying between stores ----------------------------------------------------------------------
-
-
-def copy_store(source: Store, target: Store, *, force: bool = False) -> dict[str, int]:
-    """Copy every table of ``source`` into ``target``, ids kept, then check the target; returns the counts.
-
-    What is read is checked first (in a memory store: counts and both ledger chains), so a source with a broken
-    ledger is refused before anything is written instead of producing a target that fails the same check.
-    """
-    from .store.memory import MemoryStore
-
-    dump = read_all(source)
-    expected, heads = counts(dump), chain_heads(dump)
-    scratch = MemoryStore()
-    write_all(scratch, dump)
-    problems = check_store(scratch, expected, heads, "the source")
-    if problems:
-        raise BackupError("the source does not verify; nothing was copied:\n  " + "\n  ".join(problems))
-    write_all(target, dump, force=force, what=f"the target {describe(target)}")
-    problems = check_store(target, expected, heads, "the target")
-    if problems:
-        raise BackupError("copied, but the target does not match the source:\n  " + "\n  ".join(problems))
-    return expected

@@ -17,13 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine import ledger  # noqa: E402
 from engine.store import TinyDBStore  # noqa: E402
-from engine.store.base import Index  # noqa: E402
+from engine.store.base import Index, Store  # noqa: E402
 
 
-def declare_ledger_indexes(store: object) -> None:
+def declare_ledger_indexes(store: Store) -> None:
     """The two indexes ``engine.ledger`` looks things up by (``engine.readmodel.install`` declares them in the app)."""
-    store.add_index(Index(ledger.ACCOUNTS, ledger.ACCOUNTS, keys=lambda d: [("owner", d["owner"])]))  # type: ignore[attr-defined]
-    store.add_index(Index(ledger.HEADS, ledger.HEADS, keys=lambda d: [("table", d["table"])]))  # type: ignore[attr-defined]
+    store.add_index(Index(ledger.ACCOUNTS, ledger.ACCOUNTS, keys=lambda d: [("owner", d["owner"])]))
+    store.add_index(Index(ledger.HEADS, ledger.HEADS, keys=lambda d: [("table", d["table"])]))
 
 
 def main(path: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from engine import backup as backups
+from engine import transfer
 from engine import ledger
 from engine.store import MemoryStore, Store, TinyDBStore
 from engine.store.base import Index
@@ -50,7 +51,7 @@ def fill(store: Store, cases: int = 5, posts: int = 4) -> None:
 
 
 def everything(store: Store) -> dict[str, list[dict[str, Any]]]:
-    return backups.read_all(store)
+    return transfer.read_all(store)
 
 
 @pytest.fixture(params=["memory", "tinydb"])
@@ -278,7 +279,7 @@ def test_copy_keeps_every_table_and_id_and_the_counter_continues(source: Store, 
     with source.transaction() as tx:  # ids with a gap: ids are kept, not renumbered
         tx.replace("cases", 40, {"title": "imported with id 40"})
     target = new_store(kind, tmp_path / "copy" / "civicflow.json")
-    copied = backups.copy_store(source, target)
+    copied = transfer.copy_store(source, target)
     assert copied["cases"] == 6 and everything(target) == everything(source)
     with target.transaction() as tx:
         assert tx.insert("cases", {"title": "next"}) == 41
@@ -294,8 +295,8 @@ def test_copy_keeps_every_table_and_id_and_the_counter_continues(source: Store, 
 def test_copy_round_trip_memory_tinydb_tinydb_is_equal(source: Store, tmp_path: Path):
     first = new_store("tinydb", tmp_path / "one.json")
     second = new_store("tinydb", tmp_path / "two.json")
-    backups.copy_store(source, first)
-    backups.copy_store(first, second)
+    transfer.copy_store(source, first)
+    transfer.copy_store(first, second)
     assert everything(second) == everything(source)
     first.close()
     second.close()
@@ -306,17 +307,17 @@ def test_copy_refuses_a_non_empty_target_and_a_broken_source(source: Store, tmp_
     with target.transaction() as tx:
         tx.insert("users", {"username": "someone"})
         tx.insert("users", {"username": "else"})
-    with pytest.raises(backups.BackupError, match=r"is not empty \(2 users\)"):
-        backups.copy_store(source, target)
+    with pytest.raises(transfer.TransferError, match=r"is not empty \(2 users\)"):
+        transfer.copy_store(source, target)
     assert [u["username"] for u in target.search("users")] == ["someone", "else"]
-    backups.copy_store(source, target, force=True)
+    transfer.copy_store(source, target, force=True)
     assert everything(target) == everything(source)
     with source.transaction() as tx:
         entry = tx.get("ledger", 3)
         tx.replace("ledger", 3, {**entry, "amount": 99})
     empty = new_store("memory", tmp_path / "unused")
-    with pytest.raises(backups.BackupError) as refused:
-        backups.copy_store(source, empty)
+    with pytest.raises(transfer.TransferError) as refused:
+        transfer.copy_store(source, empty)
     assert "the source does not verify" in str(refused.value) and "ledger entry 3" in str(refused.value)
     assert empty.tables() == []
     target.close()

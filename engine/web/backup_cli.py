@@ -1,6 +1,6 @@
-"""``civicflow backup DEST``, ``civicflow restore SRC`` and ``civicflow db copy --from SRC --to DST``.
+"""The ``civicflow backup DEST``, ``restore SRC`` and ``db copy --from SRC --to DST`` commands.
 
-The logic is in :mod:`engine.backup` (any store, no Flask); these commands only pick the stores and print.
+The logic is in :mod:`engine.backup` and :mod:`engine.transfer` (any store, no Flask); these commands only pick the stores and print.
 ``backup`` and ``restore`` work on the instance's own store and uploads (the app's configuration, so the
 same environment as ``civicflow serve``); ``db copy`` needs no app, only two stores, so it also runs where
 the definitions are absent or broken.
@@ -16,6 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .. import backup as backups
+from .. import transfer
 from ..store import open_store
 from ..store.base import Store
 from ..store.memory import StoreError
@@ -33,7 +34,7 @@ def backup_command(dest: Path) -> None:
     """Write a consistent backup (store and uploads) to the new directory DEST; safe while the app serves."""
     try:
         manifest = backups.backup(get_engine().store, dest, current_app.config["UPLOADS"])
-    except (backups.BackupError, StoreError) as exc:
+    except (transfer.TransferError, StoreError) as exc:
         raise _fail(exc) from exc
     click.echo(f"backup written to {dest} and checked: {manifest.summary()}")
 
@@ -49,7 +50,7 @@ def restore_command(src: Path, force: bool) -> None:
     """
     try:
         manifest = backups.restore(get_engine().store, src, current_app.config["UPLOADS"], force=force)
-    except (backups.BackupError, StoreError) as exc:
+    except (transfer.TransferError, StoreError) as exc:
         raise _fail(exc) from exc
     click.echo(f"restored from {src}: {manifest.summary()}; counts and both ledger chains verified")
 
@@ -94,8 +95,8 @@ def db_copy(source: str, target: str, force: bool) -> None:
     try:
         dst = _open(target, "target")
         try:
-            copied = backups.copy_store(src, dst, force=force)
-        except (backups.BackupError, StoreError) as exc:
+            copied = transfer.copy_store(src, dst, force=force)
+        except (transfer.TransferError, StoreError) as exc:
             raise _fail(exc) from exc
         finally:
             dst.close()
