@@ -23,6 +23,13 @@ A restore is likewise ONE transaction on the target (:func:`engine.transfer.writ
 the backup does not have deleted, atomic on every store, the id counter continuing after the highest id),
 and nothing is replaced before the backup has been checked whole: manifest checksum, every file's size and
 sha256, the counts per table and both hash-chained ledgers (:func:`engine.ledger.verify`).
+
+Why a transaction and not a rename of the backup's file over the store's: a TinyDB store is several files
+(snapshot, journal, sidecar) and a rename swaps one, so a crash between two renames leaves a mix, and a
+process that still has the old snapshot mapped would not notice; a transaction is atomic, every process
+that has the store open catches up with it like with any other write, and it works the same on PostgreSQL.
+The app should still be stopped (people's sessions and open forms refer to the data being replaced): for a
+TinyDB store :func:`restore` refuses when another process has its files open.
 """
 from __future__ import annotations
 
@@ -210,6 +217,8 @@ def read_manifest(src: Path) -> Manifest:
     """The manifest of the backup ``src``, refused unless it is one and unchanged since it was written."""
     if not src.exists():
         raise BackupError(f"{src} does not exist")
+    if src.is_file() and src.name.endswith((".tar.gz", ".tgz", ".tar")):
+        raise BackupError(f"{src} is an archive: unpack it (`tar xzf {src.name}`) and restore the directory it holds")
     if not src.is_dir() or not (src / MANIFEST).is_file():
         raise BackupError(f"{src} is not a Civicflow backup: a backup is a directory made by `civicflow backup`, "
                           f"holding {MANIFEST} and {STORE_FILE}")

@@ -362,6 +362,7 @@ def test_the_commands_back_up_restore_and_copy_an_instance(tmp_path: Path):
     (("restore", "{tmp}/missing"), "missing does not exist"),
     (("restore", "{tmp}"), "is not a Civicflow backup"),
     (("restore", "{tmp}/file"), "is not a Civicflow backup"),
+    (("restore", "{tmp}/file.tar.gz"), "is an archive: unpack it"),
     (("backup", "{tmp}/file/b"), "cannot make the backup"),
     (("backup", "/proc/civicflow-backup"), "cannot make the backup"),
     (("backup", "{tmp}"), "exists already"),
@@ -373,6 +374,7 @@ def test_the_commands_back_up_restore_and_copy_an_instance(tmp_path: Path):
 ])
 def test_bad_input_gets_one_clear_message_and_no_traceback(tmp_path: Path, args: tuple[str, ...], message: str):
     (tmp_path / "file").write_text("not a store, not a backup")
+    (tmp_path / "file.tar.gz").write_bytes(b"\x1f\x8b not really")
     result = civicflow(*(a.format(tmp=tmp_path) for a in args), instance=tmp_path / "instance")
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr + result.stdout
