@@ -17,8 +17,10 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
+from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
+from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
 
 
@@ -85,6 +87,9 @@ def lint_command(paths: tuple[Path, ...]) -> None:
             click.echo(f"{target}: ok")
     if failed:
         sys.exit(1)
+
+
+cli.add_command(db_group)  # `db copy` opens the stores it is given: no app, no definitions needed
 
 
 # Commands that need the app (its definitions and store) are registered on every app's ``app.cli`` by
@@ -193,7 +198,8 @@ def serve_command(host: str, port: int, threads: int | None) -> None:
 
 
 def init_app(app: Any) -> None:
-    for command in (serve_command, user_group, demo_command, tick_command, verify_command):
+    for command in (serve_command, user_group, demo_command, tick_command, verify_command, backup_command,
+                    restore_command):
         app.cli.add_command(command)
 
 
@@ -208,6 +214,14 @@ def main() -> None:
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
         sys.exit(1)
     except SettingsError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        sys.exit(1)
+    except CorruptStoreError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        click.echo("To restore a backup instead, move the store's files aside (the file and its .journal and "
+                   ".offsets) and run `civicflow restore BACKUP` into the empty instance.", err=True)
+        sys.exit(1)
+    except StoreError as exc:
         click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
