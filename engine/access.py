@@ -17,6 +17,7 @@ class Access:
         self._acting: dict[str, frozenset[str]] = {}
         self._staff: dict[str, frozenset[str]] = {}
         self.reach_units = lru_cache(maxsize=4096)(self._reach_units)
+        self._top = lru_cache(maxsize=4096)(self._top_of)
 
     # -- roles of a workflow ---------------------------------------------------
     def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:
@@ -57,8 +58,11 @@ class Access:
     def reaches(self, user: Any, role: str, org_unit: str, wf: WorkflowSpec | None = None) -> bool:
         """Whether ``user`` acting as ``role`` reaches a case of ``org_unit``: their unit and below, everything
         (scope all), or everything under their unit's ancestor at the role's level (e.g. community)."""
-        top = self.top_unit(user.org_unit, role, wf)
+        top = self._top(user.org_unit, role, wf.id if wf else None)
         return top is None or self.definitions.org.contains(top, org_unit)
+
+    def _top_of(self, user_unit: str, role: str, wf_id: str | None) -> str | None:
+        return self.top_unit(user_unit, role, self.definitions.workflows.get(wf_id) if wf_id else None)
 
     def _reach_units(self, user_unit: str, role: str, wf_id: str | None) -> frozenset[str]:
         """Every org unit a holder of ``role`` in ``user_unit`` reaches (for index lookups)."""

@@ -53,22 +53,28 @@ class Case:
     overdue: bool = False
     parent: int | None = None                                                # the case this one was started from
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
+    #: read without its history (a list page's row): shown, never written back
+    summary: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], owned: bool = False) -> "Case":
         """The case a stored document holds; ``owned``: the document is a private copy already (what the
-        store's reads return), so the case may keep its values instead of copying them again."""
+        store's reads return), so the case may keep its values instead of copying them again. A document read
+        without its ``history`` (see ``Store.lookup(omit=…)``) gives a ``summary`` case, which ``to_doc`` refuses."""
         doc = migrate(doc if owned else copy.deepcopy(doc))
+        summary = "history" not in doc
         return cls(workflow=doc["workflow"], workflow_version=doc["workflow_version"], state=doc["state"],
                    data=doc["data"], org_unit=doc["org_unit"], created_by=doc["created_by"],
                    created_at=doc["created_at"], updated_at=doc["updated_at"], title=doc.get("title", ""),
-                   history=doc["history"], assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
+                   history=doc.get("history", []), assignees=doc.get("assignees", []), waiting_for=doc.get("waiting_for", []),
                    version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
-                   escalated_to=doc["escalated_to"])
+                   escalated_to=doc["escalated_to"], summary=summary)
 
     def to_doc(self) -> dict[str, Any]:
+        if self.summary:
+            raise ValueError(f"case #{self.id} was read without its history (a list row); read it whole to write it")
         return {"schema_version": SCHEMA_VERSION, "workflow": self.workflow, "workflow_version": self.workflow_version,
                 "state": self.state, "data": self.data, "org_unit": self.org_unit, "created_by": self.created_by,
                 "created_at": self.created_at, "updated_at": self.updated_at, "title": self.title,

@@ -164,6 +164,17 @@ class FieldType:
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return wanted.lower() in str(value or "").lower()
 
+    #: A filter on this type can be answered from the read model's index: ``terms`` says under which terms a
+    #: stored value is filed, ``wanted_terms`` which terms a filter value looks up, such that ``matches`` is
+    #: true exactly when they share one. Types that search by "contains" or by range keep ``where`` scans.
+    indexed: ClassVar[bool] = False
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return []
+
+    def wanted_terms(self, f: FieldSpec, wanted: Any) -> list[str]:
+        return [str(wanted)]
+
     # ------------------------------------------------------------------ definitions
     def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """FieldSpec values this type fills in when the definition leaves them out."""
@@ -411,6 +422,11 @@ class SelectType(_Choices):
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return str(value) == wanted
 
+    indexed = True
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return [] if value is None else [str(value)]
+
 
 @register
 class MultiselectType(_Choices):
@@ -443,6 +459,11 @@ class MultiselectType(_Choices):
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return wanted in (value or [])
 
+    indexed = True
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
 
 @register
 class CheckboxType(FieldType):
@@ -474,6 +495,14 @@ class CheckboxType(FieldType):
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return bool(value) == (wanted in ("1", "true", "on", "yes"))
+
+    indexed = True
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return ["1" if value else "0"]
+
+    def wanted_terms(self, f: FieldSpec, wanted: Any) -> list[str]:
+        return ["1" if wanted in ("1", "true", "on", "yes") else "0"]
 
 
 # --------------------------------------------------------------------------- files
@@ -607,6 +636,11 @@ class OrgUnitType(FieldType):
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return bool(value) and org.contains(wanted, value)  # a unit finds everything below it
+
+    indexed = True
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return org.ancestors(value) if isinstance(value, str) and value else []  # found from every unit above
 
 
 @register

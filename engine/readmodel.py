@@ -14,6 +14,9 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 ``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation)
 ``("public",)``                        listed on the public page (notice or public state)
 ``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
+``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
+                                       list filter field whose type is ``indexed`` (select, multiselect, tick box,
+                                       org unit): a filtered list page is one lookup, not a scan of the workflow
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Ty
 from .cases import CASES, SCHEMA_VERSION, Case
 from .ledger import ACCOUNTS, HEADS, LEDGER
 from .notify import NOTIFICATIONS
-from .spec import PSEUDO_ROLES, Definitions, StateSpec, WorkflowSpec
+from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Store, Tally
 from .users import USERS
 
@@ -45,7 +48,7 @@ UPLOAD_INDEX = "uploads"
 ROUNDS = "rounds"
 UPLOADS = "uploads"
 
-PAGE_SIZE = 50
+PAGE_SIZE = 20  # cards on a phone, rows of a list: the next page is one tap away
 T = TypeVar("T")
 
 
@@ -93,17 +96,33 @@ def _updated(doc: Doc) -> Any:
     return doc.get("updated_at") or ""
 
 
+def filter_fields(definitions: Definitions, wf: WorkflowSpec) -> list[FieldSpec]:
+    """The start-form fields a workflow's list page filters by (``list: {filters: [...]}``)."""
+    form = definitions.forms.get(wf.start_form)
+    return [f for f in (form.field(name) for name in wf.listing.filters) if f is not None] if form else []
+
+
 def case_keys(definitions: Definitions) -> Callable[[Doc], list[Key]]:
     """The index keys of one stored case (see the module docstring)."""
-    workflows = definitions.workflows
+    workflows, org = definitions.workflows, definitions.org
+    indexed = {wid: [f for f in filter_fields(definitions, wf) if f.kind.indexed] for wid, wf in workflows.items()}
 
     def keys(doc: Doc) -> list[Key]:
         wid, sid, unit, creator = doc["workflow"], doc["state"], doc.get("org_unit", ""), doc.get("created_by", "")
         assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
+        people = (creator, *assignees, *escalated)
         found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
-        found += [("person", wid, sid, u) for u in (creator, *assignees, *escalated)]
+        found += [("person", wid, sid, u) for u in people]
         wf = workflows.get(wid)
         state = wf.states.get(sid) if wf else None
+        open_to_all = state is not None and state.collect is not None and state.collect.scope == "any"
+        data = doc.get("data") or {}
+        for f in indexed.get(wid, ()):
+            for term in f.kind.terms(f, data.get(f.id), org):
+                found.append(("wf=", wid, sid, unit, f.id, term))
+                found += [("person=", wid, sid, u, f.id, term) for u in people]
+                if open_to_all:
+                    found.append(("open=", wid, sid, f.id, term))
         if state is not None and not state.final:
             waiting = doc.get("waiting_for") or []
             found += [("wait", wid, r, unit) for r in waiting if r not in PSEUDO_ROLES]
@@ -209,17 +228,23 @@ class ReadModel:
         self.access = engine.access
 
     # -- keys for one user ---------------------------------------------------------
-    def visible_keys(self, user: Any, wf: WorkflowSpec, states: Iterable[str]) -> list[Key]:
-        """Keys under which every case of ``wf`` in ``states`` that ``user`` may see is found."""
+    def visible_keys(self, user: Any, wf: WorkflowSpec, states: Iterable[str],
+                     term: tuple[str, list[str]] | None = None) -> list[Key]:
+        """Keys under which every case of ``wf`` in ``states`` that ``user`` may see is found; with ``term``
+        ``(field id, terms)``, only those whose field is filed under one of the terms (an indexed filter)."""
         units = self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
         keys: list[Key] = []
+        suffixes: list[tuple[str, ...]] = [(term[0], t) for t in term[1]] if term else [()]
+        mark = "=" if term else ""
         for sid in states:
-            keys += [("wf", wf.id, sid, unit) for unit in units]
-            keys.append(("person", wf.id, sid, user.username))
             state = wf.states.get(sid)
-            if state is not None and state.collect and state.collect.scope == "any" \
-                    and set(user.roles) & set(state.collect.roles):
-                keys.append(("open", wf.id, sid))
+            open_to_user = state is not None and state.collect is not None and state.collect.scope == "any" \
+                and bool(set(user.roles) & set(state.collect.roles))
+            for sfx in suffixes:
+                keys += [("wf" + mark, wf.id, sid, unit, *sfx) for unit in units]
+                keys.append(("person" + mark, wf.id, sid, user.username, *sfx))
+                if open_to_user:
+                    keys.append(("open" + mark, wf.id, sid, *sfx))
         return keys
 
     def inbox_keys(self, user: Any) -> list[Key]:
@@ -233,9 +258,11 @@ class ReadModel:
     # -- cases -----------------------------------------------------------------------
     def _cases(self, keys: list[Key], page: int, size: int | None, where: Any = None,
                check: Callable[[Case], bool] | None = None, newest: bool = True) -> Paged[Case]:
-        """Cases under ``keys``, newest first; ``check`` re-applies the exact rule to the rows shown."""
+        """Cases under ``keys``, newest first, as list rows (without their history: ``Case.summary``);
+        ``check`` re-applies the exact rule to the rows shown."""
         offset = (page - 1) * size if size else 0
-        found = self.store.lookup(CASE_INDEX, keys, offset=offset, limit=size, where=where, newest=newest)
+        found = self.store.lookup(CASE_INDEX, keys, offset=offset, limit=size, where=where, newest=newest,
+                                  omit=("history",))
         cases = [Case.from_doc(d, owned=True) for d in found.docs]
         if check is not None:
             cases = [c for c in cases if check(c)]
@@ -245,13 +272,17 @@ class ReadModel:
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
         return self._cases(self.inbox_keys(user), page, size, check=lambda c: self.engine.waits_for(c, user))
 
-    def started_by(self, user: Any, size: int = 20) -> list[Case]:
-        return self._cases([("by", user.username)], 1, size).items
+    def started_by(self, user: Any, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        """The cases a person started, newest first."""
+        return self._cases([("by", user.username)], page, size)
 
     def listing(self, user: Any, wf: WorkflowSpec, state: str | None = None, where: Any = None,
-                page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+                page: int = 1, size: int | None = PAGE_SIZE, term: tuple[str, list[str]] | None = None) -> Paged[Case]:
+        """A page of the cases of ``wf`` the user may see; ``term`` narrows them by an indexed filter field
+        first (see :meth:`visible_keys`), ``where`` by anything else."""
         states = [state] if state else list(wf.states)
-        return self._cases(self.visible_keys(user, wf, states), page, size, where, check=lambda c: self.access.can_see(c, user))
+        return self._cases(self.visible_keys(user, wf, states, term), page, size, where,
+                           check=lambda c: self.access.can_see(c, user))
 
     def state_counts(self, user: Any, wf: WorkflowSpec) -> dict[str, int]:
         return {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
@@ -289,12 +320,16 @@ class ReadModel:
             ids.append(doc["id"])
         return ids
 
-    def figures(self, user: Any, unit: str | None = None) -> list[dict[str, Any]]:
-        """The declared metrics per workflow, month and org unit, over the units the user's acting roles reach."""
+    def figures(self, user: Any, unit: str | None = None, months: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The declared metrics per workflow, month and org unit, over the units the user's acting roles reach
+        (and only the ``months`` asked for: a tally holds every month there ever was)."""
         org = self.definitions.org
         reach: dict[str, frozenset[str]] = {}
         rows = []
+        wanted = set(months) if months is not None else None
         for (wid, metric, month, case_unit), value in self.store.totals(FIGURES).items():
+            if wanted is not None and month not in wanted:
+                continue
             wf = self.definitions.workflows.get(wid)
             if wf is None:
                 continue

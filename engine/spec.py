@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
@@ -367,16 +368,27 @@ LEVELS = ("district", "street", "community", "grid", "building")
 class OrgTree:
     units: Mapping[str, OrgUnit]
 
+    @cached_property
+    def _chains(self) -> dict[str, tuple[tuple[str, ...], frozenset[str]]]:
+        """Each unit's ancestors (nearest first, and as a set), worked out once: every permission check and
+        every list row asks for them."""
+        chains = {}
+        for start in self.units:
+            chain, unit_id = [], start
+            while unit_id in self.units and unit_id not in chain:
+                chain.append(unit_id)
+                unit_id = self.units[unit_id].parent  # type: ignore[assignment]
+            chains[start] = (tuple(chain), frozenset(chain))
+        return chains
+
     def ancestors(self, unit_id: str) -> list[str]:
         """``unit_id`` and every unit above it, nearest first."""
-        chain = []
-        while unit_id in self.units:
-            chain.append(unit_id)
-            unit_id = self.units[unit_id].parent  # type: ignore[assignment]
-        return chain
+        found = self._chains.get(unit_id)
+        return list(found[0]) if found else []
 
     def contains(self, outer: str, inner: str) -> bool:
-        return outer in self.ancestors(inner)
+        found = self._chains.get(inner)
+        return found is not None and outer in found[1]
 
     def ancestor_at(self, unit_id: str, level: str) -> str | None:
         """The unit at ``level`` above (or equal to) ``unit_id``; None if it sits higher than that level."""
@@ -393,8 +405,17 @@ class OrgTree:
         return [u for u in self.units.values() if level is None or u.level == level]
 
     def path_name(self, unit_id: str, lang: str = "zh") -> str:
-        names = [tr(self.units[u].name, lang) for u in reversed(self.ancestors(unit_id))]
-        return " / ".join(names) or unit_id
+        """"District / street / community" for a unit (kept once per unit and language: every list row shows one)."""
+        key = (unit_id, lang)
+        name = self._path_names.get(key)
+        if name is None:
+            names = [tr(self.units[u].name, lang) for u in reversed(self.ancestors(unit_id))]
+            name = self._path_names[key] = " / ".join(names) or unit_id
+        return name
+
+    @cached_property
+    def _path_names(self) -> dict[tuple[str, str], str]:
+        return {}
 
 
 @dataclass(frozen=True)

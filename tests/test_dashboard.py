@@ -58,3 +58,18 @@ def test_staff_see_only_their_own_unit(app: Any):
     page = Browser(app).login("staff").get("/dashboard?unit=huizhou").get_data(as_text=True)
     data = chart(page, "wish")
     assert sum(next(s for s in data["series"] if s["name"] == "收集微心愿")["data"]) == 2  # 文峰 not counted
+
+
+def test_a_new_case_shows_on_the_next_look_and_each_language_gets_its_own_page(app: Any):
+    """The charts are kept between requests for the same figures; a write changes the figures, so the next
+    request draws them anew, and the English page is not the Chinese one kept."""
+    b = Browser(app).login("boss")
+    before = chart(b.get("/dashboard").get_data(as_text=True), "wish")
+    assert chart(b.get("/dashboard").get_data(as_text=True), "wish") == before  # kept, the same
+    app.extensions["civicflow"].start("wish", U["grid"], {"wish_title": "丁", "grid": "renjia-g1"})
+    after = chart(b.get("/dashboard").get_data(as_text=True), "wish")
+    collected = [next(s for s in d["series"] if s["name"] == "收集微心愿")["total"] for d in (before, after)]
+    assert collected[1] == collected[0] + 1
+    b.post("/lang/en", {}, page="/dashboard")
+    english = chart(b.get("/dashboard").get_data(as_text=True), "wish")
+    assert english["title"] != after["title"] and english["series"][0]["data"] == after["series"][0]["data"]

@@ -438,7 +438,7 @@ def test_publishing_minutes_spawns_one_linked_case_per_decision(gov: Engine):
     children = gov.children(gov.get(meeting.id), U["staff"])
     assert [(c.workflow, c.data["decision_text"], c.data["due"], c.parent) for c in children] == [
         ("decision", "清理 3 号楼楼道", "2026-12-05", meeting.id), ("decision", "加装监控", "2026-12-20", meeting.id)]
-    assert children[0].org_unit == "renjia-g1" and children[0].history[0]["comment"] == f"#{meeting.id}"
+    assert children[0].org_unit == "renjia-g1" and gov.get(children[0].id).history[0]["comment"] == f"#{meeting.id}"
 
 
 def test_a_bad_row_stops_the_publication_and_says_which(gov: Engine):

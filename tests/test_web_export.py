@@ -147,3 +147,23 @@ def test_repeat_rows_are_summarised_and_files_named(purchase_app: Any):
     row = dict(zip(rows[0], rows[1]))
     assert row["物品清单"] == "物品: 椅子，数量: 4，单价: 20\n物品: =桌子，数量: 1，单价: 50.5"
     assert row["金额"] == 130.5 and row["票据照片"] == "票据.png" and row["加急"] == "否"
+
+
+def test_a_csv_is_sent_in_pieces_that_add_up_to_the_whole_list(app: Any, as_user: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    """A large list is streamed ``CSV_CHUNK`` rows at a time (the first bytes leave before the last row is made);
+    the pieces join into the same file, with the byte order mark once, at the start."""
+    from engine.web import export
+
+    applicant = as_user("resident")
+    ids = {case_id(register(applicant, name=f"居民{n}")) for n in range(5)}
+    monkeypatch.setattr(export, "CSV_CHUNK", 2)
+    response = as_user("staff").client.get("/workflows/volunteer_registration/export.csv", buffered=False)
+    assert response.is_streamed
+    pieces = list(response.response)
+    assert len(pieces) == 3  # 2 + 2 + 1 rows; the header rides with the first
+    whole = b"".join(pieces)
+    assert whole.count(b"\xef\xbb\xbf") == 1 and whole.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(whole.decode("utf-8-sig"), newline="")))
+    assert {int(r[0]) for r in rows[1:]} == ids
+    response.close()

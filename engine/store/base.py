@@ -89,9 +89,13 @@ class Transaction(ABC):
 
     @abstractmethod
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         """Documents found under any of ``keys`` of ``index``, each once, ordered by the index's ``order``
-        (highest first when ``newest``), ``offset``/``limit`` applied after ``where``. Sees this transaction's writes."""
+        (highest first when ``newest``), ``offset``/``limit`` applied after ``where``. Sees this transaction's writes.
+
+        ``omit``: top-level keys left out of the returned copies (``where`` still sees them). A list page needs
+        a case's state and data, not its history, which is most of its bytes: not copying it is most of the
+        cost of a page of 50 cases."""
 
     def first(self, index: str, key: Key) -> Doc | None:
         """The first document under ``key`` (e.g. a user by username), or None."""
@@ -117,13 +121,21 @@ class Store(ABC):
         return len(self.search(table, predicate))
 
     @abstractmethod
+    def tables(self) -> list[str]:
+        """The names of the tables holding at least one committed document, sorted.
+
+        Backup, restore and ``civicflow db copy`` move every table through this, so a table a
+        later feature adds is carried along without anyone keeping a list of names up to date.
+        """
+
+    @abstractmethod
     def add_index(self, index: Index | Tally) -> None:
         """Declare an index or a tally (built at once from what is stored, then kept up to date).
         Declaring the same name again replaces it."""
 
     @abstractmethod
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         """See :meth:`Transaction.lookup`."""
 
     def save_indexes(self) -> None:  # noqa: B027 - optional hook

@@ -260,9 +260,12 @@ def walk(lists: list[list[Entry]], newest: bool, extra: Iterable[Entry] = (), sk
 
 
 def page_of(ids: Iterator[int], fetch: Any, offset: int, limit: int | None, where: Predicate | None,
-            total: int | None) -> Page:
-    """Apply ``where``, ``offset`` and ``limit`` to ids in order; ``total`` if already known (no ``where``)."""
+            total: int | None, omit: Iterable[str] = ()) -> Page:
+    """Apply ``where``, ``offset`` and ``limit`` to ids in order; ``total`` if already known (no ``where``);
+    copies leave out the top-level keys in ``omit``."""
     docs: list[Doc] = []
+    skipped = frozenset(omit)
+    copy = clone if not skipped else (lambda d: {k: clone(v) for k, v in d.items() if k not in skipped})
     end = None if limit is None else offset + limit
     count = 0
     for doc_id in ids:
@@ -270,7 +273,7 @@ def page_of(ids: Iterator[int], fetch: Any, offset: int, limit: int | None, wher
         if doc is None or (where is not None and not where(doc.copy())):
             continue
         if count >= offset and (end is None or count < end):
-            docs.append(clone(doc))
+            docs.append(copy(doc))
         count += 1
         if total is not None and end is not None and count >= end:
             break
@@ -459,6 +462,10 @@ class TableStore(Store):
                 return len(self._tables.get(table, _EMPTY))
             return sum(1 for _k, d in self._docs(table) if predicate(d.copy()))
 
+    def tables(self) -> list[str]:
+        with self._reading():
+            return sorted(name for name, docs in self._tables.items() if docs and name != META_TABLE)
+
     # -- indexes ---------------------------------------------------------------
 
     def add_index(self, index: Index | Tally) -> None:
@@ -467,17 +474,18 @@ class TableStore(Store):
             self._build_index(index)
 
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         tx = self._current()
         if tx is not None:
-            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where)
+            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where, omit=omit)
         with self._reading():
             spec = self._indexes.index(index)
             lists = self._indexes.lists(index, keys)
             total = None
             if where is None:
                 total = len(lists[0]) if len(lists) == 1 else len({i for lst in lists for _o, i in lst})
-            return page_of(walk(lists, newest), lambda i: self._doc(spec.table, str(i)), offset, limit, where, total)
+            return page_of(walk(lists, newest), lambda i: self._doc(spec.table, str(i)), offset, limit, where, total,
+                           omit)
 
     def count_keys(self, index: str, keys: Iterable[Key]) -> int:
         tx = self._current()
@@ -590,7 +598,7 @@ class OverlayTransaction(Transaction):
         return len(self._matching(table, predicate))
 
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         wanted = list(dict.fromkeys(keys))
         with self._store._state_lock:
             indexes = self._store._indexes
@@ -606,7 +614,7 @@ class OverlayTransaction(Transaction):
                 return pending[key] if key in pending else self._store._doc(spec.table, key)
 
             ids = walk(indexes.lists(index, wanted), newest, extra, skip)
-            return page_of(ids, fetch, offset, limit, where, None)
+            return page_of(ids, fetch, offset, limit, where, None, omit)
 
     def _bump(self, table: str, doc_id: int) -> None:
         last = self._last_ids.get(table)

@@ -267,13 +267,13 @@ class PostgresStore(Store):
             return [row[0] for row in conn.execute("SELECT DISTINCT tbl FROM cf_docs ORDER BY tbl")]
 
     def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Any = ()) -> Page:
         tx = self._current()
         if tx is not None:
-            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where)
+            return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where, omit=omit)
         spec = self._index(index)
         with self._conn(snapshot=where is not None) as conn:  # a streamed lookup needs its cursor's transaction
-            return _lookup(conn, spec, keys, offset, limit, newest, where)
+            return _lookup(conn, spec, keys, offset, limit, newest, where, omit)
 
     def count_keys(self, index: str, keys: Any) -> int:
         tx = self._current()
@@ -383,11 +383,11 @@ class PgTransaction(Transaction):
             return _count(self._conn, table)
 
     def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
-               newest: bool = True, where: Predicate | None = None) -> Page:
+               newest: bool = True, where: Predicate | None = None, omit: Any = ()) -> Page:
         spec = self._store._index(index)
         self._check(spec.table)
         with database_errors():
-            return _lookup(self._conn, spec, keys, offset, limit, newest, where)
+            return _lookup(self._conn, spec, keys, offset, limit, newest, where, omit)
 
     def insert(self, table: str, doc: Doc) -> int:
         """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
@@ -491,16 +491,20 @@ def _count(conn: psycopg.Connection[Any], table: str) -> int:
 
 
 def _lookup(conn: psycopg.Connection[Any], spec: Index, keys: Any, offset: int, limit: int | None,
-            newest: bool, where: Predicate | None) -> Page:
+            newest: bool, where: Predicate | None, omit: Any = ()) -> Page:
     wanted = list(dict.fromkeys(pgi.encode_key(k) for k in keys))
     if not wanted:
         return Page([], 0)
     params = pgi.query_params(spec, wanted)
+    skipped = list(omit)
     if where is not None:
         docs, total = pgi.window(_stream(conn, pgi.hits_sql(wanted, newest), params), offset, limit, where)
+        if skipped:  # ``where`` saw whole documents; the page leaves the keys out
+            docs = [{k: v for k, v in d.items() if k not in skipped} for d in docs]
         return Page(docs, total)
     if limit != 0:
-        rows = conn.execute(pgi.page_sql(wanted, newest), {**params, "offset": offset, "limit": limit}).fetchall()
+        rows = conn.execute(pgi.page_sql(wanted, newest),
+                            {**params, "offset": offset, "limit": limit, "omit": skipped}).fetchall()
         if rows:
             return Page([doc for doc, _total in rows], rows[0][1])
     # No row (nothing there, past the end, or limit 0) carries the total: count.

@@ -18,6 +18,7 @@ from ..runtime import Engine
 from ..store import is_database_url, open_store
 from . import i18n, settings, ticker
 from .requestlog import RequestLog
+from .urls import UrlCache
 
 ROOT = Path(__file__).resolve().parents[2]
 _MEMORY_STORES = ("memory", "memory:", "memory://")
@@ -93,6 +94,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
 
     i18n.compile_catalogs(Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     babel.init_app(app, locale_selector=i18n.select_locale)
+    i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
     from . import auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health
@@ -125,7 +127,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     # shows is computed by its view.
     engine = app.extensions["civicflow"]
     app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
-                                 forms_by_id=definitions.forms, notification_kinds=notify.KINDS)
+                                 forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
+                                 url_for=UrlCache())
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:

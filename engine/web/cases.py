@@ -18,6 +18,7 @@ from ..spec import FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
 from . import filters
 from .auth import login_required
+from .diagrams import diagram_for
 from .files import collect_uploads, kept_uploads
 from .i18n import current_lang, tr
 
@@ -197,13 +198,23 @@ def upload_messages(f: FieldSpec) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- pages
 
+MINE_ON_INBOX = 5
+
+
 @bp.route("/")
 @login_required
 def inbox() -> Any:
     engine = get_engine()
     cases = engine.read.inbox(g.user, page_number())
-    mine = engine.read.started_by(g.user) if cases.page == 1 else []
+    # The newest few the person started; the rest are one link away (/mine), so the inbox stays a to-do list.
+    mine = engine.read.started_by(g.user, size=MINE_ON_INBOX) if cases.page == 1 else None
     return render_template("inbox.html", cases=cases, mine=mine)
+
+
+@bp.route("/mine")
+@login_required
+def mine() -> Any:
+    return render_template("mine.html", cases=get_engine().read.started_by(g.user, page_number()))
 
 
 @bp.route("/start")
@@ -257,7 +268,8 @@ def show(case_id: int) -> Any:
              "offers": [o for o in state.offers if engine.may_start(engine.definitions.workflows[o.workflow], g.user)]}
     return render_template("case.html", case=case, workflow=wf, state=state,
                            transitions=engine.available_transitions(case, g.user), mechanics=mechanics, links=links,
-                           fields=engine.data_fields(wf), show_sensitive=engine.may_see_sensitive(case, g.user))
+                           fields=engine.data_fields(wf), show_sensitive=engine.may_see_sensitive(case, g.user),
+                           diagram=diagram_for(wf, case))
 
 
 def _mark_read(case_id: int) -> None:
@@ -341,15 +353,23 @@ def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[Workfl
         abort(403)
     fields = filters.filter_fields(wf, engine.definitions.forms[wf.start_form])
     chosen = filters.active(fields, request.args)
-    where = None
+    where = term = None
     if chosen:
         org = engine.definitions.org
         by_id = {f.id: f for f in fields}
+        # One filter the read model indexes is the lookup itself (exact: see FieldType.terms); ``where`` checks
+        # the others on what it finds (a scan of the narrowed list, needed to count the matches).
+        indexed = next((k for k in chosen if by_id[k].kind.indexed), None)
+        if indexed is not None:
+            term = (indexed, by_id[indexed].kind.wanted_terms(by_id[indexed], chosen[indexed]))
+        rest = {k: v for k, v in chosen.items() if k != indexed}
 
         def where(doc: dict[str, Any]) -> bool:
             case = SimpleNamespace(data=doc.get("data") or {})
-            return all(filters.matches(case, by_id[k], v, org) for k, v in chosen.items())  # type: ignore[arg-type]
-    shown = engine.read.listing(g.user, wf, state, where, page_number() if size else 1, size)
+            return all(filters.matches(case, by_id[k], v, org) for k, v in rest.items())  # type: ignore[arg-type]
+        if not rest:
+            where = None  # type: ignore[assignment]
+    shown = engine.read.listing(g.user, wf, state, where, page_number() if size else 1, size, term=term)
     return wf, state, shown, counts
 
 

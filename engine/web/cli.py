@@ -17,9 +17,10 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
-from ..store.memory import StoreError
+from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
+from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
 
 
@@ -88,15 +89,13 @@ def lint_command(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
+cli.add_command(db_group)  # `db copy` opens the stores it is given: no app, no definitions needed
+
+
 # -- civicflow db upgrade: the PostgreSQL schema (kept in its own block; `db` may gain more commands) --------
 
 
-@cli.group("db")
-def db_group() -> None:
-    """The PostgreSQL database (CIVICFLOW_DATABASE_URL)."""
-
-
-@db_group.command("upgrade", with_appcontext=False)
+@db_group.command("upgrade")
 @click.option("--url", default=None, metavar="URL",
               help="postgresql://user:password@host:5432/dbname  [default: CIVICFLOW_DATABASE_URL]")
 def db_upgrade_command(url: str | None) -> None:
@@ -230,7 +229,8 @@ def serve_command(host: str, port: int, threads: int | None) -> None:
 
 
 def init_app(app: Any) -> None:
-    for command in (serve_command, user_group, demo_command, tick_command, verify_command):
+    for command in (serve_command, user_group, demo_command, tick_command, verify_command, backup_command,
+                    restore_command):
         app.cli.add_command(command)
 
 
@@ -244,7 +244,15 @@ def main() -> None:
             click.echo(f"  {problem}", err=True)
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
         sys.exit(1)
-    except (SettingsError, StoreError) as exc:
+    except SettingsError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        sys.exit(1)
+    except CorruptStoreError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        click.echo("To restore a backup instead, move the store's files aside (the file and its .journal and "
+                   ".offsets) and run `civicflow restore BACKUP` into the empty instance.", err=True)
+        sys.exit(1)
+    except StoreError as exc:
         click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

