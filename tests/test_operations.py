@@ -30,7 +30,7 @@ UNIT = ROOT / "docs" / "civicflow.service"
 GUIDE = ROOT / "docs" / "operations.md"
 TEXT = GUIDE.read_text(encoding="utf-8")
 #: Commands the guide describes before they exist (the PostgreSQL store's migrations, issue 10 point 2).
-BEING_BUILT = {("db", "upgrade")}
+BEING_BUILT: set[tuple[str, ...]] = set()
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
