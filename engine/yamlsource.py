@@ -21,10 +21,11 @@ PathItem = str | int
 class YamlSource:
     """One parsed definition file: ``tree`` keeps positions, ``data`` is plain JSON-like Python."""
 
-    def __init__(self, file: str, tree: Any):
+    def __init__(self, file: str, tree: Any, text: str = ""):
         self.file = file
         self.tree = tree
         self.data = plain(tree)
+        self.text = text  # the source as read: kept versions of definitions are stored as text
 
     def position(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the deepest node of ``path`` that exists.
@@ -84,13 +85,19 @@ def plain(node: Any) -> Any:
 
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
-    # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
-    # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
-    parser = YAML(typ="rt", pure=True)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
+    return parse_yaml(text, display)
+
+
+def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem]]:
+    """Parse definition text that is not (or no longer) a file, e.g. a version kept in the store;
+    ``display`` is the virtual file name problems carry (``workflows/leave.yaml@v1``)."""
+    # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
+    # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
+    parser = YAML(typ="rt", pure=True)
     try:
         tree = parser.load(text)
     except MarkedYAMLError as exc:
@@ -101,4 +108,4 @@ def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem
         return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
-    return YamlSource(display, tree), []
+    return YamlSource(display, tree, text), []

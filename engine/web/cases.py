@@ -186,7 +186,7 @@ def step_fields(case_id: int, transition_id: str) -> Any:
         abort(404)
     if t not in engine.available_transitions(case, g.user):
         raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
-    return _live_fields(engine.definitions.forms[t.form])
+    return _live_fields(engine.definitions.form_of(engine.workflow_of(case), t.form))
 
 
 @bp.app_template_global()
@@ -295,7 +295,7 @@ def step(case_id: int, transition_id: str) -> Any:
     if t is None:
         raise TransitionError({"zh": "此操作在当前状态下不可用（可能已被他人处理），请刷新页面。",
                                "en": "This action is not available in the current state (someone may have acted already)."})
-    form = engine.definitions.forms[t.form] if t.form else None
+    form = engine.definitions.form_of(wf, t.form) if t.form else None
     comment = request.form.get("comment", "")
     version = request.form.get("version", type=int) or case.version
     if request.method == "GET":
