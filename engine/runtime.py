@@ -57,7 +57,10 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
     # ------------------------------------------------------------------ specs
     def spec_of(self, case: Case) -> WorkflowSpec | None:
         """The version of its workflow ``case`` runs on (``engine.versions``), None if the workflow is gone."""
-        return self.kept.resolve(case.workflow, case.workflow_version)
+        wf = self.definitions.workflows.get(case.workflow)
+        if wf is None or wf.version == case.workflow_version:
+            return wf
+        return self.kept.spec(case.workflow, case.workflow_version) or wf  # never kept: the current files
 
     def workflow_of(self, case: Case) -> WorkflowSpec:
         """The version of its workflow a case runs on: the one it started with, until it is migrated."""
@@ -90,17 +93,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
     def versions(self, workflow_id: str) -> list[tuple[int, str, int]]:
         """``(version, digest, running cases)`` of every version of a workflow that is current or kept,
         oldest first (digest "" for a current version that cannot be kept: definitions not from files)."""
-        counts = self.read.version_counts(workflow_id)
-        current = self.definitions.workflows.get(workflow_id)
-        result = []
-        for number, running in counts.items():
-            if current is not None and number == current.version:
-                digest = self.kept.current.get(workflow_id, "")
-            else:
-                doc = self.kept.docs.get((workflow_id, number))
-                digest = doc["digest"] if doc else ""
-            result.append((number, digest, running))
-        return result
+        return self.kept.summary(workflow_id, self.read.version_counts(workflow_id))
 
     # ------------------------------------------------------------------ access (engine.access)
     def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:

@@ -144,6 +144,19 @@ class Versions:
                     found.append(old)
         return found
 
+    def summary(self, workflow_id: str, running: Mapping[int, int]) -> list[tuple[int, str, int]]:
+        """``(version, digest, running cases)`` per version number in ``running`` (see ``Engine.versions``)."""
+        current = self.definitions.workflows.get(workflow_id)
+        result = []
+        for number, count in sorted(running.items()):
+            if current is not None and number == current.version:
+                digest = self.current.get(workflow_id, "")
+            else:
+                doc = self.docs.get((workflow_id, number))
+                digest = doc["digest"] if doc else ""
+            result.append((number, digest, count))
+        return result
+
     def fingerprint(self) -> str:
         """Which texts old versions resolve to (part of the read model's index version)."""
         return ",".join(sorted(f"{wid}@{v}={d['digest'][:12]}" for (wid, v), d in self.docs.items()))

@@ -244,6 +244,10 @@ def test_the_case_page_shows_v1s_states_and_buttons(root: Path, tmp_path: Path, 
         page = secretary.get(f"/cases/{cid}").get_data(as_text=True)
         assert "In review" in page or "审核中" in page
         assert "/do/approve" in page and "/do/decide" not in page
+        listing = Browser(app).login("staff").get("/workflows/permit").get_data(as_text=True)
+        assert f"#{cid}</a>" in listing and "审核中 (1)" in listing  # its state's title and count, from v1
+        only = Browser(app).login("staff").get("/workflows/permit?state=review").get_data(as_text=True)
+        assert f"#{cid}</a>" in only
         page = secretary.get(f"/cases/{cid}").get_data(as_text=True)
         version = re.search(r'name="version" value="(\d+)"', page).group(1)
         response = secretary.post(f"/cases/{cid}/do/approve", {"version": version, "comment": ""}, page=f"/cases/{cid}")

@@ -346,9 +346,9 @@ def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[Workfl
     if wf is None:
         abort(404)
     state = request.args.get("state") or None
-    if state is not None and state not in wf.states:
+    counts = engine.read.state_counts(g.user, wf)  # also states only older versions have, where cases still are
+    if state is not None and state not in counts:
         state = None
-    counts = engine.read.state_counts(g.user, wf)
     if not any(counts.values()) and not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
         abort(403)
     fields = filters.filter_fields(wf, engine.definitions.forms[wf.start_form])
@@ -382,7 +382,9 @@ def list_cases(workflow_id: str) -> Any:
     units = [u for u in engine.definitions.org.units.values()
              if engine.in_scope(g.user, u.id) or engine.definitions.org.contains(u.id, g.user.org_unit)] \
         if any(f.kind.holds_unit for f in search) else []
-    return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
+    older = {sid: s.title for spec in engine.kept.specs(wf.id)[1:] for sid, s in spec.states.items()
+             if sid not in wf.states and sid in counts}  # cases of an older version in a state it alone has
+    return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns, older=older,
                            total=sum(counts.values()), search=search, chosen=filters.active(search, request.args),
                            unit_choices=units, may_rank=engine.can_rank(wf, g.user))
 
