@@ -182,7 +182,9 @@ def lint(engine: "Engine") -> list[Problem]:
     migration would strand (with their ids)."""
     kept, definitions = engine.kept, engine.definitions
     problems: list[Problem] = []
-    for digest, found in kept.broken.items():
+    for doc in kept.all_docs:  # every kept text, also of versions no case is on any more
+        kept.parse(doc)
+    for found in kept.broken.values():
         problems += found
     for wid, wf in definitions.workflows.items():
         text = definitions.sources.get(wf.file)

@@ -20,8 +20,9 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 
 A case's keys come from the version of its workflow it runs on (``engine.versions``): a case of an old
 version waits, is listed and is counted by its own states and roles, under ``workflow@version`` in place of
-``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles. ``("version", workflow, version)``
-(index ``case_versions``) finds the cases of one version, ``("running", workflow, version)`` those not final.
+``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles.
+``("version", workflow, version)`` (index ``case_versions``) finds the cases of one version,
+``("running", workflow, version)`` those not in a final state of their version.
 """
 from __future__ import annotations
 

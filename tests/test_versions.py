@@ -244,6 +244,8 @@ def test_the_case_page_shows_v1s_states_and_buttons(root: Path, tmp_path: Path, 
         page = secretary.get(f"/cases/{cid}").get_data(as_text=True)
         assert "In review" in page or "审核中" in page
         assert "/do/approve" in page and "/do/decide" not in page
+        inbox = secretary.get("/").get_data(as_text=True)
+        assert f"#{cid} v1 case" in inbox and '<span class="state">审核中</span>' in inbox
         listing = Browser(app).login("staff").get("/workflows/permit").get_data(as_text=True)
         assert f"#{cid}</a>" in listing and "审核中 (1)" in listing  # its state's title and count, from v1
         only = Browser(app).login("staff").get("/workflows/permit?state=review").get_data(as_text=True)
@@ -409,3 +411,19 @@ def test_civicflow_migrate_refuses_without_a_traceback(root: Path, tmp_path: Pat
         assert unknown.exit_code == 2 and "unknown workflow 'nope'" in unknown.output
     finally:
         app.extensions["civicflow"].store.close()
+
+
+def test_a_kept_version_that_no_longer_loads_is_a_lint_problem_at_its_virtual_file(root: Path, store: Any):
+    _, in_review, _ = start_v1_cases(root, store)
+    with store.transaction() as tx:  # as if an action the old version names had been removed since
+        [doc] = tx.search(DEFINITIONS)
+        for f in doc["files"]:
+            if f["kind"] == "workflow":
+                f["text"] = f["text"].replace("roles: [community_secretary]}",
+                                              "roles: [community_secretary], actions: [gone]}")
+        tx.replace(DEFINITIONS, doc["id"], doc)
+    write(root, WORKFLOW_V2, FORM_V2)
+    v2 = engine_on(root, store)
+    problems = migration.lint(v2)
+    assert any(p.file == "workflows/permit.yaml@v1" and "unknown action 'gone'" in p.message for p in problems), problems
+    assert v2.workflow_of(v2.get(in_review)).version == 2  # runs on the current files, as before versions were kept
