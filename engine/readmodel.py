@@ -396,12 +396,16 @@ class ReadModel:
             ids.append(doc["id"])
         return ids
 
-    def figures(self, user: Any, unit: str | None = None) -> list[dict[str, Any]]:
-        """The declared metrics per workflow, month and org unit, over the units the user's acting roles reach."""
+    def figures(self, user: Any, unit: str | None = None, months: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The declared metrics per workflow, month and org unit, over the units the user's acting roles reach
+        (and only the ``months`` asked for: a tally holds every month there ever was)."""
         org = self.definitions.org
         reach: dict[str, frozenset[str]] = {}
         rows = []
+        wanted = set(months) if months is not None else None
         for (wid, metric, month, case_unit), value in self.store.totals(FIGURES).items():
+            if wanted is not None and month not in wanted:
+                continue
             wf = self.definitions.workflows.get(wid)
             if wf is None:
                 continue

@@ -19,13 +19,29 @@ PathItem = str | int
 
 
 class YamlSource:
-    """One parsed definition file: ``tree`` keeps positions, ``data`` is plain JSON-like Python."""
+    """One parsed definition file: ``tree`` keeps positions, ``data`` is plain JSON-like Python.
 
-    def __init__(self, file: str, tree: Any, text: str = ""):
+    Give ``tree`` (a round-trip parse), or ``data`` and the ``text`` it came from: then the tree is parsed
+    only when a position is first asked for, which is when there is a problem to report. The pure-Python
+    round-trip parser is six times slower than libyaml's, and a server parses every definition at start.
+    """
+
+    def __init__(self, file: str, tree: Any = None, *, data: Any = None, text: str | None = None):
         self.file = file
-        self.tree = tree
-        self.data = plain(tree)
-        self.text = text  # the source as read: kept versions of definitions are stored as text
+        self._tree = tree
+        self._text = text
+        self.data = plain(tree) if data is None else data
+
+    @property
+    def text(self) -> str:
+        """The source as read: kept versions of definitions are stored as text (``engine.versions``)."""
+        return self._text or ""
+
+    @property
+    def tree(self) -> Any:
+        if self._tree is None and self._text is not None:
+            self._tree = YAML(typ="rt", pure=True).load(self._text)
+        return self._tree
 
     def position(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the deepest node of ``path`` that exists.
@@ -83,6 +99,16 @@ def plain(node: Any) -> Any:
     return node
 
 
+def _fast_parser() -> YAML | None:
+    """ruamel's safe loader on libyaml (``ruamel.yaml.clib``), if installed: plain values only, the same
+    YAML 1.2 resolution and duplicate-key check as the round-trip loader (tests/test_loader.py compares them)."""
+    try:
+        import _ruamel_yaml  # noqa: F401 - ruamel.yaml.clib; only asking whether it is there
+    except ImportError:
+        return None
+    return YAML(typ="safe", pure=False)
+
+
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
     try:
@@ -98,6 +124,15 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
     # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
     # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
     parser = YAML(typ="rt", pure=True)
+    fast = _fast_parser()
+    if fast is not None:
+        try:
+            data = fast.load(text)
+        except Exception:  # noqa: BLE001 - any trouble: the round-trip parser below says where, exactly
+            data = None
+        else:
+            if data is not None:
+                return YamlSource(display, data=plain(data), text=text), []
     try:
         tree = parser.load(text)
     except MarkedYAMLError as exc:
@@ -108,4 +143,4 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
         return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
-    return YamlSource(display, tree, text), []
+    return YamlSource(display, tree, text=text), []

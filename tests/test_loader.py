@@ -289,3 +289,24 @@ def test_editor_schema_comments_point_at_shipped_schemas():
         target = (path.parent / match.group(1)).resolve()
         assert target.is_file(), f"{path}: {target} missing"
         assert "$id" not in json.loads(target.read_text())  # relative $refs must resolve next to the file
+
+
+def test_the_fast_parser_reads_every_shipped_definition_as_the_round_trip_parser_does():
+    """Definitions are read with libyaml and parsed for positions only when a problem is reported: both must
+    give the same values, for every shipped file and for the scalars YAML 1.1 and 1.2 read differently."""
+    from ruamel.yaml import YAML
+
+    from engine.yamlsource import _fast_parser, plain, read_yaml
+
+    fast = _fast_parser()
+    assert fast is not None, "ruamel.yaml.clib is a dependency: without it every start parses in pure Python"
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(p for d in ("workflows", "forms", "org") for p in (root / d).rglob("*.yaml")) + sorted(root.glob("*.yaml"))
+    assert len(files) > 50
+    tricky = "a: yes\nb: 010\nc: 1:20\nd: 2024-01-01\ne: on\nf: 0o10\ng: 1e3\nh: .5\ni: ~\nj: 0x1F\nk: +12\nl: NO\n"
+    for text in [p.read_text(encoding="utf-8") for p in files] + [tricky]:
+        assert plain(fast.load(text)) == plain(YAML(typ="rt", pure=True).load(text))
+    source, problems = read_yaml(files[0], "x.yaml")
+    assert not problems and source is not None and source._tree is None  # no round-trip parse on the happy path
+    assert source.position([next(iter(source.data))]) == (source.tree.lc.value(next(iter(source.data)))[0] + 1,
+                                                           source.tree.lc.value(next(iter(source.data)))[1] + 1)

@@ -32,6 +32,25 @@ def insert(store: Store, table: str, doc: dict) -> int:
 # -- basic operations ------------------------------------------------------------------
 
 
+def test_tables_lists_the_tables_holding_documents_sorted(store):
+    assert store.tables() == []
+    with store.transaction() as tx:
+        tx.insert("b", {"x": 1})
+        tx.insert("a", {"x": 2})
+        doc_id = tx.insert("c", {"x": 3})
+    with store.transaction() as tx:
+        tx.delete("c", doc_id)
+    assert store.tables() == ["a", "b"]
+
+
+def test_replace_under_a_given_id_moves_the_id_counter_past_it(store):
+    """What copying between stores relies on: ids are kept, and a later insert does not collide."""
+    with store.transaction() as tx:
+        tx.replace("cases", 7, {"title": "copied"})
+        tx.replace("cases", 3, {"title": "copied too"})
+    assert insert(store, "cases", {"title": "new"}) == 8
+
+
 def test_insert_assigns_an_id_that_get_returns(store):
     doc_id = insert(store, "cases", {"title": "路灯坏了", "n": 1})
 

@@ -113,12 +113,13 @@ def build_listing(ld: "Loader", source: "YamlSource", raw: dict, start_form: "Fo
 class ReportsMixin(EngineBase):
     """Reported figures and quotas (mixed into :class:`engine.runtime.Engine`)."""
 
-    def figures(self, user: "User", unit: str | None = None) -> list[dict[str, Any]]:
+    def figures(self, user: "User", unit: str | None = None, months: Any = None) -> list[dict[str, Any]]:
         """Every declared metric, per case month and org unit, over the units the user's roles in each
         workflow reach: ``{"workflow", "metric", "month": "2026-11", "unit", "value"}`` (summed per unit and
-        month, kept up to date by the store as cases change). The dashboard groups them by month, quarter and unit.
+        month, kept up to date by the store as cases change), in ``months`` if given. The dashboard groups them
+        by month, quarter and unit.
         """
-        return self.read.figures(user, unit)
+        return self.read.figures(user, unit, months)
 
     def quota_report(self, wf: "WorkflowSpec", user: "User", day: dt.date | None = None) -> list[dict[str, Any]]:
         """For each target: per person, how many cases they started in the period around ``day``, and the shortfall."""

@@ -121,6 +121,14 @@ class Store(ABC):
         return len(self.search(table, predicate))
 
     @abstractmethod
+    def tables(self) -> list[str]:
+        """The names of the tables holding at least one committed document, sorted.
+
+        Backup, restore and ``civicflow db copy`` move every table through this, so a table a
+        later feature adds is carried along without anyone keeping a list of names up to date.
+        """
+
+    @abstractmethod
     def add_index(self, index: Index | Tally) -> None:
         """Declare an index or a tally (built at once from what is stored, then kept up to date).
         Declaring the same name again replaces it."""

@@ -462,6 +462,10 @@ class TableStore(Store):
                 return len(self._tables.get(table, _EMPTY))
             return sum(1 for _k, d in self._docs(table) if predicate(d.copy()))
 
+    def tables(self) -> list[str]:
+        with self._reading():
+            return sorted(name for name, docs in self._tables.items() if docs and name != META_TABLE)
+
     # -- indexes ---------------------------------------------------------------
 
     def add_index(self, index: Index | Tally) -> None:

@@ -357,13 +357,18 @@ def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[Workfl
     if chosen:
         org = engine.definitions.org
         by_id = {f.id: f for f in fields}
-        # One filter the read model indexes narrows the lookup; ``where`` checks them all on what it finds.
-        term = next(((k, by_id[k].kind.wanted_terms(by_id[k], v)) for k, v in chosen.items() if by_id[k].kind.indexed),
-                    None)
+        # One filter the read model indexes is the lookup itself (exact: see FieldType.terms); ``where`` checks
+        # the others on what it finds (a scan of the narrowed list, needed to count the matches).
+        indexed = next((k for k in chosen if by_id[k].kind.indexed), None)
+        if indexed is not None:
+            term = (indexed, by_id[indexed].kind.wanted_terms(by_id[indexed], chosen[indexed]))
+        rest = {k: v for k, v in chosen.items() if k != indexed}
 
         def where(doc: dict[str, Any]) -> bool:
             case = SimpleNamespace(data=doc.get("data") or {})
-            return all(filters.matches(case, by_id[k], v, org) for k, v in chosen.items())  # type: ignore[arg-type]
+            return all(filters.matches(case, by_id[k], v, org) for k, v in rest.items())  # type: ignore[arg-type]
+        if not rest:
+            where = None  # type: ignore[assignment]
     shown = engine.read.listing(g.user, wf, state, where, page_number() if size else 1, size, term=term)
     return wf, state, shown, counts
 

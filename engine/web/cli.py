@@ -18,8 +18,10 @@ from ..cases import CASES
 from ..demo import DemoError, load_demo
 from ..errors import DefinitionError
 from ..loader import lint as lint_definitions
+from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
 from . import ROOT, create_app, get_engine, server, settings, ticker
+from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
 
 
@@ -69,14 +71,13 @@ def _definitions_root(path: Path) -> tuple[Path, Path | None]:
 def _instance_store() -> str | None:
     """The store file of the instance (as ``create_app`` finds it), if there is one."""
     home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
-    path = os.environ.get("CIVICFLOW_STORE") or str(Path(os.environ.get("CIVICFLOW_INSTANCE", home / "instance"))
-                                                   / "civicflow.json")
+    path = str(Path(os.environ.get("CIVICFLOW_INSTANCE", home / "instance")) / "civicflow.json")
     return path if _store_exists(path) else None
 
 
 def _store_exists(path: str) -> bool:
-    """A file store is its snapshot and its journal: either may be there alone."""
-    return Path(path).is_file() or Path(path + ".journal").is_file()
+    """A file store is its snapshot and its journal: either may be there alone (a URL: the store says)."""
+    return "://" in path or Path(path).is_file() or Path(path + ".journal").is_file()
 
 
 def _store_problems(root: Path, store_path: str) -> list[Any]:
@@ -122,6 +123,9 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
             click.echo(f"{target}: ok")
     if failed:
         sys.exit(1)
+
+
+cli.add_command(db_group)  # `db copy` opens the stores it is given: no app, no definitions needed
 
 
 # Commands that need the app (its definitions and store) are registered on every app's ``app.cli`` by
@@ -265,7 +269,8 @@ def serve_command(host: str, port: int, threads: int | None) -> None:
 
 
 def init_app(app: Any) -> None:
-    for command in (serve_command, user_group, demo_command, migrate_command, tick_command, verify_command):
+    for command in (serve_command, user_group, demo_command, migrate_command, tick_command, verify_command,
+                    backup_command, restore_command):
         app.cli.add_command(command)
 
 
@@ -280,6 +285,14 @@ def main() -> None:
         click.echo("Fix them (see docs/definitions.md) and run again; `civicflow lint` checks without starting.", err=True)
         sys.exit(1)
     except SettingsError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        sys.exit(1)
+    except CorruptStoreError as exc:
+        click.echo(f"Civicflow cannot start: {exc}", err=True)
+        click.echo("To restore a backup instead, move the store's files aside (the file and its .journal and "
+                   ".offsets) and run `civicflow restore BACKUP` into the empty instance.", err=True)
+        sys.exit(1)
+    except StoreError as exc:
         click.echo(f"Civicflow cannot start: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:

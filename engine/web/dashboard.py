@@ -53,7 +53,7 @@ def dashboard() -> Any:
     period = request.args.get("period") if request.args.get("period") in ("month", "quarter") else "month"
     span = months_back(engine.clock().date(), 12 if period == "month" else 24)
     buckets = sorted({bucket(m, period) for m in span})
-    rows = [r for r in engine.figures(g.user, unit) if r["month"] in span]
+    rows = engine.figures(g.user, unit, span)
     return render_template("dashboard.html", charts_html=_charts_html(engine, rows, unit, period, buckets),
                            choices=choices, unit=unit, period=period)
 
