@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 from .. import ledger, migration
 from ..cases import CASES
 from ..demo import DemoError, load_demo
-from ..errors import DefinitionError
+from ..errors import DefinitionError, EngineError
 from ..loader import lint as lint_definitions
 from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
@@ -226,6 +226,9 @@ def migrate_command(workflow: str, dry_run: bool) -> None:
         for item in exc.plan.stranded:
             click.echo(item.describe(wf.version))
         click.echo(str(exc), err=True)
+        sys.exit(1)
+    except EngineError as exc:  # e.g. what entering a renamed state refuses: the transaction wrote nothing
+        click.echo(f"migration of {workflow} failed, nothing changed: {exc}", err=True)
         sys.exit(1)
     for item in done.moves:
         click.echo(item.describe(wf.version))
