@@ -351,7 +351,7 @@ class CollectMixin(EngineBase):
         names = {u.username: u.name for u in self.users()} if pending else {}
         may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
         return {
-            "spec": spec, "done": len(bucket), "needed": needed(case, state),
+            "spec": spec, "form": self.definitions.form_of(self.workflow_of(case), spec.form), "done": len(bucket), "needed": needed(case, state),
             "pending": [names.get(u, u) for u in pending],
             "contributions": list(bucket.values()) if may_see else [],
             "mine": bucket.get(user.username),
