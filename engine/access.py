@@ -6,36 +6,38 @@ lists and what a case page lets a person open never disagree.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .spec import LEVELS, PSEUDO_ROLES, Definitions, WorkflowSpec
 
 
 class Access:
-    def __init__(self, definitions: Definitions):
+    def __init__(self, definitions: Definitions, spec_of: Callable[[Any], WorkflowSpec | None] | None = None):
+        """``spec_of(case)``: the version of its workflow a case runs on (default: the current one)."""
         self.definitions = definitions
-        self._acting: dict[str, frozenset[str]] = {}
-        self._staff: dict[str, frozenset[str]] = {}
+        self.spec_of = spec_of or (lambda case: definitions.workflows.get(case.workflow))
+        self._acting: dict[tuple[str, int, str], frozenset[str]] = {}
+        self._staff: dict[tuple[str, int, str], frozenset[str]] = {}
         self.reach_units = lru_cache(maxsize=4096)(self._reach_units)
         self._top = lru_cache(maxsize=4096)(self._top_of)
 
     # -- roles of a workflow ---------------------------------------------------
     def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:
         """Roles that take part in a workflow beyond starting it: they see its cases within their reach."""
-        if wf.id not in self._acting:
+        if wf.key not in self._acting:
             roles = {r for t in wf.transitions() for r in t.roles}
             roles |= {r for state in wf.states.values() for r in state.inbox or ()}
             roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
             if wf.ranking:
                 roles |= set(wf.ranking.roles)
-            self._acting[wf.id] = frozenset(roles - PSEUDO_ROLES)
-        return self._acting[wf.id]
+            self._acting[wf.key] = frozenset(roles - PSEUDO_ROLES)
+        return self._acting[wf.key]
 
     def staff_roles(self, wf: WorkflowSpec) -> frozenset[str]:
         """Roles that take a transition of the workflow (they see sensitive fields within their reach)."""
-        if wf.id not in self._staff:
-            self._staff[wf.id] = frozenset({r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES)
-        return self._staff[wf.id]
+        if wf.key not in self._staff:
+            self._staff[wf.key] = frozenset({r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES)
+        return self._staff[wf.key]
 
     def role_scope(self, role: str, wf: WorkflowSpec | None = None) -> str:
         if wf is not None and role in wf.role_scope:
@@ -88,7 +90,7 @@ class Access:
         """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
         creator / assignee. No role means the case is invisible: a role that may only *start* a case
         (an applicant) sees its own cases, not its neighbours'."""
-        wf = self.definitions.workflows.get(case.workflow)
+        wf = self.spec_of(case)
         roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
                  if self.reaches(user, r, case.org_unit, wf)}
         state = wf.states.get(case.state) if wf else None
@@ -110,7 +112,7 @@ class Access:
         reach see unmasked sensitive fields. Raters (contributors) and the public do not."""
         if case.created_by == user.username or user.username in case.assignees:  # the doer needs the phone
             return True
-        wf = self.definitions.workflows.get(case.workflow)
+        wf = self.spec_of(case)
         return wf is not None and bool(self.staff_roles(wf) & self.roles_for(case, user))
 
     def may_start(self, wf: WorkflowSpec, user: Any) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -32,7 +33,7 @@ from .loadkit import GUARD_NAMES, did_you_mean, text  # noqa: F401 - GUARD_NAMES
 from .mechanics import spawn
 from .spec import LEVELS, ActionCall, Definitions, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
 from .workflow_loader import build_workflow
-from .yamlsource import PathItem, YamlSource, read_yaml
+from .yamlsource import PathItem, YamlSource, parse_yaml, read_yaml
 
 if TYPE_CHECKING:
     from .mechanics.spawn import SpawnSpec
@@ -144,6 +145,7 @@ class Loader:
         self.spawn_refs: list[tuple[YamlSource, list[PathItem], SpawnSpec]] = []
         self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
         self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
+        self.sources: dict[str, str] = {}  # text of each workflow and form file read (kept versions are text)
 
     def display(self, path: Path) -> str:
         try:
@@ -157,6 +159,11 @@ class Loader:
         if source is None:
             self.note_unparsed(path)  # e.g. a workflow that is not YAML: its users are not blamed too
             return None
+        return self.check(source, kind)
+
+    def check(self, source: YamlSource, kind: str) -> YamlSource | None:
+        """A parsed file against the schema of its kind (None: it failed, its problems are noted)."""
+        self.sources[source.file] = source.text
         if not isinstance(source.data, dict):
             self.problems.append(source.problem([], "expected a mapping at the top of the file"))
             return None
@@ -310,7 +317,33 @@ class Loader:
         self.check_references(forms, workflows, set(workflow_files) | self.broken_ids)
         if self.problems:
             raise DefinitionError(self.problems)
-        return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists)
+        return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists,
+                           sources=self.sources)
+
+    def load_text(self, workflow: tuple[str, str], forms: Iterable[tuple[str, str]], base: Definitions) -> WorkflowSpec:
+        """One workflow and its forms from text ``(virtual file name, text)`` (a version kept in the store),
+        against ``base`` for what is not versioned (roles, org units, choice lists, other workflows and
+        forms). Raises :class:`DefinitionError` with every problem at its virtual file:line."""
+        built: dict[str, FormSpec] = {}
+        for name, body in forms:
+            parsed, problems = parse_yaml(body, name)
+            self.problems += problems
+            source = self.check(parsed, "form") if parsed is not None else None
+            if source is not None:
+                form = build_form(self, source, dict(base.choice_lists))
+                built[form.id] = form
+        wf = None
+        parsed, problems = parse_yaml(workflow[1], workflow[0])
+        self.problems += problems
+        source = self.check(parsed, "workflow") if parsed is not None else None
+        all_forms = {**base.forms, **built}
+        if source is not None:
+            wf = build_workflow(self, source, all_forms, dict(base.roles))
+        if wf is not None:
+            self.check_references(all_forms, {**base.workflows, wf.id: wf}, set(base.workflows) | {wf.id})
+        if self.problems or wf is None:
+            raise DefinitionError(self.problems)
+        return replace(wf, forms={fid: built[fid] for fid in wf.form_ids() if fid in built})
 
 
 _LOADED: dict[tuple[Any, ...], Definitions] = {}
@@ -338,6 +371,14 @@ def load_definitions(root: str | Path, actions: ActionRegistry | None = None) ->
             _LOADED.clear()
         _LOADED[key] = Loader(root, registry).load()
     return _LOADED[key]
+
+
+def load_workflow_text(workflow: tuple[str, str], forms: Iterable[tuple[str, str]], base: Definitions,
+                       actions: ActionRegistry | None = None) -> WorkflowSpec:
+    """See :meth:`Loader.load_text`; ``actions``: the registry the names of actions are checked against."""
+    from . import builtin_actions  # noqa: F401 - registers the shipped actions
+
+    return Loader(Path("."), actions or ACTIONS).load_text(workflow, forms, base)
 
 
 def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:

@@ -17,6 +17,12 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 ``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
                                        org unit): a filtered list page is one lookup, not a scan of the workflow
+
+A case's keys come from the version of its workflow it runs on (``engine.versions``): a case of an old
+version waits, is listed and is counted by its own states and roles, under ``workflow@version`` in place of
+``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles.
+``("version", workflow, version)`` (index ``case_versions``) finds the cases of one version,
+``("running", workflow, version)`` those not in a final state of their version.
 """
 from __future__ import annotations
 
@@ -30,11 +36,16 @@ from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Store, Tally
 from .users import USERS
+from .versions import Versions
+from .versions import index as versions_index
 
 if TYPE_CHECKING:
     from .runtime import Engine
 
+Resolve = Callable[[str, Any], "WorkflowSpec | None"]
+
 CASE_INDEX = "cases"
+CASE_VERSION_INDEX = "case_versions"
 TIMER_INDEX = "case_timers"
 FIGURES = "figures"
 ROUND_TALLY = "case_rounds"
@@ -98,26 +109,42 @@ def _updated(doc: Doc) -> Any:
 
 def filter_fields(definitions: Definitions, wf: WorkflowSpec) -> list[FieldSpec]:
     """The start-form fields a workflow's list page filters by (``list: {filters: [...]}``)."""
-    form = definitions.forms.get(wf.start_form)
+    form = wf.forms.get(wf.start_form) or definitions.forms.get(wf.start_form)
     return [f for f in (form.field(name) for name in wf.listing.filters) if f is not None] if form else []
 
 
-def case_keys(definitions: Definitions) -> Callable[[Doc], list[Key]]:
-    """The index keys of one stored case (see the module docstring)."""
-    workflows, org = definitions.workflows, definitions.org
-    indexed = {wid: [f for f in filter_fields(definitions, wf) if f.kind.indexed] for wid, wf in workflows.items()}
+def current_only(definitions: Definitions) -> Resolve:
+    """Every case on the current version of its workflow (no versions kept)."""
+    return lambda wid, version: definitions.workflows.get(wid)
+
+
+def tag(definitions: Definitions, wf: WorkflowSpec) -> str:
+    """How cases of version ``wf`` are named in index keys: the workflow id for the current version,
+    ``id@version`` for a kept older one."""
+    return wf.id if wf is definitions.workflows.get(wf.id) else f"{wf.id}@{wf.version}"
+
+
+def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Callable[[Doc], list[Key]]:
+    """The index keys of one stored case (see the module docstring); ``resolve(workflow, version)``: the
+    version of its workflow a case runs on."""
+    org = definitions.org
+    resolve = resolve or current_only(definitions)
+    indexed: dict[tuple[str, int, str], list[FieldSpec]] = {}
 
     def keys(doc: Doc) -> list[Key]:
-        wid, sid, unit, creator = doc["workflow"], doc["state"], doc.get("org_unit", ""), doc.get("created_by", "")
+        sid, unit, creator = doc["state"], doc.get("org_unit", ""), doc.get("created_by", "")
+        wf = resolve(doc["workflow"], doc.get("workflow_version"))
+        wid = tag(definitions, wf) if wf is not None else doc["workflow"]
         assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
         people = (creator, *assignees, *escalated)
         found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
         found += [("person", wid, sid, u) for u in people]
-        wf = workflows.get(wid)
         state = wf.states.get(sid) if wf else None
         open_to_all = state is not None and state.collect is not None and state.collect.scope == "any"
         data = doc.get("data") or {}
-        for f in indexed.get(wid, ()):
+        if wf is not None and wf.key not in indexed:
+            indexed[wf.key] = [f for f in filter_fields(definitions, wf) if f.kind.indexed]
+        for f in indexed.get(wf.key, ()) if wf is not None else ():
             for term in f.kind.terms(f, data.get(f.id), org):
                 found.append(("wf=", wid, sid, unit, f.id, term))
                 found += [("person=", wid, sid, u, f.id, term) for u in people]
@@ -146,7 +173,7 @@ def case_keys(definitions: Definitions) -> Callable[[Doc], list[Key]]:
         if doc.get("parent"):
             found.append(("parent", doc["parent"]))
         if doc.get("round"):
-            found.append(("round", wid, sid, doc["round"]))
+            found.append(("round", doc["workflow"], sid, doc["round"]))
         return found
 
     return keys
@@ -160,10 +187,24 @@ def _next_due(doc: Doc) -> Any:
     return min((t["due"] for t in doc.get("timers") or () if not t.get("done")), default="")
 
 
-def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, Any]]) -> Callable[[Doc], list[Any]]:
+def version_keys(resolve: Resolve) -> Callable[[Doc], list[Key]]:
+    """``("version", workflow, version)`` for every case, ``("running", …)`` also for one not in a final state."""
+    def keys(doc: Doc) -> list[Key]:
+        wid, version = doc["workflow"], doc.get("workflow_version")
+        wf = resolve(wid, version)
+        state = wf.states.get(doc["state"]) if wf else None
+        running = state is not None and not state.final
+        return [("version", wid, version)] + ([("running", wid, version)] if running else [])
+    return keys
+
+
+def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, Any]],
+                  resolve: Resolve | None = None) -> Callable[[Doc], list[Any]]:
     """Each case's contribution to the declared metrics: ``((workflow, metric, month, unit), value)``."""
+    resolve = resolve or current_only(definitions)
+
     def values(doc: Doc) -> list[Any]:
-        wf = definitions.workflows.get(doc["workflow"])
+        wf = resolve(doc["workflow"], doc.get("workflow_version"))
         if wf is None or not wf.metrics:
             return []
         # The stored document is only read here (the sandboxed expressions cannot change it), so it is not
@@ -188,20 +229,25 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 READMODEL_VERSION = "1"
 
 
-def fingerprint(definitions: Definitions) -> str:
+def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:
     """The version of the indexes whose keys depend on the definitions (roles waiting in each state, collect
-    roles, public states, metrics): any change to a workflow gives a new one, so saved entries are rebuilt."""
-    text = READMODEL_VERSION + repr(sorted(definitions.workflows.items()))
+    roles, public states, metrics): any change to a workflow, or to the kept versions old cases resolve to,
+    gives a new one, so saved entries are rebuilt."""
+    text = READMODEL_VERSION + repr(sorted(definitions.workflows.items())) + (versions.fingerprint() if versions else "")
     return f"{READMODEL_VERSION}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def install(store: Store, definitions: Definitions, context: Callable[[Case], dict[str, Any]]) -> None:
+def install(store: Store, definitions: Definitions, context: Callable[[Case], dict[str, Any]],
+            versions: Versions | None = None) -> None:
     """Declare every index and tally on ``store`` (each is built from what is stored, then kept up to date)."""
-    version = fingerprint(definitions)
+    version = fingerprint(definitions, versions)
+    resolve = versions.resolve if versions is not None else current_only(definitions)
     for index in (
-        Index(CASE_INDEX, CASES, keys=case_keys(definitions), order=_updated, version=version),
+        Index(CASE_INDEX, CASES, keys=case_keys(definitions, resolve), order=_updated, version=version),
+        Index(CASE_VERSION_INDEX, CASES, keys=version_keys(resolve), version=version),
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
-        Tally(FIGURES, CASES, values=figure_values(definitions, context), version=version),
+        Tally(FIGURES, CASES, values=figure_values(definitions, context, resolve), version=version),
+        versions_index(),
         Tally(ROUND_TALLY, CASES, values=lambda d: [((d["workflow"], d["round"]), 1)] if d.get("round") else []),
         Index(USER_INDEX, USERS, keys=lambda d: [("username", d.get("username"))]
               + [("role", r) for r in d.get("roles") or ()]),
@@ -232,28 +278,39 @@ class ReadModel:
                      term: tuple[str, list[str]] | None = None) -> list[Key]:
         """Keys under which every case of ``wf`` in ``states`` that ``user`` may see is found; with ``term``
         ``(field id, terms)``, only those whose field is filed under one of the terms (an indexed filter)."""
-        units = self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
         keys: list[Key] = []
         suffixes: list[tuple[str, ...]] = [(term[0], t) for t in term[1]] if term else [()]
         mark = "=" if term else ""
-        for sid in states:
-            state = wf.states.get(sid)
-            open_to_user = state is not None and state.collect is not None and state.collect.scope == "any" \
-                and bool(set(user.roles) & set(state.collect.roles))
-            for sfx in suffixes:
-                keys += [("wf" + mark, wf.id, sid, unit, *sfx) for unit in units]
-                keys.append(("person" + mark, wf.id, sid, user.username, *sfx))
-                if open_to_user:
-                    keys.append(("open" + mark, wf.id, sid, *sfx))
+        for n, spec in enumerate(self.engine.kept.specs(wf.id) or [wf]):
+            units = self.access.units_for(user, set(user.roles) & self.access.acting_roles(spec), spec)
+            wid = tag(self.definitions, spec)
+            for sid in (states if n == 0 else [s for s in states if s in spec.states]):
+                state = spec.states.get(sid)
+                open_to_user = state is not None and state.collect is not None and state.collect.scope == "any" \
+                    and bool(set(user.roles) & set(state.collect.roles))
+                for sfx in suffixes:
+                    keys += [("wf" + mark, wid, sid, unit, *sfx) for unit in units]
+                    keys.append(("person" + mark, wid, sid, user.username, *sfx))
+                    if open_to_user:
+                        keys.append(("open" + mark, wid, sid, *sfx))
         return keys
 
     def inbox_keys(self, user: Any) -> list[Key]:
         keys: list[Key] = [("wait_user", user.username)]
         for wf in self.definitions.workflows.values():
-            for role in set(user.roles) & self.access.acting_roles(wf):
-                keys += [("wait", wf.id, role, unit) for unit in self.access.reach_units(user.org_unit, role, wf.id)]
-                keys.append(("wait_any", wf.id, role))
+            for spec in self.engine.kept.specs(wf.id):
+                wid = tag(self.definitions, spec)
+                for role in set(user.roles) & self.access.acting_roles(spec):
+                    keys += [("wait", wid, role, unit) for unit in self.access.reach_units(user.org_unit, role, wf.id)]
+                    keys.append(("wait_any", wid, role))
         return keys
+
+    def states(self, wf: WorkflowSpec) -> list[str]:
+        """The states of the current version, then those only older versions have (a case may still be there)."""
+        found = dict.fromkeys(wf.states)
+        for spec in self.engine.kept.specs(wf.id)[1:]:
+            found.update(dict.fromkeys(spec.states))
+        return list(found)
 
     # -- cases -----------------------------------------------------------------------
     def _cases(self, keys: list[Key], page: int, size: int | None, where: Any = None,
@@ -280,12 +337,31 @@ class ReadModel:
                 page: int = 1, size: int | None = PAGE_SIZE, term: tuple[str, list[str]] | None = None) -> Paged[Case]:
         """A page of the cases of ``wf`` the user may see; ``term`` narrows them by an indexed filter field
         first (see :meth:`visible_keys`), ``where`` by anything else."""
-        states = [state] if state else list(wf.states)
+        states = [state] if state else self.states(wf)
         return self._cases(self.visible_keys(user, wf, states, term), page, size, where,
                            check=lambda c: self.access.can_see(c, user))
 
     def state_counts(self, user: Any, wf: WorkflowSpec) -> dict[str, int]:
-        return {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
+        """Cases the user may see per state of the current version, then per state only an older version has
+        (where cases still are)."""
+        counts = {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
+        for sid in self.states(wf)[len(wf.states):]:
+            if n := self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])):
+                counts[sid] = n
+        return counts
+
+    def version_counts(self, workflow_id: str) -> dict[int, int]:
+        """Running cases (not in a final state of their version) per version of the workflow."""
+        numbers = set(self.engine.kept.kept_numbers(workflow_id))
+        wf = self.definitions.workflows.get(workflow_id)
+        if wf is not None:
+            numbers.add(wf.version)
+        return {v: self.store.count_keys(CASE_VERSION_INDEX, [("running", workflow_id, v)]) for v in sorted(numbers)}
+
+    def cases_of_version(self, tx: Any, workflow_id: str, version: int, running: bool = True) -> list[Case]:
+        """Every case (``running``: not final) of one version of a workflow, oldest first."""
+        key = ("running" if running else "version", workflow_id, version)
+        return [Case.from_doc(d, owned=True) for d in (tx or self.store).lookup(CASE_VERSION_INDEX, [key], newest=False).docs]
 
     def case_choices(self, f: Any, user: Any, limit: int = 200) -> list[Case]:
         """The newest cases a ``type: case`` field may point at, for this user."""

@@ -35,6 +35,7 @@ from .mechanics.timers import TimersMixin
 from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
 from .store.base import Store, Transaction
 from .users import User
+from .versions import Versions
 
 ROUNDS = readmodel.ROUNDS
 
@@ -46,14 +47,24 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
         self.store = store
         self.actions = actions
         self.clock = clock
-        self.access = Access(definitions)
-        self._fields: dict[str, list[tuple[FormSpec, Any]]] = {}
-        readmodel.install(store, definitions, lambda case: self.guard_context(case, SYSTEM))
+        #: the versions of each workflow kept in the store: a case runs on the one it started with
+        self.kept = Versions(definitions, store, actions, lambda: iso(self.clock()))
+        self.access = Access(definitions, spec_of=self.spec_of)
+        self._fields: dict[tuple[str, int, str], list[tuple[FormSpec, Any]]] = {}
+        readmodel.install(store, definitions, lambda case: self.guard_context(case, SYSTEM), self.kept)
         self.read = readmodel.ReadModel(self)
 
     # ------------------------------------------------------------------ specs
-    def workflow_of(self, case: Case) -> WorkflowSpec:
+    def spec_of(self, case: Case) -> WorkflowSpec | None:
+        """The version of its workflow ``case`` runs on (``engine.versions``), None if the workflow is gone."""
         wf = self.definitions.workflows.get(case.workflow)
+        if wf is None or wf.version == case.workflow_version:
+            return wf
+        return self.kept.spec(case.workflow, case.workflow_version) or wf  # never kept: the current files
+
+    def workflow_of(self, case: Case) -> WorkflowSpec:
+        """The version of its workflow a case runs on: the one it started with, until it is migrated."""
+        wf = self.spec_of(case)
         if wf is None:
             raise NotFound(_msg(f"流程 {case.workflow} 已不存在", f"workflow {case.workflow} no longer exists"))
         return wf
@@ -66,18 +77,23 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
 
     def data_fields(self, wf: WorkflowSpec) -> list[tuple[FormSpec, Any]]:
         """Every (form, field) a case of ``wf`` may hold, start form first, each field once."""
-        if wf.id in self._fields:
-            return self._fields[wf.id]
+        if wf.key in self._fields:
+            return self._fields[wf.key]
         seen, result = set(), []
         form_ids = [wf.start_form] + [t.form for t in wf.transitions() if t.form]
         for form_id in form_ids:
-            form = self.definitions.forms[form_id]
+            form = self.definitions.form_of(wf, form_id)
             for f in form.fields:
                 if f.id not in seen:
                     seen.add(f.id)
                     result.append((form, f))
-        self._fields[wf.id] = result
+        self._fields[wf.key] = result
         return result
+
+    def versions(self, workflow_id: str) -> list[tuple[int, str, int]]:
+        """``(version, digest, running cases)`` of every version of a workflow that is current or kept,
+        oldest first (digest "" for a current version that cannot be kept: definitions not from files)."""
+        return self.kept.summary(workflow_id, self.read.version_counts(workflow_id))
 
     # ------------------------------------------------------------------ access (engine.access)
     def acting_roles(self, wf: WorkflowSpec) -> frozenset[str]:
@@ -165,7 +181,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
     def waits_for(self, case: Case, user: User) -> bool:
         """Whether the case is on the user's to-do list: waiting for a role they hold on it and a step they may
         take now, or for their contribution, or escalated to them."""
-        wf = self.definitions.workflows.get(case.workflow)
+        wf = self.spec_of(case)
         if wf is None or case.state not in wf.states or wf.states[case.state].final:
             return False
         roles = self.roles_for(case, user)
@@ -229,7 +245,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
 
     def _open(self, tx: Transaction, wf: WorkflowSpec, user: User, values: Mapping[str, Any], parent: int | None,
               note: str = "") -> Case:
-        form = self.definitions.forms[wf.start_form]
+        form = self.definitions.form_of(wf, wf.start_form)
         data = self._validate(form, values, user, tx)
         org_unit = (data.get(wf.org_unit_field) if wf.org_unit_field else None) or user.org_unit
         now = self.clock()
@@ -238,6 +254,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
                     round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
         self._record(case, user, "start", wf.title, None, wf.initial, note, moves.changes_of(form, {}, data), now, bump=False)
+        self.kept.keep(tx, wf)  # the version this case runs on is kept with it, in the same transaction
         case.id = tx.insert(CASES, case.to_doc())
         moves.enter(self, tx, case, wf, wf.initial, user, now)
         tx.replace(CASES, case.id, case.to_doc())
@@ -311,7 +328,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
 
     def _title(self, wf: WorkflowSpec, case: Case) -> str:
         if wf.case_title is not None:
-            form = self.definitions.forms[wf.start_form]
+            form = self.definitions.form_of(wf, wf.start_form)
             value = wf.case_title.evaluate(forms.expression_context(form.fields, case.data), self.clock())
             if value not in (None, ""):
                 return str(value)

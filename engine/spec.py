@@ -297,6 +297,16 @@ class ListSpec:
 
 
 @dataclass(frozen=True)
+class MigrationSpec:
+    """How running cases of older versions (``sources``) move to the workflow's version: a state renamed
+    (``states``, old -> new; a state not named keeps its id) and fields renamed (``fields``, old -> new)."""
+
+    sources: tuple[int, ...]
+    states: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WorkflowSpec:
     id: str
     version: int
@@ -320,6 +330,25 @@ class WorkflowSpec:
     #: every way a case can move (:func:`state_graph`), built once by the loader; the loader's checks, the
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()
+    migrations: tuple[MigrationSpec, ...] = ()
+    #: a version kept in the store (``engine.versions``): the forms of that version (the current version
+    #: reads ``Definitions.forms``) and the digest of its texts; not part of what the version *is*
+    forms: Mapping[str, FormSpec] = field(default_factory=dict, repr=False, compare=False)
+    digest: str = field(default="", repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """Tells apart the current version of a workflow and every kept one (caches of per-workflow facts)."""
+        return (self.id, self.version, self.digest)
+
+    def form_ids(self) -> list[str]:
+        """The forms a case of this workflow fills in: the start form, step forms, contribution forms."""
+        ids = [self.start_form] + [t.form for t in self.transitions() if t.form]
+        ids += [s.collect.form for s in self.states.values() if s.collect]
+        return list(dict.fromkeys(ids))
+
+    def migration_from(self, version: int) -> MigrationSpec | None:
+        return next((m for m in self.migrations if version in m.sources), None)
 
     def state(self, state_id: str) -> StateSpec:
         return self.states[state_id]
@@ -427,9 +456,16 @@ class Definitions:
     roles: Mapping[str, RoleSpec]
     org: OrgTree
     choice_lists: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)
+    #: the text of every workflow and form file as loaded (file name as problems show it -> text): what a
+    #: version kept in the store is made of
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def form(self, form_id: str) -> FormSpec:
         return self.forms[form_id]
+
+    def form_of(self, wf: WorkflowSpec, form_id: str) -> FormSpec:
+        """Form ``form_id`` as version ``wf`` of its workflow uses it (a kept version brings its own forms)."""
+        return wf.forms.get(form_id) or self.forms[form_id]
 
     def workflow(self, workflow_id: str) -> WorkflowSpec:
         return self.workflows[workflow_id]

@@ -170,7 +170,7 @@ class Transition(EdgeKind):
     def validate(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step) -> None:
         t = step.transition
         assert t is not None
-        step.form = engine.definitions.forms[t.form] if t.form else None
+        step.form = engine.definitions.form_of(engine.workflow_of(case), t.form) if t.form else None
         if step.form is not None:
             try:
                 step.form_data = engine._validate(step.form, step.values, actor, tx)

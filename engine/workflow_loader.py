@@ -17,7 +17,7 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_after, build_deadline
-from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
+from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
 from .yamlsource import PathItem, YamlSource
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
+    migrations = build_migrations(ld, source, doc.get("migrate"), doc["version"], built_states)
     if len(ld.problems) > problems_before or start_form is None:
         return None
     return WorkflowSpec(
@@ -169,7 +170,37 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
         ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing, edges=edges,
+        migrations=migrations,
     )
+
+
+def build_migrations(ld: "Loader", source: YamlSource, raw: dict | list | None, version: int,
+                     states: dict[str, StateSpec]) -> tuple[MigrationSpec, ...]:
+    """``migrate:`` (one mapping or a list): what can be checked without the store. Whether the old states
+    and fields exist, and which running cases would be stranded, ``engine.versions`` checks against the
+    versions kept in the store (``civicflow lint``)."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, dict) else raw
+    base: list[PathItem] = ["migrate"]
+    found, seen = [], set()
+    for i, item in enumerate(items):
+        here = base if isinstance(raw, dict) else base + [i]
+        sources = tuple(item["from"]) if isinstance(item["from"], list) else (item["from"],)
+        for v in sources:
+            if v >= version:
+                ld.problems.append(source.problem(here + ["from"], f"migrate from version {v}: not older than this version {version}",
+                                                  f"cases move from an older version to this one; list versions below {version}"))
+            elif v in seen:
+                ld.problems.append(source.problem(here + ["from"], f"version {v} is migrated twice",
+                                                  "name each older version in one migrate entry"))
+            seen.add(v)
+        for old, new in item.get("states", {}).items():
+            if new not in states:
+                ld.problems.append(source.problem(here + ["states", old], f"unknown state {new!r}",
+                                                  did_you_mean(new, states) or f"states of this version: {', '.join(states)}"))
+        found.append(MigrationSpec(sources, dict(item.get("states", {})), dict(item.get("fields", {}))))
+    return tuple(found)
 
 
 def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], initial: str, edges: tuple[EdgeSpec, ...],

@@ -33,6 +33,11 @@ class YamlSource:
         self.data = plain(tree) if data is None else data
 
     @property
+    def text(self) -> str:
+        """The source as read: kept versions of definitions are stored as text (``engine.versions``)."""
+        return self._text or ""
+
+    @property
     def tree(self) -> Any:
         if self._tree is None and self._text is not None:
             self._tree = YAML(typ="rt", pure=True).load(self._text)
@@ -106,13 +111,19 @@ def _fast_parser() -> YAML | None:
 
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
-    # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
-    # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
-    parser = YAML(typ="rt", pure=True)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
+    return parse_yaml(text, display)
+
+
+def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem]]:
+    """Parse definition text that is not (or no longer) a file, e.g. a version kept in the store;
+    ``display`` is the virtual file name problems carry (``workflows/leave.yaml@v1``)."""
+    # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
+    # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
+    parser = YAML(typ="rt", pure=True)
     fast = _fast_parser()
     if fast is not None:
         try:
@@ -132,4 +143,4 @@ def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem
         return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
-    return YamlSource(display, tree), []
+    return YamlSource(display, tree, text=text), []

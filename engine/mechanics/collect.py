@@ -265,7 +265,7 @@ class CollectMixin(EngineBase):
 
     def may_contribute(self, case: "Case", user: "User") -> tuple[bool, dict[str, str] | None]:
         """Whether ``user`` may submit their own input on ``case`` now, and if not, why."""
-        wf = self.definitions.workflows.get(case.workflow)
+        wf = self.spec_of(case)
         state = wf.states.get(case.state) if wf else None
         spec = state.collect if state else None
         if spec is None:
@@ -308,7 +308,7 @@ class CollectMixin(EngineBase):
             state = self.state_of(case)
             spec = state.collect
             assert spec is not None
-            data = self._validate(self.definitions.forms[spec.form], values, user, tx)
+            data = self._validate(self.definitions.form_of(self.workflow_of(case), spec.form), values, user, tx)
             now = iso(self.clock())
             bucket = case.contributions.setdefault(case.state, {})
             previous = bucket.get(user.username)
@@ -351,7 +351,7 @@ class CollectMixin(EngineBase):
         names = {u.username: u.name for u in self.users()} if pending else {}
         may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
         return {
-            "spec": spec, "done": len(bucket), "needed": needed(case, state),
+            "spec": spec, "form": self.definitions.form_of(self.workflow_of(case), spec.form), "done": len(bucket), "needed": needed(case, state),
             "pending": [names.get(u, u) for u in pending],
             "contributions": list(bucket.values()) if may_see else [],
             "mine": bucket.get(user.username),

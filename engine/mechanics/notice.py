@@ -198,7 +198,7 @@ class NoticeMixin(EngineBase):
         if doc is None:
             return None
         case = Case.from_doc(doc, owned=True)
-        wf = self.definitions.workflows.get(case.workflow)
+        wf = self.spec_of(case)
         state = wf.states.get(case.state) if wf else None
         return (case, state) if state is not None and (state.notice or state.public) else None
 

@@ -128,7 +128,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     engine = app.extensions["civicflow"]
     app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
-                                 url_for=UrlCache())
+                                 url_for=UrlCache(), state_title=lambda case: _state_title(engine, case))
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
@@ -147,6 +147,14 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     if start_timers:
         ticker.start(app)
     return app
+
+
+def _state_title(engine: Engine, case: Any) -> Mapping[str, str] | None:
+    """The title of a case's state in the version of its workflow it runs on (a state only an old version has
+    is still named on cards and lists)."""
+    wf = engine.spec_of(case)
+    state = wf.states.get(case.state) if wf is not None else None
+    return state.title if state is not None else None
 
 
 def get_engine() -> Engine:

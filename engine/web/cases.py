@@ -186,7 +186,7 @@ def step_fields(case_id: int, transition_id: str) -> Any:
         abort(404)
     if t not in engine.available_transitions(case, g.user):
         raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
-    return _live_fields(engine.definitions.forms[t.form])
+    return _live_fields(engine.definitions.form_of(engine.workflow_of(case), t.form))
 
 
 @bp.app_template_global()
@@ -295,7 +295,7 @@ def step(case_id: int, transition_id: str) -> Any:
     if t is None:
         raise TransitionError({"zh": "此操作在当前状态下不可用（可能已被他人处理），请刷新页面。",
                                "en": "This action is not available in the current state (someone may have acted already)."})
-    form = engine.definitions.forms[t.form] if t.form else None
+    form = engine.definitions.form_of(wf, t.form) if t.form else None
     comment = request.form.get("comment", "")
     version = request.form.get("version", type=int) or case.version
     if request.method == "GET":
@@ -346,9 +346,9 @@ def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[Workfl
     if wf is None:
         abort(404)
     state = request.args.get("state") or None
-    if state is not None and state not in wf.states:
+    counts = engine.read.state_counts(g.user, wf)  # also states only older versions have, where cases still are
+    if state is not None and state not in counts:
         state = None
-    counts = engine.read.state_counts(g.user, wf)
     if not any(counts.values()) and not engine.may_start(wf, g.user) and not (set(g.user.roles) & set(wf.roles)):
         abort(403)
     fields = filters.filter_fields(wf, engine.definitions.forms[wf.start_form])
@@ -387,7 +387,9 @@ def list_cases(workflow_id: str) -> Any:
     units = [u for u in engine.definitions.org.units.values()
              if engine.in_scope(g.user, u.id) or engine.definitions.org.contains(u.id, g.user.org_unit)] \
         if any(f.kind.holds_unit for f in search) else []
-    return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns,
+    older = {sid: s.title for spec in engine.kept.specs(wf.id)[1:] for sid, s in spec.states.items()
+             if sid not in wf.states and sid in counts}  # cases of an older version in a state it alone has
+    return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns, older=older,
                            total=sum(counts.values()), search=search, chosen=filters.active(search, request.args),
                            unit_choices=units, may_rank=engine.can_rank(wf, g.user))
 

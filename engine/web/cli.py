@@ -1,4 +1,5 @@
-"""The ``civicflow`` command, built on Flask's CLI: ``civicflow serve``, ``run``, ``lint``, ``user add``, ``demo``."""
+"""The ``civicflow`` command, built on Flask's CLI: ``civicflow serve``, ``run``, ``lint``, ``migrate``, ``user add``,
+``demo``."""
 from __future__ import annotations
 
 import os
@@ -12,10 +13,10 @@ from flask.cli import FlaskGroup, ScriptInfo, get_debug_flag, run_command, with_
 from werkzeug.serving import is_running_from_reloader
 from ruamel.yaml import YAML
 
-from .. import ledger
+from .. import ledger, migration
 from ..cases import CASES
 from ..demo import DemoError, load_demo
-from ..errors import DefinitionError
+from ..errors import DefinitionError, EngineError
 from ..loader import lint as lint_definitions
 from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password
@@ -67,15 +68,50 @@ def _definitions_root(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
+def _instance_store() -> str | None:
+    """The store file of the instance (as ``create_app`` finds it), if there is one."""
+    home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
+    path = str(Path(os.environ.get("CIVICFLOW_INSTANCE", home / "instance")) / "civicflow.json")
+    return path if _store_exists(path) else None
+
+
+def _store_exists(path: str) -> bool:
+    """A file store is its snapshot and its journal: either may be there alone (a URL: the store says)."""
+    return "://" in path or Path(path).is_file() or Path(path + ".journal").is_file()
+
+
+def _store_problems(root: Path, store_path: str) -> list[Any]:
+    """What only the live store shows (``engine.migration.lint``): unbumped changes, stranded cases."""
+    from ..loader import load_definitions
+    from ..runtime import Engine
+    from ..store import open_store
+
+    store = open_store(store_path)
+    try:
+        return migration.lint(Engine(load_definitions(root), store))
+    finally:
+        store.close()
+
+
 @cli.command("lint", with_appcontext=False)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-def lint_command(paths: tuple[Path, ...]) -> None:
-    """Check definitions (a directory, or single files) and print every problem as file:line:col."""
-    targets = paths or (Path(os.environ.get("CIVICFLOW_HOME", ROOT)),)
+@click.option("--store", "store_path", type=click.Path(dir_okay=False),
+              help="Check against the versions and cases of this store too  [default: the instance's store, "
+                   "when linting the instance's own definitions]")
+def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
+    """Check definitions (a directory, or single files) and print every problem as file:line:col; against a
+    store, also changes made without a new version and running cases a migration would strand."""
+    home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
+    if store_path and not _store_exists(store_path):
+        raise click.BadParameter(f"no store at {store_path}", param_hint="--store")
+    targets = paths or (home,)
     failed = False
     for target in targets:
         root, only = _definitions_root(target)
         problems = lint_definitions(root)
+        store = store_path or (_instance_store() if root == home.resolve() else None)
+        if not problems and store:
+            problems = _store_problems(root, store)
         if only is not None:
             rel = str(only.relative_to(root))
             problems = [p for p in problems if p.file == rel]
@@ -192,6 +228,44 @@ def demo_command() -> None:
     click.echo(f"loaded {count} demo cases")
 
 
+@click.command("migrate")
+@with_appcontext
+@click.argument("workflow")
+@click.option("--dry-run", is_flag=True, help="Show what would change per case; change nothing")
+def migrate_command(workflow: str, dry_run: bool) -> None:
+    """Move the running cases of the versions WORKFLOW's migrate: names to its current version, all or none."""
+    engine = get_engine()
+    wf = engine.definitions.workflows.get(workflow)
+    if wf is None:
+        raise click.BadParameter(f"unknown workflow {workflow!r}; known: {', '.join(engine.definitions.workflows)}")
+    if not wf.migrations:
+        click.echo(f"{workflow} (version {wf.version}) declares no migrate: nothing to move")
+        return
+    found = migration.plan(engine, workflow)
+    if dry_run or found.stranded:
+        for item in found.moves:
+            click.echo(item.describe(wf.version))
+        if found.stranded:
+            ids = ", ".join(f"#{m.case_id}" for m in found.stranded)
+            click.echo(f"refused: {len(found.stranded)} case(s) would be stranded ({ids}); nothing changed", err=True)
+            sys.exit(1)
+        click.echo(f"dry run: {len(found.moves)} case(s) would move to version {wf.version}; nothing changed")
+        return
+    try:
+        done = migration.apply(engine, workflow)
+    except migration.MigrationRefused as exc:  # a case moved into a stranded state since the plan above
+        for item in exc.plan.stranded:
+            click.echo(item.describe(wf.version))
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except EngineError as exc:  # e.g. what entering a renamed state refuses: the transaction wrote nothing
+        click.echo(f"migration of {workflow} failed, nothing changed: {exc}", err=True)
+        sys.exit(1)
+    for item in done.moves:
+        click.echo(item.describe(wf.version))
+    click.echo(f"{len(done.moves)} case(s) moved to version {wf.version}, each with a history entry")
+
+
 @click.command("tick")
 @with_appcontext
 def tick_command() -> None:
@@ -229,8 +303,8 @@ def serve_command(host: str, port: int, threads: int | None) -> None:
 
 
 def init_app(app: Any) -> None:
-    for command in (serve_command, user_group, demo_command, tick_command, verify_command, backup_command,
-                    restore_command):
+    for command in (serve_command, user_group, demo_command, migrate_command, tick_command, verify_command,
+                    backup_command, restore_command):
         app.cli.add_command(command)
 
 

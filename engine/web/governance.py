@@ -29,7 +29,7 @@ def contribute(case_id: int) -> Any:
     allowed, reason = engine.may_contribute(case, g.user)
     if spec is None or not allowed:
         raise TransitionError(reason or {"zh": "现在不需要您提交。", "en": "Nothing to submit here now."})
-    form = engine.definitions.forms[spec.form]
+    form = engine.definitions.form_of(engine.workflow_of(case), spec.form)
     mine = case.contributions.get(case.state, {}).get(g.user.username)
     if request.method == "GET":
         values = dict(mine["data"]) if mine else {}
