@@ -69,7 +69,11 @@ def _definitions_root(path: Path) -> tuple[Path, Path | None]:
 
 
 def _instance_store() -> str | None:
-    """The store file of the instance (as ``create_app`` finds it), if there is one."""
+    """The store of the instance (as ``create_app`` finds it: ``CIVICFLOW_DATABASE_URL``, else the instance's
+    file), if there is one."""
+    url = settings.database_url(os.environ)
+    if url:
+        return url
     home = Path(os.environ.get("CIVICFLOW_HOME", ROOT))
     path = str(Path(os.environ.get("CIVICFLOW_INSTANCE", home / "instance")) / "civicflow.json")
     return path if _store_exists(path) else None
