@@ -24,15 +24,17 @@ def test_import_shows_the_bad_rows_then_imports_the_fixed_file(phone: Any, shipp
     login(phone, shipped_server, "admin")
     phone.click("header nav a[href='/admin/']")
     phone.wait_for_url("**/admin/")
-    rows = ["username,name,roles,unit", "b_one,白一,resident,renjia-g1", "b_two,白二,resident、wizard,renjia-g1"]
+    rows = ["username,name,roles,unit", "b_one,白一,resident,renjia-g1", "b_two,,resident、wizard,moon"]
     send(phone, shipped_server, rows)
     report = phone.locator("#import-report").inner_text()
     assert "未导入任何用户" in report
-    assert "3" in report and "未知角色 wizard" in report
+    assert "3" in report and "未知角色 wizard" in report and "未知单位 moon" in report and "请填写姓名" in report
+    reason = phone.locator("#import-report td", has_text="未知角色")
+    assert reason.evaluate("td => td.scrollWidth <= td.clientWidth")  # the reason is read whole, not cut off
     assert find_user(shipped_server.engine.store, "b_one") is None
     assert fits(phone)
 
-    rows[2] = "b_two,白二,resident、volunteer,renjia-g1"
+    rows[2] = "b_two,白二,resident、volunteer,renjia-g1"  # fixed
     send(phone, shipped_server, rows)
     report = phone.locator("#import-report").inner_text()
     assert "已导入 2 个用户" in report
