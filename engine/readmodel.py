@@ -19,6 +19,10 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 ``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
                                        org unit): a filtered list page is one lookup, not a scan of the workflow
+
+Users are found under ``("username", u)`` and ``("unit", unit)``, under ``("role", r)`` only while active and
+under ``("inactive", unit)`` once deactivated (``user_keys``); the admin's ``audit`` entries under
+``("unit", unit)`` for each unit whose people an action touched, newest first.
 """
 from __future__ import annotations
 
