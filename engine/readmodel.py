@@ -14,6 +14,7 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
 ``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation)
 ``("public",)``                        listed on the public page (notice or public state)
 ``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
+``("assigned_open", user)``            an open case assigned to a person (admins find those of deactivated users)
 ``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
                                        org unit): a filtered list page is one lookup, not a scan of the workflow
@@ -23,6 +24,9 @@ version waits, is listed and is counted by its own states and roles, under ``wor
 ``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles.
 ``("version", workflow, version)`` (index ``case_versions``) finds the cases of one version,
 ``("running", workflow, version)`` those not in a final state of their version.
+Users are found under ``("username", u)`` and ``("unit", unit)``, under ``("role", r)`` only while active and
+under ``("inactive", unit)`` once deactivated (``user_keys``); the admin's ``audit`` entries under
+``("unit", unit)`` for each unit whose people an action touched, newest first.
 """
 from __future__ import annotations
 
@@ -34,10 +38,12 @@ from .cases import CASES, SCHEMA_VERSION, Case
 from .ledger import ACCOUNTS, HEADS, LEDGER
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
-from .store.base import Doc, Index, Key, Store, Tally
+from .store.base import Doc, Index, Key, Predicate, Store, Tally
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
+
+AUDIT = "audit"
 
 if TYPE_CHECKING:
     from .runtime import Engine
@@ -56,6 +62,7 @@ LEDGER_INDEX = "ledger"
 HEAD_INDEX = "chain_heads"
 ROUND_INDEX = "rounds"
 UPLOAD_INDEX = "uploads"
+AUDIT_INDEX = "audit"
 ROUNDS = "rounds"
 UPLOADS = "uploads"
 
@@ -150,6 +157,8 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
                 found += [("person=", wid, sid, u, f.id, term) for u in people]
                 if open_to_all:
                     found.append(("open=", wid, sid, f.id, term))
+        if state is None or not state.final:  # a state the current definition lacks still runs (on its version)
+            found += [("assigned_open", u) for u in assignees]
         if state is not None and not state.final:
             waiting = doc.get("waiting_for") or []
             found += [("wait", wid, r, unit) for r in waiting if r not in PSEUDO_ROLES]
@@ -177,6 +186,18 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
         return found
 
     return keys
+
+
+def user_keys(doc: Doc) -> list[Key]:
+    """A user under their username and unit; under their roles only while active (a deactivated person is
+    neither assigned nor notified), and under ``("inactive", unit)`` while not (the admin's reassignment list)."""
+    unit = doc.get("org_unit", "")
+    found: list[Key] = [("username", doc.get("username")), ("unit", unit)]
+    if doc.get("active", True) is False:
+        found.append(("inactive", unit))
+    else:
+        found += [("role", r) for r in doc.get("roles") or ()]
+    return found
 
 
 def _timer_keys(doc: Doc) -> list[Key]:
@@ -226,7 +247,7 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 
 #: Bump when a key function below changes: a file store trusts the index entries it saved only while the
 #: name, table and version match.
-READMODEL_VERSION = "1"
+READMODEL_VERSION = "3"
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:
@@ -249,8 +270,9 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Tally(FIGURES, CASES, values=figure_values(definitions, context, resolve), version=version),
         versions_index(),
         Tally(ROUND_TALLY, CASES, values=lambda d: [((d["workflow"], d["round"]), 1)] if d.get("round") else []),
-        Index(USER_INDEX, USERS, keys=lambda d: [("username", d.get("username"))]
-              + [("role", r) for r in d.get("roles") or ()]),
+        Index(USER_INDEX, USERS, keys=user_keys, version=READMODEL_VERSION),
+        Index(AUDIT_INDEX, AUDIT, keys=lambda d: [("unit", u) for u in d.get("units") or ()],
+              order=lambda d: (d.get("at") or "", d["id"])),
         Index(NOTIFICATION_INDEX, NOTIFICATIONS, order=lambda d: (d.get("at") or "", d["id"]),
               keys=lambda d: [("to", d["to"])] + ([("unread", d["to"]), ("unread_case", d["to"], d.get("case"))]
                                                   if not d.get("read") else [])),
@@ -447,3 +469,28 @@ class ReadModel:
 
     def round_closed(self, workflow_id: str, round_id: str, tx: Any = None) -> Doc | None:
         return (tx or self.store).first(ROUND_INDEX, ("round", workflow_id, round_id))
+
+    # -- the admin area ----------------------------------------------------------------
+    def users_in(self, units: Iterable[str], match: Predicate | None = None, page: int = 1,
+                 size: int | None = PAGE_SIZE) -> Paged[Doc]:
+        """Users whose unit is one of ``units`` (in the order they were added), narrowed by ``match``."""
+        offset = (page - 1) * size if size else 0
+        found = self.store.lookup(USER_INDEX, [("unit", u) for u in units], offset=offset, limit=size,
+                                  where=match, newest=False)
+        return Paged(found.docs, found.total, page, size or max(found.total, 1))
+
+    def user_count(self, unit: str) -> int:
+        return self.store.count_keys(USER_INDEX, [("unit", unit)])
+
+    def inactive_users(self, units: Iterable[str]) -> list[Doc]:
+        return self.store.lookup(USER_INDEX, [("inactive", u) for u in units], newest=False).docs
+
+    def open_assigned(self, usernames: Iterable[str], page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        """Open cases with any of ``usernames`` among their assignees, most recently changed first."""
+        return self._cases([("assigned_open", u) for u in usernames], page, size)
+
+    def audit(self, units: Iterable[str], page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Doc]:
+        """Admin actions touching users of ``units``, newest first."""
+        offset = (page - 1) * size if size else 0
+        found = self.store.lookup(AUDIT_INDEX, [("unit", u) for u in units], offset=offset, limit=size)
+        return Paged(found.docs, found.total, page, size or max(found.total, 1))

@@ -18,16 +18,18 @@ class User:
     password_hash: str = field(default="", repr=False)
     lang: str = "zh"
     id: int | None = None
+    active: bool = True  # a deactivated user keeps their record and history but cannot log in
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "User":
         return cls(username=doc["username"], name=doc.get("name") or doc["username"], roles=tuple(doc.get("roles", ())),
                    org_unit=doc.get("org_unit", ""), password_hash=doc.get("password_hash", ""),
-                   lang=doc.get("lang", "zh"), id=doc.get("id"))
+                   lang=doc.get("lang", "zh"), id=doc.get("id"),
+                   active=doc.get("active", True) is not False)
 
     def to_doc(self) -> dict[str, Any]:
         return {"username": self.username, "name": self.name, "roles": list(self.roles), "org_unit": self.org_unit,
-                "password_hash": self.password_hash, "lang": self.lang}
+                "password_hash": self.password_hash, "lang": self.lang, "active": self.active}
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)

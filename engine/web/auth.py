@@ -18,6 +18,8 @@ bp = Blueprint("auth", __name__)
 def load_logged_in_user() -> None:
     username = session.get("user")
     g.user = find_user(get_engine().store, username) if username else None
+    if g.user is not None and not g.user.active:  # deactivated while logged in: the session ends at once
+        g.user = None
     if username and g.user is None:
         session.clear()
 
@@ -53,6 +55,9 @@ def login() -> Any:
         user = find_user(get_engine().store, username)
         if user is None or not user.check_password(request.form.get("password", "")):
             error = _("Wrong username or password.")
+        elif not user.active:
+            # Said only to someone who knows the password, so it does not reveal which usernames exist.
+            error = _("This account has been deactivated. Ask your administrator to reactivate it.")
         else:
             lang = session.get("lang")
             session.clear()

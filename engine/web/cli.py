@@ -206,7 +206,8 @@ def save_user(user: User) -> None:
 @with_appcontext
 def user_list() -> None:
     for doc in get_engine().store.search(USERS):
-        click.echo(f"{doc['username']:<12} {doc.get('name', ''):<8} {','.join(doc['roles']):<40} {doc['org_unit']}")
+        inactive = "  (deactivated)" if doc.get("active", True) is False else ""
+        click.echo(f"{doc['username']:<12} {doc.get('name', ''):<8} {','.join(doc['roles']):<40} {doc['org_unit']}{inactive}")
 
 
 @click.command("demo")
