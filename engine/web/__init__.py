@@ -27,13 +27,23 @@ babel = Babel()
 
 
 def _secret_key(instance: Path) -> str:
-    """A random key, made once per instance and kept in ``instance/secret_key`` (never in git)."""
+    """A random key, made once per instance and kept in ``instance/secret_key`` (never in git).
+
+    Several worker processes (gunicorn) start at once: each writes a key to a file of its own and links it
+    into place, which only the first does, so none reads a half-written file or keeps a key of its own."""
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        mine = instance / f".secret_key.{os.getpid()}"
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another process was first: its key is the instance's
+        finally:
+            mine.unlink(missing_ok=True)
     return path.read_text().strip()
 
 
