@@ -129,6 +129,14 @@ class Gunicorn:
         """Which worker served each request so far, in order (gunicorn's access log, one pid per line)."""
         return [int(line.split()[0].strip("<>")) for line in self.access.read_text().splitlines() if line.strip()]
 
+    def served_since(self, before: int, at_least: int, timeout: float = 10) -> list[int]:
+        """The pids of the requests logged after the first ``before``, once ``at_least`` are there (a worker
+        writes its line just after sending the response, so the last ones may still be on their way)."""
+        deadline = time.monotonic() + timeout
+        while len(self.pids()) - before < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.pids()[before:]
+
     def workers(self) -> set[int]:
         """The live worker processes: the master's children."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
@@ -241,7 +249,7 @@ def test_gunicorn_workers_race_for_one_claim_and_one_wins(tmp_path: Path, pg_url
             sends = [poster(b, f"/cases/{cid}/do/claim", f"/cases/{cid}", {}) for b in claimers]
             before = len(server.pids())
             results = concurrently(sends)
-            served = {pid for pid in server.pids()[before:]}
+            served = set(server.served_since(before, len(claimers)))
         codes = sorted(code for code, _ in results)
         assert codes == [302] + [409] * (len(claimers) - 1), codes
         assert all(refused(code, body) for code, body in results if code != 302)
@@ -299,8 +307,8 @@ def test_a_session_made_on_one_worker_works_on_every_worker(tmp_path: Path, pg_u
             results = concurrently([poster(browser, "/start/micro_wish", "/start/micro_wish",
                                            {**WISH, "wish_content": f"心愿 {i}"}) for i in range(3)])
             assert [code for code, _ in results] == [302, 302, 302]  # the CSRF token of one worker, on the others
-            served = server.pids()[before:]
-        # (a line is written just after its response: the login's may come after ``before``, hence >=)
+            served = server.served_since(before, 20 + 3 * 2)
+        # (>=: the login's line may be written after ``before`` was read)
         assert len(served) >= 20 + 3 * 2 and len(set(served)) >= 2, served
         titles = {doc["data"]["wish_content"] for doc in app.extensions["civicflow"].store.search(CASES)}
         assert titles == {"心愿 0", "心愿 1", "心愿 2"}
