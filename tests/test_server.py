@@ -33,7 +33,7 @@ START_TIMEOUT = 60.0
 
 def civicflow_env(instance: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIVICFLOW_")}
-    env.update(CIVICFLOW_HOME=str(ROOT), CIVICFLOW_INSTANCE=str(instance), PYTHONUNBUFFERED="1", **extra)
+    env.update({"CIVICFLOW_HOME": str(ROOT), "CIVICFLOW_INSTANCE": str(instance), "PYTHONUNBUFFERED": "1", **extra})
     return env
 
 

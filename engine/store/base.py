@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable, Protocol
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
@@ -103,6 +103,20 @@ class Transaction(ABC):
         return page.docs[0] if page.docs else None
 
 
+class LeaderLock(Protocol):
+    """A lock at most one holder has at a time across every process (and host) sharing a store, lost when the
+    holder's process dies; what :meth:`Store.leader_lock` gives."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def try_acquire(self) -> bool:
+        """True if this object holds the lock now (it may have held it already); never waits."""
+        ...
+
+    def release(self) -> None: ...
+
+
 class Store(ABC):
     """A set of named tables. Reads return copies; writes only through ``transaction()``."""
 
@@ -154,6 +168,11 @@ class Store(ABC):
         """The first document under ``key`` (e.g. a user by username), or None."""
         page = self.lookup(index, [key], limit=1, newest=False)
         return page.docs[0] if page.docs else None
+
+    def leader_lock(self, name: str) -> LeaderLock | None:
+        """A lock named ``name`` shared by everyone using this store, wherever they run, or None when the store
+        has none (a file store: its users share a host, so the caller locks a file next to it instead)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files and locks."""

@@ -40,6 +40,7 @@ import json
 import os
 import threading
 import weakref
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -57,6 +58,8 @@ from engine.store.memory import StoreError, check_id, check_table
 
 #: The advisory lock every write transaction holds (any constant; "Civi").
 WRITE_LOCK = 0x43697669
+#: The first key of every leader lock (``pg_try_advisory_lock(int, int)``: a key space apart from WRITE_LOCK's).
+LEADER_LOCKS = 0x4C656164  # "Lead"
 _STREAM_ROWS = 500
 
 
@@ -336,6 +339,9 @@ class PostgresStore(Store):
         finally:
             self._pool.put(conn, self._closed)
 
+    def leader_lock(self, name: str) -> PgLeaderLock:
+        return PgLeaderLock(self.url, name)
+
     def close(self) -> None:
         """Close the pooled connections; later use raises ``StoreError``."""
         self._closed = True
@@ -346,6 +352,68 @@ class PostgresStore(Store):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class PgLeaderLock:
+    """A session-level advisory lock held on a connection of its own for as long as this object leads.
+
+    The server drops a session's advisory locks when the session ends, so a leader whose process dies, or
+    whose host goes away (once the server's TCP keepalive notices; this session asks for about a minute),
+    hands over by itself. Every :meth:`try_acquire` while holding runs one statement on the held connection:
+    if the session was lost (server restart, ``pg_terminate_backend``), the lock was lost with it, so this
+    object steps down and competes again instead of believing it still leads. The session's
+    ``application_name`` names the holder's pid, for a person looking at ``pg_stat_activity``.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.key = zlib.crc32(name.encode()) - (1 << 31)  # a stable int4 (hash() differs per process)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"PgLeaderLock({self.name!r} on {describe(self.url)})"
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None and self._pid == os.getpid()
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None and self._pid != os.getpid():
+            self._conn = None  # inherited across a fork: the session (and the lock) is the parent's
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                self.release()
+        self._pid = os.getpid()
+        conn = connect(self.url)
+        try:
+            with database_errors():
+                conn.execute("SELECT set_config('application_name', %s, false), "
+                              "set_config('tcp_keepalives_idle', '30', false), "
+                              "set_config('tcp_keepalives_interval', '10', false), "
+                              "set_config('tcp_keepalives_count', '3', false)",
+                              (f"civicflow {self.name} leader pid {os.getpid()}"[:63],))
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEADER_LOCKS, self.key)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not (row and row[0]):
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        """Give the lock up: closing the session drops it (an unlock first would only cost a round trip)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
 
 class PgTransaction(Transaction):

@@ -27,13 +27,23 @@ babel = Babel()
 
 
 def _secret_key(instance: Path) -> str:
-    """A random key, made once per instance and kept in ``instance/secret_key`` (never in git)."""
+    """A random key, made once per instance and kept in ``instance/secret_key`` (never in git).
+
+    Several worker processes (gunicorn) start at once: each writes a key to a file of its own and links it
+    into place, which only the first does, so none reads a half-written file or keeps a key of its own."""
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        mine = instance / f".secret_key.{os.getpid()}"
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            os.link(mine, path)
+        except FileExistsError:
+            pass  # another process was first: its key is the instance's
+        finally:
+            mine.unlink(missing_ok=True)
     return path.read_text().strip()
 
 
@@ -65,7 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         CLOCK=None,                           # a callable returning an aware datetime (tests freeze it)
         ACTIONS=None,                         # an ActionRegistry; default: the shipped actions
         TICK_SECONDS=30,                      # run due timers this often in the background (0: never)
-        TICKER_LOCK=None,                     # only the holder of this flock ticks; default: see below
+        TICKER_LOCK=None,                     # on a file store only the holder of this flock ticks; see below
         TRUSTED_PROXIES=0,                    # reverse proxies in front whose X-Forwarded-* headers count
     )
     app.config.from_mapping(settings.app_config(os.environ))
@@ -76,12 +86,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         app.config["SECRET_KEY"] = _secret_key(instance)
     default_store = str(instance / "civicflow.json")
     app.config["STORE"] = app.config["STORE"] or default_store
-    if not app.config["TICKER_LOCK"] and app.config["STORE"] not in _MEMORY_STORES:
+    if (not app.config["TICKER_LOCK"] and app.config["STORE"] not in _MEMORY_STORES
+            and not is_database_url(app.config["STORE"])):
         # The lock guards the store the timers write to, so an app on another store file never waits for
-        # it; a memory store lives in one process only, so each process ticks its own (no lock).
-        # On a database the lock is the instance's (one leader per host; across hosts: issue 10, point 5).
-        app.config["TICKER_LOCK"] = (str(instance / "ticker.lock")
-                                     if app.config["STORE"] == default_store or is_database_url(app.config["STORE"])
+        # it; a memory store lives in one process only, so each process ticks its own (no lock). A database
+        # has a lock of its own shared by every host (Store.leader_lock), which the ticker takes instead.
+        app.config["TICKER_LOCK"] = (str(instance / "ticker.lock") if app.config["STORE"] == default_store
                                      else app.config["STORE"] + ".ticker.lock")
     app.config["UPLOADS"] = app.config["UPLOADS"] or str(instance / "uploads")
 

@@ -6,6 +6,10 @@ while it lives, so it stays the leader; the others try again every interval and 
 when the leader's process ends (the kernel drops its lock). The lock only saves the others
 the same scan: each timer fires inside its own store transaction, which is exclusive across
 processes, and is marked done there, so a cron ``civicflow tick`` running alongside is safe.
+
+A ``flock`` only excludes processes on one host. A store shared across hosts (PostgreSQL) offers its own
+lock (:meth:`engine.store.base.Store.leader_lock`: there a session-level advisory lock), and the ticker
+uses that instead, so one process among every host on the database runs the timers.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import threading
 from pathlib import Path
 
 from flask import Flask
+
+from ..store import StoreError
+from ..store.base import LeaderLock as StoreLeaderLock
 
 EXTENSION = "civicflow_ticker"
 
@@ -29,6 +36,9 @@ class LeaderLock:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         self._fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"LeaderLock({str(self.path)!r})"
 
     @property
     def held(self) -> bool:
@@ -75,7 +85,7 @@ class LeaderLock:
 class Ticker:
     """A daemon thread ticking the app's engine every ``seconds``, while it holds ``lock`` (if any)."""
 
-    def __init__(self, app: Flask, seconds: float, lock: LeaderLock | None = None):
+    def __init__(self, app: Flask, seconds: float, lock: LeaderLock | StoreLeaderLock | None = None):
         self.app = app
         self.seconds = seconds
         self.lock = lock
@@ -95,8 +105,8 @@ class Ticker:
             return True
         try:
             return self.lock.try_acquire()
-        except OSError:
-            self.app.logger.exception("cannot open the timer lock %s; timers are not run here", self.lock.path)
+        except (OSError, StoreError):
+            self.app.logger.exception("cannot take the timer lock %r; timers are not run here now", self.lock)
             return False
 
     def run(self) -> None:
@@ -132,7 +142,8 @@ def start(app: Flask) -> Ticker | None:
     if seconds <= 0 or app.testing:
         return None
     lock_path = app.config.get("TICKER_LOCK")
-    ticker = Ticker(app, seconds, LeaderLock(lock_path) if lock_path else None)
+    lock = app.extensions["civicflow"].store.leader_lock("timers") or (LeaderLock(lock_path) if lock_path else None)
+    ticker = Ticker(app, seconds, lock)
     app.extensions[EXTENSION] = ticker
     ticker.thread.start()
     return ticker
