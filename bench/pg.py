@@ -217,51 +217,62 @@ def cell(result: Result | None, hello: Result | None) -> str:
     return f"{fmt(result.rps)}{share}{seq}"
 
 
+def groups(columns: list[Column]) -> list[list[Column]]:
+    """The gunicorn columns of each store with two or more worker counts: what scaling is computed over."""
+    out = []
+    for store in ("tinydb", "pg"):
+        group = [c for c in columns if c.store == store and c.server == "gunicorn"]
+        if len(group) > 1:
+            out.append(group)
+    return out
+
+
+def short(column: Column) -> str:
+    return "PG" if column.store == "pg" else "TinyDB"
+
+
 def scaling(columns: list[Column], page: str | None) -> list[str]:
-    """req/s of each gunicorn PG column over the one with the fewest workers (``page`` None: hello world)."""
-    pg = [c for c in columns if c.store == "pg"]
-    if len(pg) < 2:
-        return []
+    """req/s with N workers over req/s with the fewest, per store (``page`` None: the hello world)."""
 
     def rps(c: Column) -> float | None:
         r = c.hello if page is None else c.results.get(page)
         return r.rps if r is not None else None
 
-    low = rps(pg[0])
-    return [f"{rps(c) / low:.2f}×" if rps(c) and low else "—" for c in pg[1:]]
+    cells = []
+    for group in groups(columns):
+        low = rps(group[0])
+        cells += [f"{rps(c) / low:.2f}×" if rps(c) and low else "—" for c in group[1:]]
+    return cells
 
 
 def size_table(run: SizeRun) -> str:
     cols = run.columns
-    pg = [c for c in cols if c.store == "pg"]
-    scale_heads = [f"PG w{c.workers}/w{pg[0].workers}" for c in pg[1:]] if len(pg) > 1 else []
+    scale_heads = [f"{short(c)} w{c.workers}/w{g[0].workers}" for g in groups(cols) for c in g[1:]]
     heads = ["page", *[c.label for c in cols], *scale_heads]
+    blank = " |" * len(scale_heads)
     lines = [f"### {run.size:,} cases", "",
              "req/s (% of the hello world under the same server and worker count); write rows: p50 / p99 ms; "
              "scaling columns: req/s ratio.", "",
              "| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
-    lines.append("| hello world | " + " | ".join(cell(c.hello, None) for c in cols) + " | "
-                 + " | ".join(scaling(cols, None)) + (" |" if scale_heads else ""))
-    for page in run.pages:
-        if page.startswith("write:"):
-            continue
-        lines.append(f"| {page} | " + " | ".join(cell(c.results.get(page), c.hello) for c in cols) + " | "
-                     + " | ".join(scaling(cols, page)) + (" |" if scale_heads else ""))
+
+    def row(name: str, cells: list[str], scale: list[str] | None = None) -> None:
+        lines.append(f"| {name} | " + " | ".join(cells) + " |" + ("".join(f" {s} |" for s in scale) if scale else blank))
+
+    row("hello world", [cell(c.hello, None) for c in cols], scaling(cols, None))
     for page in run.pages:
         if not page.startswith("write:"):
-            continue
-        values = []
-        for c in cols:
-            r = c.results.get(page)
-            values.append(f"{fmt(r.p50)} / {fmt(r.p99)}" if r is not None and r.p50 is not None
-                          else ("—" if r is None else f"— ({r.note})"))
-        lines.append(f"| {page} p50 / p99 ms | " + " | ".join(values) + " |" + " |" * len(scale_heads))
-    lines.append("| app start s (spawn → /login 200) | "
-                 + " | ".join(f"{c.start_seconds:.1f}" if c.start_seconds is not None else "—" for c in cols)
-                 + " |" + " |" * len(scale_heads))
-    lines.append("| app RSS MB (all processes, after the runs) | "
-                 + " | ".join(f"{c.rss_mb:.0f}" if c.rss_mb is not None else "—" for c in cols)
-                 + " |" + " |" * len(scale_heads))
+            row(page, [cell(c.results.get(page), c.hello) for c in cols], scaling(cols, page))
+    for page in run.pages:
+        if page.startswith("write:"):
+            values = []
+            for c in cols:
+                r = c.results.get(page)
+                values.append(f"{fmt(r.p50)} / {fmt(r.p99)}" if r is not None and r.p50 is not None
+                              else ("—" if r is None else f"— ({r.note})"))
+            row(f"{page} p50 / p99 ms", values)
+    row("app start s (spawn → /login 200)",
+        [f"{c.start_seconds:.1f}" if c.start_seconds is not None else "—" for c in cols])
+    row("app RSS MB (all processes, after the runs)", [f"{c.rss_mb:.0f}" if c.rss_mb is not None else "—" for c in cols])
     failures = [f"- {c.label}: {c.failure}" for c in cols if c.failure]
     notes = ["", f"Copy into PostgreSQL (`civicflow db copy`, with its checks): {run.copy_seconds:.1f} s. "
                  f"Load average (1 min) before → after: {run.load}."]
