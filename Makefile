@@ -9,12 +9,12 @@ CHROMIUM := /usr/bin/chromium
 PG_BIN   := /usr/lib/postgresql/15/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser-deps postgres-deps lint bench bench-http clean
+.PHONY: run test browser-deps postgres-deps lint bench bench-http bench-pg clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,bench]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -61,6 +61,13 @@ bench-http: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make: installing wrk with apt-get"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
 	$(BIN)/python bench/http.py --sizes $(SIZES)
+
+## bench-pg: pages on PostgreSQL under gunicorn with 1, 2, 4 workers next to TinyDB, at PG_SIZES cases
+PG_SIZES ?= 100000
+bench-pg: $(STAMP) postgres-deps
+	@command -v wrk >/dev/null || { echo "make: installing wrk with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+	$(BIN)/python bench/pg.py --sizes $(PG_SIZES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

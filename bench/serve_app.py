@@ -2,10 +2,15 @@
 
     CIVICFLOW_INSTANCE=dir python bench/serve_app.py --app civicflow --port 5100 --threads 4
     python bench/serve_app.py --app hello --port 5101 --threads 4
+    python bench/serve_app.py --app civicflow --port 5102 --server gunicorn --workers 2 --threads 4
 
 For Civicflow it prefers the project's own production command, ``python -m engine.web.cli serve``,
 when that exists (it replaces this process, so the pid the bench watches stays the server's);
 otherwise it calls ``waitress.serve(create_app(), ...)`` itself.
+
+``--server gunicorn`` replaces this process with gunicorn (``gthread`` workers, ``--preload``: the app is
+built once and forked, so every worker answers from the first request and start time is one app build),
+the same way for the app and the hello world, so the two are compared under the same settings.
 """
 from __future__ import annotations
 
@@ -34,6 +39,18 @@ def cli_serve_available(env: dict[str, str] | None = None) -> bool:
     return probe.returncode == 0 and "--threads" in probe.stdout
 
 
+def exec_gunicorn(app: str, host: str, port: int, workers: int, threads: int) -> None:
+    """Become ``gunicorn`` serving the app or the hello world (the pid the bench watches stays the server's).
+
+    A long timeout: at 100k cases a page may take many seconds, and a killed worker would be measured as
+    an error rather than as a slow page."""
+    target = "bench.hello:app" if app == "hello" else "engine.web:create_app()"
+    os.chdir(ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+                              "--worker-class", "gthread", "--threads", str(threads), "--preload",
+                              "--timeout", "600", "--graceful-timeout", "5", "--log-level", "warning", target])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--app", choices=["civicflow", "hello"], default="civicflow")
@@ -42,7 +59,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--cli", choices=["auto", "yes", "no"], default="auto",
                         help="use `civicflow serve` (auto: if it exists; the bench decides once, beforehand)")
+    parser.add_argument("--server", choices=["waitress", "gunicorn"], default="waitress")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     args = parser.parse_args()
+    if args.server == "gunicorn":
+        exec_gunicorn(args.app, args.host, args.port, args.workers, args.threads)
     import waitress
 
     if args.app == "hello":

@@ -49,7 +49,8 @@ def free_port() -> int:
 class PgServer:
     """One running server; :meth:`database` makes a fresh database and gives its URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable``: keep PostgreSQL's default fsync and commit settings (benchmarks measure real writes)."""
         self.bin = find_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="civicflow-pg-"))
         self.data = self.dir / "data"
@@ -61,8 +62,9 @@ class PgServer:
             shutil.chown(self.dir, "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "-E", "UTF8", "--no-sync",
                   "--locale=C.UTF-8")
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
         atexit.register(self.stop)  # also when the session ends without running its teardown
         try:
