@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 from .errors import NotAllowed, NotFound, SubmissionError
 from .readmodel import AUDIT, PAGE_SIZE, Paged
 from .store.base import Doc
-from .users import USERS, User, hash_password
+from .logins import NO_UNIT, Logins
+from .users import USERS, User, hash_password, password_problems
 
 if TYPE_CHECKING:
     from .cases import Case
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from .store.base import Transaction
 
 ADMIN_ROLE = "admin"
-MIN_PASSWORD = 6
 USERNAME = re.compile(r"^[\w.@-]{2,40}$")  # \w: letters of any script, digits, underscore
 _ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # nothing that reads as another letter
 ACTIONS = ("create", "edit", "reset_password", "deactivate", "reactivate", "import")
@@ -35,8 +35,11 @@ def msg(zh: str, en: str) -> Msg:
 
 
 def generate_password(length: int = 10) -> str:
-    """A temporary password a person can read out over the phone (no 0/O, 1/l/I)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """A temporary password a person can read out over the phone (no 0/O, 1/l/I), meeting the password policy."""
+    while True:
+        password = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+        if not password_problems(password):
+            return password
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,15 @@ class UserAdmin:
                          "running": sum(v["running"] for v in versions)})
         return rows
 
+    def failed_logins(self, limit: int = 100) -> list[Doc]:
+        """Recent failed logins on accounts of the admin's units; an admin of the whole tree also sees the
+        attempts on usernames nobody has (guessing, typos)."""
+        units = list(self.scope.units)
+        if self.engine.definitions.org.units.get(self.scope.top) is None \
+                or self.engine.definitions.org.units[self.scope.top].parent is None:
+            units.append(NO_UNIT)
+        return Logins(self.engine.store, self.engine.clock).recent_failures(units, limit)
+
     def audit(self, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Doc]:
         return self.read.audit(self.scope.units, page, size)
 
@@ -173,8 +185,9 @@ class UserAdmin:
             add("unit", msg(f"未知单位 {item.unit}。", f"Unknown org unit {item.unit}."))
         elif not self.scope.covers(item.unit):
             add("unit", msg(f"单位 {item.unit} 不在您管理的范围内。", f"Org unit {item.unit} is outside the units you manage."))
-        if item.password and len(item.password) < MIN_PASSWORD:
-            add("password", msg(f"密码至少 {MIN_PASSWORD} 位。", f"A password needs at least {MIN_PASSWORD} characters."))
+        if item.password:
+            for problem in password_problems(item.password, item.username):
+                add("password", problem)
         return errors
 
     # -- changing ----------------------------------------------------------------------
@@ -219,13 +232,15 @@ class UserAdmin:
     def reset_password(self, username: str, password: str = "") -> str:
         """Set a temporary password (the admin's, or a generated one); returns it to be shown once."""
         user = self.user(username)
-        if password and len(password) < MIN_PASSWORD:
-            raise SubmissionError({"password": [msg(f"密码至少 {MIN_PASSWORD} 位。",
-                                                    f"A password needs at least {MIN_PASSWORD} characters.")]})
+        problems = password_problems(password, username) if password else []
+        if problems:
+            raise SubmissionError({"password": problems})
         generated = not password
         password = password or generate_password()
         hashed = hash_password(password)
-        self._write(user, "reset_password", lambda doc: doc.update(password_hash=hashed), {"generated": generated})
+        # a reset ends every session: whoever knew the old password is logged out everywhere
+        self._write(user, "reset_password", lambda doc: doc.update(password_hash=hashed, sessions=[]),
+                    {"generated": generated})
         return password
 
     def set_active(self, username: str, active: bool) -> User:
@@ -234,7 +249,7 @@ class UserAdmin:
             raise NotAllowed(msg("您不能停用自己的账号。", "You cannot deactivate your own account."))
         if user.active == active:
             return user
-        self._write(user, "reactivate" if active else "deactivate", lambda doc: doc.update(active=active), {})
+        self._write(user, "reactivate" if active else "deactivate", lambda doc: doc.update(active=active, sessions=[]), {})
         return self.user(username)
 
     def _write(self, user: User, action: str, change: Any, details: dict[str, Any],

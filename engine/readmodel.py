@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, Ty
 
 from .cases import CASES, SCHEMA_VERSION, Case
 from .ledger import ACCOUNTS, HEADS, LEDGER
+from .logins import login_index
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
@@ -281,6 +282,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(HEAD_INDEX, HEADS, keys=lambda d: [("table", d["table"])]),
         Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
+        login_index(),
     ):
         store.add_index(index)
     store.save_indexes()

@@ -161,7 +161,7 @@ def test_create_refuses_bad_input_and_keeps_what_was_typed(app: Any, who: Any):
                                                "password": "123"})
     page = text(response)
     assert response.status_code == 422
-    for expected in ("用户名 staff 已存在", "请填写姓名", "未知角色 nobody", "密码至少 6 位"):
+    for expected in ("用户名 staff 已存在", "请填写姓名", "未知角色 nobody", "密码至少 8 位"):
         assert expected in page
     assert 'value="staff"' in page
     assert audit(app) == []
@@ -246,7 +246,7 @@ def test_import_with_a_bad_row_imports_nothing_and_reports_every_bad_row(app: An
     assert response.status_code == 422 and "未导入任何用户" in page
     report = page[page.index('id="import-report"'):]
     for row, reason in ((3, "未知角色 nobody"), (4, "未知单位 moon"), (5, "用户名 staff 已存在"),
-                        (6, "用户名 li_a 在文件中重复"), (7, "请填写姓名"), (7, "密码至少 6 位")):
+                        (6, "用户名 li_a 在文件中重复"), (7, "请填写姓名"), (7, "密码至少 8 位")):
         assert re.search(rf"<td>{row}</td>.*?{reason}", report, re.S), (row, reason)
     assert "<td>2</td>" not in report  # the good row is not reported
     assert user(app, "li_a") is None and user(app, "li_b") is None
@@ -263,7 +263,7 @@ def test_import_out_of_scope_unit_is_a_bad_row(app: Any, community_admin: Browse
 def test_a_good_csv_imports_everyone_and_shows_generated_passwords_once(app: Any, who: Any):
     rows = ["用户名,姓名,角色,单位,密码",  # Chinese headers, roles separated by 、, a unit by its name, GB18030 as Excel saves it
             "zhou_a,周安,resident、volunteer,文峰社区,",
-            "zhou_b,周博,grid_worker,renjia-g2,given-pass"]
+            "zhou_b,周博,grid_worker,renjia-g2,given-pass7"]
     admin = who("admin")
     response = upload(admin, csv_file(rows, "gb18030"))
     page = text(response)
@@ -272,11 +272,11 @@ def test_a_good_csv_imports_everyone_and_shows_generated_passwords_once(app: Any
     assert a.roles == ("resident", "volunteer") and a.org_unit == "wenfeng" and b.org_unit == "renjia-g2"
     generated = re.search(r"<td>周安</td><td>([^<]+)</td>", page).group(1)
     assert login(app, "zhou_a", generated).status_code == 302
-    assert login(app, "zhou_b", "given-pass").status_code == 302
-    assert "given-pass" not in page
+    assert login(app, "zhou_b", "given-pass7").status_code == 302
+    assert "given-pass7" not in page
     entries = audit(app)
     assert len(entries) == 1 and entries[0]["action"] == "import" and entries[0]["details"]["count"] == 2
-    assert generated not in str(entries) and "given-pass" not in str(entries)
+    assert generated not in str(entries) and "given-pass7" not in str(entries)
     assert "导入用户" in text(admin.get("/admin/audit"))
 
 

@@ -65,11 +65,11 @@ def test_demo_users_load_once_and_user_add(tmp_path: Path):
     again = civicflow("demo", instance=instance)
     assert "not loaded" in again.stdout  # never over existing data
     added = civicflow("user", "add", "liwei", "--name", "李伟", "--role", "grid_worker", "--unit", "renjia-g2",
-                      "--password", "secret-pass", instance=instance)
+                      "--password", "secret-pass9", instance=instance)
     assert added.returncode == 0, added.stderr
     listing = civicflow("user", "list", instance=instance).stdout
     assert "liwei" in listing and "grid_worker" in listing and "renjia-g2" in listing
-    bad = civicflow("user", "add", "x", "--role", "wizard", "--unit", "renjia", "--password", "secret-pass",
+    bad = civicflow("user", "add", "x", "--role", "wizard", "--unit", "renjia", "--password", "secret-pass9",
                     instance=instance)
     assert bad.returncode != 0 and "unknown role" in bad.stderr and "Traceback" not in bad.stderr
     assert (instance / "civicflow.json.journal").exists() or (instance / "civicflow.json").exists()

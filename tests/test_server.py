@@ -364,7 +364,7 @@ def test_two_server_processes_on_one_instance_tick_once_and_hand_over(tmp_path: 
 
 
 def test_one_shot_commands_start_no_background_timers(tmp_path: Path):
-    added = civicflow(tmp_path, "user", "add", "ops", "--role", "admin", "--unit", "huizhou", "--password", "secret1")
+    added = civicflow(tmp_path, "user", "add", "ops", "--role", "admin", "--unit", "huizhou", "--password", "secret-pass1")
     assert added.returncode == 0, added.stderr
     for command in (("tick",), ("verify",), ("user", "list")):
         result = civicflow(tmp_path, *command)

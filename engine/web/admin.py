@@ -1,5 +1,5 @@
 """The admin area (``/admin``): people of the admin's unit and below, their bulk import, the org units,
-the processes with their versions, and the audit log. Only for the ``admin`` role.
+the processes with their versions, the audit log and recent failed logins. Only for the ``admin`` role.
 
 The work is done by :mod:`engine.admin` and :mod:`engine.userimport`; this module reads requests, calls them
 and hands templates plain data.
@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 
 from ..admin import UserAdmin, UserInput, is_admin
 from ..errors import SubmissionError
+from ..logins import NO_UNIT, LoginPolicy
 from ..userimport import MAX_BYTES, ImportFileError, import_users
 from . import get_engine
 from .auth import login_required
@@ -170,6 +171,17 @@ def audit(admin: UserAdmin) -> Any:
     for entry in entries:
         entry["shown"] = _details(entry.get("details") or {})
     return render_template("admin/audit.html", **_context(admin, entries=entries))
+
+
+@bp.route("/logins")
+@admin_required
+def logins(admin: UserAdmin) -> Any:
+    """Recent failed logins in the admin's scope, with the limits in force, to spot guessing early."""
+    policy = LoginPolicy()
+    return render_template("admin/logins.html", **_context(admin, attempts=admin.failed_logins(), no_unit=NO_UNIT,
+                                                         account_failures=policy.account_failures,
+                                                         address_failures=policy.address_failures,
+                                                         window=int(policy.window.total_seconds() // 60)))
 
 
 def _details(details: dict[str, Any]) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from ..demo import DemoError, load_demo
 from ..errors import DefinitionError, EngineError
 from ..loader import lint as lint_definitions
 from ..store.memory import CorruptStoreError, StoreError
-from ..users import USERS, User, hash_password
+from ..users import USERS, User, hash_password, password_problems
 from . import ROOT, create_app, get_engine, server, settings, ticker
 from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
@@ -186,8 +186,9 @@ def user_add(username: str, name: str, roles: tuple[str, ...], unit: str, passwo
         raise click.BadParameter(f"unknown role(s) {', '.join(unknown)}; known: {', '.join(engine.definitions.roles)}")
     if unit not in engine.definitions.org.units:
         raise click.BadParameter(f"unknown org unit {unit!r}; known: {', '.join(engine.definitions.org.units)}")
-    if len(password) < 6:
-        raise click.BadParameter("the password needs at least 6 characters")
+    problems = password_problems(password, username)
+    if problems:
+        raise click.BadParameter(" ".join(p["en"] for p in problems), param_hint="--password")
     save_user(User(username, name or username, roles, unit, hash_password(password), lang))
     click.echo(f"user {username} saved")
 
