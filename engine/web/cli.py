@@ -23,6 +23,7 @@ from ..users import USERS, User, hash_password, password_problems
 from . import ROOT, create_app, get_engine, server, settings, ticker
 from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
+from .xlsform_cli import export_command, import_command
 
 
 def _create_app() -> Any:
@@ -129,6 +130,8 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
         sys.exit(1)
 
 
+cli.add_command(import_command)  # spreadsheets in and out: no app, no store
+cli.add_command(export_command)
 cli.add_command(db_group)  # `db copy` opens the stores it is given: no app, no definitions needed
 
 
