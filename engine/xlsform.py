@@ -268,7 +268,7 @@ class _Builder:
         if _truthy(values.get(("required", None))):
             item["required"] = True
         item["fields"] = rows
-        self._extra(item, values, number)
+        _extra(self, item, values, number)
         count = values.get(("repeat_count", None))
         if count:
             if count.isdigit() and int(count) >= 1:
@@ -359,7 +359,7 @@ class _Builder:
             message = self.text(values, "constraint_message")
             if constraint is None and message and (low is not None or high is not None):
                 item["message"] = message  # the message of the bounds: the field's own error message
-        self._extra(item, values, number)
+        _extra(self, item, values, number)
         if constraint:
             check = self.expression(constraint, number, "constraint", self_name=item["id"])
             if check is not None:
@@ -378,25 +378,6 @@ class _Builder:
             self.note("survey", number, "type", "uploads inside repeat rows are not supported; skipped")
             return None
         return item
-
-    def _extra(self, item: CommentedMap, values: Mapping, number: int) -> None:
-        """``civicflow_keys``: a YAML flow mapping of the keys XLSForm has no column for (``{level: grid}``)."""
-        text = values.get(("civicflow_keys", None))
-        if not text:
-            return
-        try:
-            extra = YAML(typ="safe").load(text)
-        except Exception as exc:  # noqa: BLE001 - ruamel raises many kinds; the note says which
-            self.note("survey", number, "civicflow_keys", f"not a YAML mapping ({exc.__class__.__name__}); ignored")
-            return
-        if not isinstance(extra, dict):
-            self.note("survey", number, "civicflow_keys", "not a YAML mapping; ignored")
-            return
-        for key, value in extra.items():
-            if key in self.supports and key not in ("id", "type", "fields"):
-                item[key] = _flow(value) if isinstance(value, dict) else value
-            else:
-                self.note("survey", number, "civicflow_keys", f"{key!r} is not a field key; ignored")
 
     def _required(self, item: CommentedMap, values: Mapping, number: int) -> None:
         required = values.get(("required", None))
@@ -449,6 +430,26 @@ class _Builder:
             return ("integer" if all(isinstance(v, int) for v in bounds.values()) else "number"), bounds
         self.note("survey", number, "type", f"the type {kind!r} has no Civicflow counterpart; skipped")
         return None, {}
+
+
+def _extra(builder: _Builder, item: CommentedMap, values: Mapping, number: int) -> None:
+    """``civicflow_keys``: a YAML flow mapping of the keys XLSForm has no column for (``{level: grid}``)."""
+    text = values.get(("civicflow_keys", None))
+    if not text:
+        return
+    try:
+        extra = YAML(typ="safe").load(text)
+    except Exception as exc:  # noqa: BLE001 - ruamel raises many kinds; the note says which
+        builder.note("survey", number, "civicflow_keys", f"not a YAML mapping ({exc.__class__.__name__}); ignored")
+        return
+    if not isinstance(extra, dict):
+        builder.note("survey", number, "civicflow_keys", "not a YAML mapping; ignored")
+        return
+    for key, value in extra.items():
+        if key in builder.supports and key not in ("id", "type", "fields"):
+            item[key] = _flow(value) if isinstance(value, dict) else value
+        else:
+            builder.note("survey", number, "civicflow_keys", f"{key!r} is not a field key; ignored")
 
 
 def _number(text: str) -> int | float:
