@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 ADMIN_ROLE = "admin"
 USERNAME = re.compile(r"^[\w.@-]{2,40}$")  # \w: letters of any script, digits, underscore
 _ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # nothing that reads as another letter
-ACTIONS = ("create", "edit", "reset_password", "deactivate", "reactivate", "import")
+ACTIONS = ("create", "edit", "reset_password", "deactivate", "reactivate", "import", "webhook_create", "webhook_on",
+           "webhook_off", "webhook_redeliver")
 
 Msg = dict[str, str]
 

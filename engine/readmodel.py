@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .cases import CASES, SCHEMA_VERSION, Case
+from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
 from .logins import login_index
 from .notify import NOTIFICATIONS
@@ -283,6 +284,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
         login_index(),
+        *webhooks.indexes(),
     ):
         store.add_index(index)
     store.save_indexes()

@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import forms
+from . import forms, webhooks
+from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
 from .mechanics import assign, collect, notice, points, ranking, spawn, timers
@@ -103,9 +104,12 @@ def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", 
         raise TransitionError(msg(f"流程中没有从“{source}”到“{target}”的步骤。",
                                   f"The process has no step from '{source}' to '{target}'."))
     notice.on_leave(case, wf, source, target, actor, now)
+    left = wf.states.get(source)
     case.state = target
     case.title = engine._title(wf, case)
     engine._record(case, actor, via, label, source, target, comment, changes, now)
+    if left is not None and left.notice is not None:
+        webhooks.emit(tx, engine.definitions, "notice_closed", case, now, state=source, by=actor.username)
     enter(engine, tx, case, wf, target, actor, now)
 
 
@@ -122,6 +126,13 @@ def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec",
     notice.on_enter(engine, tx, case, state, actor, now)
     if state.final or state.publish:
         notify(tx, [case.created_by], "result", case, state.title, now, skip=actor.username)
+    # the outbox rows are written in this transaction: a webhook goes out exactly when the change commits
+    started = len(case.history) == 1 and case.history[0]["action"] == "start"
+    webhooks.emit(tx, engine.definitions, "case_started" if started else "state_entered", case, now,
+                  state=state_id, previous=None if started else case.history[-1].get("from"), by=actor.username)
+    if state.notice is not None:
+        webhooks.emit(tx, engine.definitions, "notice_opened", case, now, state=state_id, by=actor.username,
+                      ends=iso(state.notice.duration.after(now)))
 
 
 def waiting_for(wf: "WorkflowSpec", state_id: str) -> list[str]:

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .. import ledger
+from .. import ledger, webhooks
 from ..errors import TransitionError
 from ..expressions import Expression
 from ..loadkit import msg, text
@@ -53,8 +53,10 @@ def post(engine: Any, tx: "Transaction", case: "Case", t: "TransitionSpec", spec
                                   f"The points amount ({spec.amount.source}) cannot be computed from this case."))
     owners = {"creator": [case.created_by], "assignee": case.assignees, "actor": [actor.username]}[spec.account]
     for owner in owners:
-        ledger.post(tx, owner, int(round(value)), reason=spec.reason, case_id=case.id, workflow=case.workflow,
-                    transition=t.id, by=actor.username, now=now)
+        entry = ledger.post(tx, owner, int(round(value)), reason=spec.reason, case_id=case.id, workflow=case.workflow,
+                            transition=t.id, by=actor.username, now=now)
+        webhooks.emit(tx, engine.definitions, "points_posted", case, now, account=owner, amount=int(round(value)),
+                      balance=entry["balance"], reason=dict(spec.reason))
 
 
 class PointsMixin(EngineBase):

@@ -193,7 +193,8 @@ def _details(details: dict[str, Any]) -> list[tuple[str, str]]:
             return _("yes") if value else _("no")
         return str(value)
     labels = {"name": _("Name"), "roles": _("Roles"), "unit": _("Org unit"), "count": _("Number of users"),
-              "usernames": _("Usernames"), "generated": _("Generated")}
+              "usernames": _("Usernames"), "generated": _("Generated"), "events": _("Events"),
+              "workflows": _("Processes"), "delivery": _("Delivery")}
     shown = []
     for key, value in details.items():
         name = labels.get(key, key)

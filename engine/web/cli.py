@@ -20,6 +20,7 @@ from ..errors import DefinitionError, EngineError
 from ..loader import lint as lint_definitions
 from ..store.memory import CorruptStoreError, StoreError
 from ..users import USERS, User, hash_password, password_problems
+from ..webhooks import Deliverer
 from . import ROOT, create_app, get_engine, server, settings, ticker
 from .backup_cli import backup_command, db_group, restore_command
 from .settings import SettingsError
@@ -278,11 +279,16 @@ def migrate_command(workflow: str, dry_run: bool) -> None:
 @click.command("tick")
 @with_appcontext
 def tick_command() -> None:
-    """Run every due timer once (idempotent: safe from cron while the web app runs)."""
-    fired = get_engine().tick()
+    """Run every due timer once and send the webhooks that are due (idempotent: safe from cron while the web
+    app runs)."""
+    engine = get_engine()
+    fired = engine.tick()
     for item in fired:
         click.echo(f"case #{item['case']}: {item['kind']}" + (f" -> {item['transition']}" if item["transition"] else ""))
     click.echo(f"{len(fired)} timer(s) fired")
+    sent = Deliverer(engine.store, engine.clock).deliver_due(limit=500)
+    if any(sent.values()):
+        click.echo("webhooks: " + ", ".join(f"{n} {what}" for what, n in sent.items()))
 
 
 @click.command("verify")

@@ -1,4 +1,5 @@
-"""Runs due timers in the background of the web app (``civicflow tick`` does the same from cron).
+"""Runs due timers and sends due webhooks in the background of the web app (``civicflow tick`` does the same
+from cron).
 
 With several server processes on one instance, only one of them ticks: before each tick a
 ticker tries a non-blocking exclusive ``flock`` on the instance's ``ticker.lock`` and keeps it
@@ -22,6 +23,7 @@ from flask import Flask
 
 from ..store import StoreError
 from ..store.base import LeaderLock as StoreLeaderLock
+from ..webhooks import Deliverer
 
 EXTENSION = "civicflow_ticker"
 
@@ -123,6 +125,12 @@ class Ticker:
                         self.app.logger.info("timers fired: %s", fired)
                 except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
                     self.app.logger.exception("running due timers failed")
+                try:  # the leader alone sends webhooks, as it alone runs timers
+                    sent = Deliverer(engine.store, engine.clock).deliver_due()
+                    if any(sent.values()):
+                        self.app.logger.info("webhooks: %s", sent)
+                except Exception:  # noqa: BLE001 - a delivery left pending is sent at the next tick
+                    self.app.logger.exception("sending webhooks failed")
         finally:
             if self.lock is not None:
                 self.lock.release()
