@@ -39,6 +39,7 @@ from .ledger import ACCOUNTS, HEADS, LEDGER
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
+from .tokens import index as tokens_index
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
@@ -281,6 +282,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(HEAD_INDEX, HEADS, keys=lambda d: [("table", d["table"])]),
         Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
+        tokens_index(),
     ):
         store.add_index(index)
     store.save_indexes()
