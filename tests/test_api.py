@@ -50,6 +50,30 @@ def tinydb_app(tmp_path: Path, clock: FrozenClock) -> Any:
     yield from shipped_app(tmp_path, clock, USERS)
 
 
+@pytest.fixture
+def demo_app(tmp_path: Path) -> Any:
+    """The shipped demo: its people and its 120-odd cases of every process, played through the engine (memory)."""
+    from ruamel.yaml import YAML
+
+    from engine.demo import load_demo
+    from engine.users import USERS as USER_TABLE
+    from engine.users import User, hash_password
+    from engine.web import create_app
+    from tests.conftest import ROOT
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": "memory", "UPLOADS": str(tmp_path / "up"),
+                      "DEFINITIONS": str(ROOT), "TICK_SECONDS": 0}, start_timers=False)
+    engine = app.extensions["civicflow"]
+    people = YAML(typ="safe").load((ROOT / "demo" / "users.yaml").read_text(encoding="utf-8"))
+    hashed = hash_password(people["password"])
+    with engine.store.transaction() as tx:
+        for p in people["users"]:
+            tx.insert(USER_TABLE, User(p["username"], p["name"], tuple(p["roles"]), p["unit"], hashed).to_doc())
+    load_demo(engine, ROOT / "demo" / "cases")
+    yield app
+    engine.store.close()
+
+
 class Api:
     """A program calling the API with one person's token."""
 
@@ -256,6 +280,27 @@ def test_a_claim_assigns_the_case_to_the_first_who_claims(app: Any):
     assert all(n["read"] for n in api(app, "grid").get("/notifications").json["items"])
 
 
+def test_an_objection_to_a_case_on_public_notice(demo_app: Any):
+    app = demo_app
+    engine = app.extensions["civicflow"]
+    on_notice = [c for c in engine.store.search("cases")
+                 if (s := engine.definitions.workflows[c["workflow"]].states[c["state"]]).notice and s.notice.objection_roles]
+    assert on_notice, "the demo has a case on public notice"
+    doc = on_notice[0]
+    state = engine.definitions.workflows[doc["workflow"]].states[doc["state"]]
+    resident = api(app, "resident3", lang="en")
+    empty = resident.post(f"/cases/{doc['id']}/objections", {"reason": ""})
+    assert empty.status_code == 422 and list(empty.json["error"]["fields"]) == ["reason"]
+    staff = api(app, "staff", lang="en").post(f"/cases/{doc['id']}/objections", {"reason": "不同意"})
+    assert staff.status_code == 403  # community staff is no objection role
+    filed = resident.post(f"/cases/{doc['id']}/objections", {"reason": "第三条与居民公约不符"})
+    assert filed.status_code == 200 and filed.json["state"] == state.notice.objection_to
+    last = case(app, doc["id"])["history"][-1]
+    assert (last["by"], last["to"], last["comment"]) == ("resident3", state.notice.objection_to, "第三条与居民公约不符")
+    again = resident.post(f"/cases/{doc['id']}/objections", {"reason": "再次"})
+    assert again.status_code == 404  # no longer on notice, so not on the public page
+
+
 # --------------------------------------------------------------------------- errors
 
 def test_errors_are_json_with_field_paths_in_the_language_asked(tinydb_app: Any):
@@ -283,21 +328,29 @@ def test_errors_are_json_with_field_paths_in_the_language_asked(tinydb_app: Any)
                                       headers={"Authorization": f"Bearer {token}", "Accept-Language": "en"})
     assert not_json.status_code == 400 and not_json.json["error"]["message"] == "The request body must be a JSON object."
     assert Api(app, token).get("/cases/99999").status_code == 404
-    assert Api(app, token).get("/nothing/here").status_code == 404
+    nowhere = Api(app, token, "en").get("/nothing/here")
+    assert nowhere.status_code == 404 and nowhere.json["error"]["message"] == "This does not exist, or you may not see it."
+    wrong_method = Api(app, token).get("/notifications/read")
+    assert wrong_method.status_code == 405 and wrong_method.is_json
     forbidden = Api(app, token, "en").post("/workflows/annual_appraisal/cases", {"data": {}})
     assert forbidden.status_code == 403 and forbidden.json["error"]["message"].startswith("Your role may not start")
 
 
 def test_file_fields_are_refused_with_their_path(tinydb_app: Any):
-    staff = api(tinydb_app, "staff", lang="en")
-    forms_with_files = [f for f in tinydb_app.extensions["civicflow"].definitions.forms.values()
-                        if any(x.kind.holds_files for x in f.fields)]
-    assert forms_with_files
-    schema = staff.get(f"/forms/{forms_with_files[0].id}")
-    if schema.status_code == 200:
-        files = [x.id for x in forms_with_files[0].fields if x.kind.holds_files]
-        assert not set(files) & set(schema.json["request_schema"]["properties"])
-        assert set(files) <= set(schema.json["schema"]["properties"])
+    """A file reference typed into JSON could point at someone else's upload: the API takes no file values."""
+    engine = tinydb_app.extensions["civicflow"]
+    from engine.users import find_user
+    found = next((wf, f, name) for wf in engine.definitions.workflows.values()
+                 for f in engine.definitions.forms[wf.start_form].fields if f.kind.holds_files
+                 for name, *_rest in USERS if engine.may_start(wf, find_user(engine.store, name)))
+    wf, field, name = found
+    client = api(tinydb_app, name, lang="en")
+    refused = client.post(f"/workflows/{wf.id}/cases", {"data": {field.id: {"key": "someone-elses-upload"}}})
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {field.id: ["Files cannot be sent through the API yet: use the web page."]}
+    described = client.get(f"/forms/{wf.start_form}").json
+    assert field.id in described["schema"]["properties"] and field.id not in described["request_schema"]["properties"]
+    assert engine.store.search("cases") == []
 
 
 # --------------------------------------------------------------------------- definitions, figures, OpenAPI

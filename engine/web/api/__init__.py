@@ -84,7 +84,10 @@ class ApiError(Exception):
 
 
 def body() -> dict[str, Any]:
-    """The request's JSON object (400 if it is not one)."""
+    """The request's JSON object (400 if it is not one); no body at all is an empty object (a step without a
+    form needs nothing)."""
+    if not request.get_data(cache=True):
+        return {}
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(400, MESSAGES["bad_json"])

@@ -15,7 +15,7 @@ from ...spec import FormSpec, TransitionSpec, WorkflowSpec
 from .. import get_engine
 from ..cases import _initial_values, listed_cases, page_number
 from ..dashboard import charts, figure_query
-from . import ApiError, api_lang, body, bp
+from . import api_lang, body, bp
 
 NO_FILES = msg("文件暂不能通过 API 上传，请在网页上提交。", "Files cannot be sent through the API yet: use the web page.")
 UNKNOWN_FIELD = msg("表单中没有此字段。", "The form has no such field.")
@@ -38,7 +38,7 @@ def _workflow(workflow_id: str) -> WorkflowSpec:
 def request_schema(form: FormSpec) -> dict[str, Any]:
     """The JSON Schema a client sends for ``form``: the form's own (``engine.forms.json_schema``), without the
     fields that hold files, which the API does not take."""
-    schema = forms.json_schema(form)
+    schema = forms.json_schema(form, get_engine().definitions.org)
     files = {f.id for f in form.fields if f.kind.holds_files}
     for name in files:
         schema["properties"].pop(name, None)
@@ -159,7 +159,7 @@ def form(form_id: str) -> Any:
             return jsonify({"id": f.id, "version": f.version, "title": dict(f.title),
                             "fields": [{"id": x.id, "type": x.type, "label": dict(x.label), "required": x.required,
                                         "sensitive": x.sensitive} for x in f.fields],
-                            "schema": forms.json_schema(f), "request_schema": request_schema(f)})
+                            "schema": forms.json_schema(f, engine.definitions.org), "request_schema": request_schema(f)})
     raise NotFound(msg(f"表单 {form_id} 不存在", f"form {form_id} does not exist"))
 
 
@@ -167,7 +167,6 @@ def form(form_id: str) -> Any:
 
 @bp.get("/workflows/<workflow_id>/cases")
 def list_cases(workflow_id: str) -> Any:
-    _workflow(workflow_id)
     wf, state, shown, counts = listed_cases(workflow_id)  # the list page's own query: scope, state, filters, page
     return jsonify(paged_json(shown, state=state, counts=counts))
 
@@ -235,9 +234,7 @@ def claim(case_id: int) -> Any:
     """Take the case's claim step (a transition that assigns the case to whoever takes it), if it has one now."""
     engine = get_engine()
     current = engine.get(case_id, g.user)
-    payload = request.get_json(silent=True) if request.data else {}
-    if not isinstance(payload, dict):
-        raise ApiError(400, {"zh": "请求体必须是 JSON 对象。", "en": "The request body must be a JSON object."})
+    payload = body()
     wf = engine.workflow_of(current)
     claims = [t for t in engine.state_of(current).transitions if t.assign and t.assign.mode == "self"]
     if not claims:
