@@ -38,7 +38,7 @@ def test_a_token_is_made_used_and_revoked_on_a_phone(phone: Any, shipped_server:
     assert call(shipped_server, token) == 200
     phone.goto(shipped_server.url + "/account")  # shown once: the account page does not show it again
     assert phone.locator("#new-token").count() == 0 and "考勤脚本" in phone.content()
-    phone.click("#tokens table button.danger")
+    phone.click("#tokens ul.tokens button.danger")
     phone.wait_for_url("**/account")
     assert call(shipped_server, token) == 401
 
