@@ -22,6 +22,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import forms
+from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
 from .mechanics import assign, collect, notice, points, ranking, spawn, timers
@@ -114,6 +115,7 @@ def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec",
     """What entering a state means: who the case waits for, its timers, aggregates, publication, the result."""
     state = wf.states[state_id]
     case.waiting_for = waiting_for(wf, state_id)
+    case.entered_at = iso(now)  # the inbox's waiting time counts from here
     case.overdue = False
     case.escalated_to = []
     case.timers = timers.arm(case, state, now) + notice.arm(state, now) + collect.arm(state, now)
