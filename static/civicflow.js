@@ -7,7 +7,8 @@
  *   reached);
  * - file and photo fields: a preview of the chosen image and an early size / type check (the server
  *   checks again and remains the authority);
- * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state.
+ * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state;
+ * - the top bar's menu is open on a wide screen (a disclosure on a phone).
  * No inline scripts and no eval: the Content-Security-Policy is script-src 'self'.
  */
 (function () {
@@ -195,7 +196,15 @@
     });
   }
 
+  // The top bar's menu is a disclosure on a phone; from 720 px on it is simply open (CSS hides its summary where
+  // the browser can style ::details-content; this covers the others).
+  function openWideMenu() {
+    var menu = document.querySelector("header.top details.menu");
+    if (menu && window.matchMedia("(min-width: 720px)").matches) menu.open = true;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    openWideMenu();
     centreDiagrams();
     if (window.Idiomorph) {
       // The input being typed in keeps its value while the rest of the form is re-rendered.

@@ -107,11 +107,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
-    from . import admin, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health
+    from . import admin, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health, worklist
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(cases.bp)
+    app.register_blueprint(worklist.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(diagrams.bp)
     app.register_blueprint(export.bp)
