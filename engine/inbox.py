@@ -87,7 +87,7 @@ def inbox_keys(definitions: Definitions, resolve: "Resolve", search: bool) -> Ca
         wf = resolve(doc["workflow"], doc.get("workflow_version"))
         entries = waits(doc, wf, tag(definitions, wf) if wf is not None else doc["workflow"])
         found: list[Key] = []
-        grams = sorted(bigrams(doc.get("title", ""))) if search and entries else []
+        grams = bigrams(doc.get("title", "")) if search and entries else ()
         for w in entries:
             found += [("w", *w), ("s", doc["state"], *w)]
             found += [("q", g, *w) for g in grams]
