@@ -178,6 +178,15 @@
     if (evt.target.matches && evt.target.matches("input[type=file]")) onFileChosen(evt.target);
   });
 
+  // The inbox's bulk bar: tick (or, when all are ticked, untick) every case on the page.
+  document.addEventListener("click", function (evt) {
+    var all = evt.target.closest && evt.target.closest("[data-pick-all]");
+    if (!all) return;
+    var boxes = Array.prototype.slice.call(all.form.querySelectorAll("input.pick"));
+    var tick = boxes.some(function (b) { return !b.checked; });
+    boxes.forEach(function (b) { b.checked = tick; });
+  });
+
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("[data-print]");
     if (button) {
@@ -203,8 +212,19 @@
     if (menu && window.matchMedia("(min-width: 720px)").matches) menu.open = true;
   }
 
+  // A strip of filter chips that scrolls sideways on a phone starts with the chosen chip in view.
+  function showChosenChips(root) {
+    root.querySelectorAll(".filters.strip").forEach(function (strip) {
+      var chosen = strip.querySelector("a[aria-current]");
+      if (!chosen || strip.scrollWidth <= strip.clientWidth) return;
+      strip.scrollLeft += chosen.getBoundingClientRect().left - strip.getBoundingClientRect().left - 12;
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function () { showChosenChips(document); });
+
   document.addEventListener("DOMContentLoaded", function () {
     openWideMenu();
+    showChosenChips(document);
     centreDiagrams();
     if (window.Idiomorph) {
       // The input being typed in keeps its value while the rest of the form is re-rendered.

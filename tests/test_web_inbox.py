@@ -191,3 +191,27 @@ def test_a_notification_leads_to_its_case_and_is_read_once_followed(app, as_user
     assert engine_of(app).read.unread_count("resident") == 0  # the case page reads the case's other ones
     assert staff.get(f"/notifications/{note['id']}").status_code == 404  # someone else's notification
     assert resident.get("/notifications/999999").status_code == 404
+
+
+def test_a_notification_about_a_case_out_of_reach_is_read_and_says_so(app, as_user, clock):
+    """Someone told about a case they can no longer open (another community's case, here written the way
+    engine.notify writes it) gets a sentence, not an error page, and the notification stops counting."""
+    from engine.notify import notify
+
+    a = volunteer(app, "甲")
+    engine = engine_of(app)
+    with engine.store.transaction() as tx:
+        notify(tx, ["staff2"], "assigned", engine.get(a), {"zh": "分配给您", "en": "Assigned"}, clock())
+    note = next(d for d in engine.store.search(NOTIFICATIONS) if d["to"] == "staff2")
+    other = as_user("staff2")
+    response = other.get(f"/notifications/{note['id']}")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/notifications")
+    assert f"事项 #{a} 您已无权查看" in other.get("/notifications").get_data(as_text=True)
+    assert engine.store.get(NOTIFICATIONS, note["id"])["read"] is True
+
+
+def test_shipped_bulk_steps_are_the_plain_approvals(app):
+    """``bulk: true`` is on the approvals that ask nothing per case, and nowhere the loader would refuse it."""
+    workflows = engine_of(app).definitions.workflows
+    bulk = sorted((wf.id, t.id) for wf in workflows.values() for s in wf.states.values() for t in s.transitions if t.bulk)
+    assert bulk == [("party_member_reporting", "confirm"), ("volunteer_registration", "approve")]

@@ -87,6 +87,10 @@ def test_bulk_approval_ticks_two_and_approves_both(page: Any, shipped_server: Se
     first, second = cases["volunteer"][2], cases["volunteer"][3]
     login(page, shipped_server, "staff")
     page.goto(shipped_server.url + "/?process=volunteer_registration")
+    page.click("button[data-pick-all]")  # ticks every case on the page, a second press unticks them
+    assert page.eval_on_selector_all("input.pick", "els => els.every(e => e.checked)")
+    page.click("button[data-pick-all]")
+    assert page.eval_on_selector_all("input.pick", "els => els.every(e => !e.checked)")
     page.check(f"#pick-{first}")
     page.check(f"#pick-{second}")
     page.fill("#bulk-comment", "材料齐全")
