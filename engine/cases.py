@@ -53,6 +53,7 @@ class Case:
     overdue: bool = False
     parent: int | None = None                                                # the case this one was started from
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
+    entered_at: str = ""                                                     # when the case entered its state
     #: read without its history (a list page's row): shown, never written back
     summary: bool = field(default=False, compare=False, repr=False)
 
@@ -70,7 +71,7 @@ class Case:
                    version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
-                   escalated_to=doc["escalated_to"], summary=summary)
+                   escalated_to=doc["escalated_to"], entered_at=entered_at(doc), summary=summary)
 
     def to_doc(self) -> dict[str, Any]:
         if self.summary:
@@ -82,12 +83,23 @@ class Case:
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
                 "overdue": self.overdue, "parent": self.parent,
-                "escalated_to": self.escalated_to}
+                "escalated_to": self.escalated_to, "entered_at": self.entered_at}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""
         states = [h["to"] for h in self.history if h.get("to")]
         return states or [self.state]
+
+
+def entered_at(doc: dict[str, Any]) -> str:
+    """When the case entered its current state: stored since the inbox sorts by waiting time; for a record written
+    before that, the last history entry that moved it there (a list row without history: its last change)."""
+    if doc.get("entered_at"):
+        return str(doc["entered_at"])
+    for entry in reversed(doc.get("history") or ()):
+        if entry.get("to") == doc.get("state") and entry.get("from") != entry.get("to"):
+            return str(entry.get("at") or "")
+    return str(doc.get("updated_at") or doc.get("created_at") or "")
 
 
 def migrate(doc: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,9 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
                                        org unit): a filtered list page is one lookup, not a scan of the workflow
 
+The inbox page (filters by process and state, sorts by waiting time and due date, title search, counts per
+process) has indexes of its own, ``inbox_wait`` and ``inbox_due``: see :mod:`engine.inbox`.
+
 A case's keys come from the version of its workflow it runs on (``engine.versions``): a case of an old
 version waits, is listed and is counted by its own states and roles, under ``workflow@version`` in place of
 ``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles.
@@ -34,6 +37,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
+from . import inbox
 from .cases import CASES, SCHEMA_VERSION, Case
 from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
@@ -250,7 +254,7 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 
 #: Bump when a key function below changes: a file store trusts the index entries it saved only while the
 #: name, table and version match.
-READMODEL_VERSION = "3"
+READMODEL_VERSION = "4"  # 4: the inbox indexes (engine.inbox)
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:
@@ -287,6 +291,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         login_index(),
         *webhooks.indexes(),
         tokens_index(),
+        *inbox.indexes(definitions, resolve, version),
     ):
         store.add_index(index)
     store.save_indexes()
@@ -300,6 +305,7 @@ class ReadModel:
         self.store = engine.store
         self.definitions = engine.definitions
         self.access = engine.access
+        self.work = inbox.Inbox(self)  # the inbox page: filters, sorts, search, counts
 
     # -- keys for one user ---------------------------------------------------------
     def visible_keys(self, user: Any, wf: WorkflowSpec, states: Iterable[str],

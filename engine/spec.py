@@ -166,6 +166,7 @@ class TransitionSpec:
     assign: AssignSpec | None = None
     points: tuple[PointsSpec, ...] = ()
     spawn: tuple[SpawnSpec, ...] = ()
+    bulk: bool = False                 # offered in the inbox for several cases at once (nothing asked per case)
 
 
 @dataclass(frozen=True)

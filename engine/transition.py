@@ -118,6 +118,7 @@ def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec",
     """What entering a state means: who the case waits for, its timers, aggregates, publication, the result."""
     state = wf.states[state_id]
     case.waiting_for = waiting_for(wf, state_id)
+    case.entered_at = iso(now)  # the inbox's waiting time counts from here
     case.overdue = False
     case.escalated_to = []
     case.timers = timers.arm(case, state, now) + notice.arm(state, now) + collect.arm(state, now)

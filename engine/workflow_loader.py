@@ -24,6 +24,30 @@ if TYPE_CHECKING:
     from .loader import Loader
 
 
+def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, forms: dict[str, FormSpec]) -> bool:
+    """``bulk: true`` only where a step asks nothing of the person case by case: the inbox takes it for several
+    cases with one button, so a required field, a required comment or a choice of people cannot be answered."""
+    if not t.get("bulk"):
+        return False
+    form = forms.get(t["form"]) if "form" in t else None
+    required = [f.id for f in form.fields if f.required] if form is not None else []
+    why = None
+    if required:
+        why = (f"form {form.id!r} has required fields ({', '.join(required)})",  # type: ignore[union-attr]
+               "remove bulk: true, or make the fields optional")
+    elif t.get("comment") == "required":
+        why = ("it requires a comment", "remove bulk: true, or make the comment optional")
+    elif isinstance(t.get("assign"), dict) and "choose" in t["assign"]:
+        why = ("the person chooses whom to assign", "remove bulk: true, or route the assignment")
+    elif set(t["roles"]) == {"system"}:
+        why = ("only the clock takes it", "remove bulk: true")
+    if why is None:
+        return True
+    ld.problems.append(source.problem(path + ["bulk"], f"transition {t['id']!r} cannot be taken in bulk: {why[0]}",
+                                      why[1]))
+    return False
+
+
 def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
     doc = source.data
     problems_before = len(ld.problems)
@@ -112,6 +136,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             # with a form missing, the names a guard may use are not all known: check syntax only
             guard = ld.expression(source, tpath + ["guard"], t.get("guard"),
                                     None if missing_forms else data_names | GUARD_NAMES, f"transition {t['id']!r}")
+            bulk = check_bulk(ld, source, tpath, t, forms)
             transitions.append(TransitionSpec(
                 id=t["id"], source=sid, target=t["to"], label=text(t["label"]) or {}, roles=tuple(t["roles"]),
                 guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
@@ -123,6 +148,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                                    None if missing_forms else data_names | GUARD_NAMES),
                 spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
                                   step_forms, rows_allowed=True),
+                bulk=bulk,
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()

@@ -7,7 +7,8 @@
  *   reached);
  * - file and photo fields: a preview of the chosen image and an early size / type check (the server
  *   checks again and remains the authority);
- * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state.
+ * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state;
+ * - the top bar's menu is open on a wide screen (a disclosure on a phone).
  * No inline scripts and no eval: the Content-Security-Policy is script-src 'self'.
  */
 (function () {
@@ -177,6 +178,15 @@
     if (evt.target.matches && evt.target.matches("input[type=file]")) onFileChosen(evt.target);
   });
 
+  // The inbox's bulk bar: tick (or, when all are ticked, untick) every case on the page.
+  document.addEventListener("click", function (evt) {
+    var all = evt.target.closest && evt.target.closest("[data-pick-all]");
+    if (!all) return;
+    var boxes = Array.prototype.slice.call(all.form.querySelectorAll("input.pick"));
+    var tick = boxes.some(function (b) { return !b.checked; });
+    boxes.forEach(function (b) { b.checked = tick; });
+  });
+
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("[data-print]");
     if (button) {
@@ -195,7 +205,26 @@
     });
   }
 
+  // The top bar's menu is a disclosure on a phone; from 720 px on it is simply open (CSS hides its summary where
+  // the browser can style ::details-content; this covers the others).
+  function openWideMenu() {
+    var menu = document.querySelector("header.top details.menu");
+    if (menu && window.matchMedia("(min-width: 720px)").matches) menu.open = true;
+  }
+
+  // A strip of filter chips that scrolls sideways on a phone starts with the chosen chip in view.
+  function showChosenChips(root) {
+    root.querySelectorAll(".filters.strip").forEach(function (strip) {
+      var chosen = strip.querySelector("a[aria-current]");
+      if (!chosen || strip.scrollWidth <= strip.clientWidth) return;
+      strip.scrollLeft += chosen.getBoundingClientRect().left - strip.getBoundingClientRect().left - 12;
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function () { showChosenChips(document); });
+
   document.addEventListener("DOMContentLoaded", function () {
+    openWideMenu();
+    showChosenChips(document);
     centreDiagrams();
     if (window.Idiomorph) {
       // The input being typed in keeps its value while the rest of the form is re-rendered.

@@ -48,7 +48,7 @@ def test_the_inbox_shows_the_newest_cases_i_started_and_mine_pages_through_all_o
     assert len(own) > PAGE_SIZE  # more than one page, so paging is tried
     staff = who("staff")
     inbox = staff.get("/").get_data(as_text=True)
-    mine_part = inbox.split("<h2>", 1)[1]
+    mine_part = inbox.split('<h2 id="mine-h">', 1)[1]
     assert case_numbers(mine_part)[:5] == own[:5] and f"全部 {len(own)} 件事项" in mine_part
     seen, page = [], 1
     while True:

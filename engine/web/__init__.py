@@ -108,11 +108,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     csrf.init_app(app)
 
     from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health,
-                   webhooks)
+                   webhooks, worklist)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(cases.bp)
+    app.register_blueprint(worklist.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(diagrams.bp)
     app.register_blueprint(export.bp)

@@ -20,6 +20,7 @@ from . import filters
 from .auth import login_required
 from .diagrams import diagram_for
 from .files import collect_uploads, kept_uploads
+from .worklist import inbox_page
 from .i18n import current_lang, tr
 
 bp = Blueprint("cases", __name__)
@@ -198,17 +199,11 @@ def upload_messages(f: FieldSpec) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- pages
 
-MINE_ON_INBOX = 5
-
-
 @bp.route("/")
 @login_required
 def inbox() -> Any:
-    engine = get_engine()
-    cases = engine.read.inbox(g.user, page_number())
-    # The newest few the person started; the rest are one link away (/mine), so the inbox stays a to-do list.
-    mine = engine.read.started_by(g.user, size=MINE_ON_INBOX) if cases.page == 1 else None
-    return render_template("inbox.html", cases=cases, mine=mine)
+    """The work queue: filters, sorts, search, counts, pages and bulk steps (engine/web/worklist.py)."""
+    return inbox_page()
 
 
 @bp.route("/mine")

@@ -185,7 +185,15 @@ def login(page: Any, server: Server, username: str) -> None:
     page.wait_for_url(server.url + "/")
 
 
+def open_menu(page: Any) -> None:
+    """On a phone the top bar's links sit behind its "Menu" disclosure: open it (nothing to do on a wide screen)."""
+    summary = page.locator("header.top details.menu > summary")
+    if summary.is_visible() and page.locator("header.top details.menu[open]").count() == 0:
+        summary.click()
+
+
 def logout(page: Any) -> None:
+    open_menu(page)
     page.click("header form[action='/logout'] button")
     page.wait_for_url("**/login")
 

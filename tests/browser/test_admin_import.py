@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.users import find_user
-from tests.browser.conftest import PHONE, Server, login
+from tests.browser.conftest import PHONE, Server, login, open_menu
 
 
 def fits(page: Any) -> bool:
@@ -22,6 +22,7 @@ def send(page: Any, server: Server, rows: list[str]) -> None:
 
 def test_import_shows_the_bad_rows_then_imports_the_fixed_file(phone: Any, shipped_server: Server, watch: Any):
     login(phone, shipped_server, "admin")
+    open_menu(phone)
     phone.click("header nav a[href='/admin/']")
     phone.wait_for_url("**/admin/")
     rows = ["username,name,roles,unit", "b_one,白一,resident,renjia-g1", "b_two,,resident、wizard,moon"]
