@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .expressions import Expression
 from .fieldtypes import FIELD_KINDS, FieldType, names_where
+from .workdays import WorkCalendar
 
 if TYPE_CHECKING:
     from .mechanics.assign import AssignSpec
@@ -456,6 +457,8 @@ class Definitions:
     roles: Mapping[str, RoleSpec]
     org: OrgTree
     choice_lists: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)
+    #: which days are working days (``5wd``): org/holidays.yaml over the chinese-calendar package
+    calendar: WorkCalendar = field(default_factory=WorkCalendar, compare=False)
     #: the text of every workflow and form file as loaded (file name as problems show it -> text): what a
     #: version kept in the store is made of
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
