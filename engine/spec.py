@@ -93,6 +93,8 @@ class FieldSpec:
     level: str | None = None
     workflow: str | None = None          # type: case — which workflow the referenced case belongs to
     states: tuple[str, ...] = ()         # type: case — and which states it may be in
+    required_if: Expression | None = None  # required while this is true (and the field is shown)
+    required_message: Text | None = None   # the message when a required field is left empty
 
     @property
     def kind(self) -> FieldType:
@@ -127,6 +129,7 @@ class FormSpec:
     fields: tuple[FieldSpec, ...]
     file: str = ""
     rules: tuple[RuleSpec, ...] = ()
+    description: Text | None = None  # shown above the fields
 
     def field(self, field_id: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.id == field_id), None)
