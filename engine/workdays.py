@@ -33,7 +33,7 @@ def package_version() -> str:
 
 @dataclass(frozen=True)
 class DayEntry:
-    """One day of the holiday file: off (a holiday) or on (a make-up working day), with where it was written."""
+    """One day of the holiday file: off (a holiday) or on (a make-up working day)."""
 
     day: dt.date
     working: bool
