@@ -135,6 +135,20 @@ def _days(first: str, last: str | None) -> list[dt.date]:
     return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
 
 
+def _no_effect(day: dt.date, working: bool, use_package: bool, path: list[Any], problem: Any) -> None:
+    """A single day that already is what the entry says: most likely a mistyped date."""
+    base = WorkCalendar(use_package=use_package, _warned={day.year})  # no file; no warning about the year
+    if base.is_workday(day) != working:
+        return
+    weekday = day.strftime("%A")
+    if working:
+        problem(path, f"{day.isoformat()} ({weekday}) is a working day already",
+                "a 调休 make-up day is a Saturday or Sunday that is worked: check the date")
+    else:
+        problem(path, f"{day.isoformat()} ({weekday}) is a day off already",
+                "a holiday listed here is a day that would otherwise be worked: check the date")
+
+
 def build(data: Mapping[str, Any], problem: Any, file: str = "org/holidays.yaml") -> WorkCalendar:
     """The calendar of a schema-checked holiday file. ``problem(path, message, hint)`` notes a mistake
     (and returns nothing); the file's positions are the caller's business."""
@@ -157,6 +171,8 @@ def build(data: Mapping[str, Any], problem: Any, file: str = "org/holidays.yaml"
                 continue
             if len(dates) > 31:
                 problem(path + ["to"], f"a range of {len(dates)} days", "a holiday lasts at most a few weeks: check the year")
+            if "date" in item and dates[0] not in where:
+                _no_effect(dates[0], working, bool(data.get("use_package", True)), path, problem)
             for day in dates:
                 if day in where:
                     other, j = where[day]

@@ -153,6 +153,8 @@ def test_lint_warns_about_a_year_nobody_knows_but_passes(tmp_path: Path):
      "2027-10-01 is listed twice (also holidays[0])"),
     ("holidays:\n  - {date: 2027-10-01, to: 2027-10-03}\n", "2:5: holidays[0]", "give either 'date' (one day) or 'from' and 'to'"),
     ("holiday:\n  - {date: 2027-10-01}\n", "1:1: holiday", "unknown key 'holiday'"),
+    ("workdays:\n  - {date: 2027-09-27}\n", "2:5: workdays[0]", "2027-09-27 (Monday) is a working day already"),
+    ("holidays:\n  - {date: 2026-10-03}\n", "2:5: holidays[0]", "2026-10-03 (Saturday) is a day off already"),
 ])
 def test_mistakes_in_the_holiday_file_name_file_and_line(tmp_path: Path, text: str, where: str, message: str):
     with pytest.raises(DefinitionError) as info:
