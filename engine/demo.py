@@ -79,7 +79,7 @@ def _resolve(value: Any, started: list[int]) -> Any:
 
 
 def _wait(engine: Engine, clock: DemoClock, text: str) -> None:
-    clock.current = Duration.parse(text).after(clock.current)
+    clock.current = Duration.parse(text).after(clock.current, engine.definitions.calendar)
     engine.tick()
 
 
@@ -155,7 +155,7 @@ def load_demo(engine: Engine, folder: Path) -> int:
             now = real()
             start = now
             for text in _waits(YAML(typ="safe").load(path.read_text(encoding="utf-8")) or []):
-                start -= Duration.parse(text).after(now) - now
+                start -= Duration.parse(text).after(now, engine.definitions.calendar) - now
             clock = DemoClock(start)
             engine.clock = clock
             count += run_file(engine, path, clock)

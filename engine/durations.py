@@ -1,4 +1,5 @@
-"""Durations in definitions: ``30m``, ``12h``, ``5d`` (calendar days) and ``5wd`` (working days, Mon-Fri)."""
+"""Durations in definitions: ``30m``, ``12h``, ``5d`` (calendar days) and ``5wd`` (working days as China counts
+them: statutory holidays skipped, 调休 make-up days counted; see :mod:`engine.workdays`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from .clock import SHANGHAI
+from .workdays import DEFAULT, WorkCalendar
 
 DURATION_RE = re.compile(r"^\s*(\d+)\s*(m|h|d|wd)\s*$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "wd": "working days"}
@@ -23,21 +25,16 @@ class Duration:
             raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 12h, 5d or 5wd)")
         return cls(int(match.group(1)), match.group(2))
 
-    def after(self, start: dt.datetime) -> dt.datetime:
-        """The moment this long after ``start`` (working days skip Saturdays and Sundays, Asia/Shanghai)."""
+    def after(self, start: dt.datetime, calendar: WorkCalendar | None = None) -> dt.datetime:
+        """The moment this long after ``start``; working days are counted in Asia/Shanghai by ``calendar``
+        (the definitions' holiday file over ``chinese-calendar``; without one, the package alone)."""
         if self.unit == "m":
             return start + dt.timedelta(minutes=self.amount)
         if self.unit == "h":
             return start + dt.timedelta(hours=self.amount)
         if self.unit == "d":
             return start + dt.timedelta(days=self.amount)
-        local = start.astimezone(SHANGHAI)
-        left = self.amount
-        while left > 0:
-            local += dt.timedelta(days=1)
-            if local.weekday() < 5:
-                left -= 1
-        return local
+        return (calendar or DEFAULT).add_workdays(start.astimezone(SHANGHAI), self.amount)
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"

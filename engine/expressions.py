@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
+from . import idnumber
 from .clock import SHANGHAI, now as clock_now
 
 _now: contextvars.ContextVar[dt.datetime | None] = contextvars.ContextVar("now", default=None)
@@ -49,6 +50,29 @@ def age(value: Any) -> int | None:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
+def age_on(value: Any, on: Any) -> int | None:
+    """Whole years from a birth date (or the one inside an 18-digit ID number) to the date ``on``."""
+    born, day = _to_date(value), _to_date(on)
+    if born is None or day is None:
+        return None
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def id_valid(value: Any) -> bool:
+    """Whether an 18-digit resident ID number is well formed (GB 11643: a real birth date, the right check digit)."""
+    return idnumber.is_valid(value)
+
+
+def id_birth_date(value: Any) -> str | None:
+    """The birth date inside a valid 18-digit ID number, as ``"1949-12-31"``."""
+    return idnumber.birth_date(value).isoformat() if idnumber.is_valid(value) else None  # type: ignore[union-attr]
+
+
+def id_sex(value: Any) -> str | None:
+    """``"male"`` or ``"female"`` (the values of the shipped ``gender`` list) from a valid 18-digit ID number."""
+    return idnumber.sex(value)
+
+
 def days_between(start: Any, end: Any) -> int | None:
     a, b = _to_date(start), _to_date(end)
     return None if a is None or b is None else (b - a).days
@@ -72,6 +96,10 @@ def count(items: Any, value: Any = None) -> int:
 #: Functions every expression may call. Documented in docs/definitions.md.
 HELPERS: Mapping[str, Callable[..., Any]] = {
     "age": age,
+    "age_on": age_on,
+    "id_valid": id_valid,
+    "id_birth_date": id_birth_date,
+    "id_sex": id_sex,
     "days_between": days_between,
     "today": today,
     "now": now,

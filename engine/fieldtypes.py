@@ -78,6 +78,8 @@ class FieldType:
     holds_case: ClassVar[bool] = False     # the number of another case
     tally: ClassVar[bool] = False          # an aggregate may count its values (votes: yes / no / abstain)
     list_column: ClassVar[bool] = True     # short enough to be a default column of a list page
+    holds_value: ClassVar[bool] = True     # False: shown only (a note), never in data, exports or expressions
+    text_limits: ClassVar[bool] = False    # min_length / max_length / pattern limit what is typed
     # -- rendering (templates/_macros.html and _search.html)
     widget: ClassVar[str] = "text"         # the macro that renders the input
     input_type: ClassVar[str] = "text"     # <input type> of the text widget
@@ -216,7 +218,32 @@ def check_keys(type_name: str, item: Mapping[str, Any], report: Report) -> None:
         if key in item and key not in kind.keys:
             message, hint = owner.elsewhere
             report([key], message.format(key=key, type=type_name), hint, key=True)
+    for key, (applies, message, hint) in COMMON_KEYS.items():
+        if key in item and not applies(kind):
+            report([key], message.format(key=key, type=type_name), hint, key=True)
     kind.check(item, report)
+
+
+#: Keys every field may be written with but that only some types give an effect: (does type take it,
+#: message with {key} and {type}, hint). Keys only one type takes are that type's ``keys`` instead.
+COMMON_KEYS: dict[str, tuple[Callable[[FieldType], bool], str, str]] = {
+    **{key: (lambda k: k.numeric, "{key!r} has no effect on a {type} field: it bounds a number",
+             "use type: integer, number or score, or min_length / max_length to limit text") for key in ("min", "max")},
+    **{key: (lambda k: k.text_limits, "{key!r} has no effect on a {type} field: it limits typed text",
+             "min_length, max_length and pattern belong to text, textarea, phone, id_number and email fields")
+       for key in ("min_length", "max_length", "pattern")},
+    "placeholder": (lambda k: k.widget in ("text", "textarea", "number"),
+                    "'placeholder' has no effect on a {type} field: it has no text input",
+                    "use help: to explain the field"),
+    **{key: (lambda k: k.holds_rows, "{key!r} only belongs to a repeat field, not {type}", "")
+       for key in ("min_rows", "max_rows")},
+    **{key: (lambda k: k.holds_value and not k.holds_files and not k.holds_rows,
+             "{key!r} has no effect on a {type} field", "a value of this type cannot be given in advance")
+       for key in ("default", "compute")},
+    **{key: (lambda k: k.holds_value, "{key!r} has no effect on a {type} field: it holds no value",
+             "a note only shows its label; remove the key")
+       for key in ("required", "required_if", "required_message", "sensitive", "message")},
+}
 
 
 # --------------------------------------------------------------------------- text
@@ -224,11 +251,13 @@ def check_keys(type_name: str, item: Mapping[str, Any], report: Report) -> None:
 @register
 class TextType(FieldType):
     name = "text"
+    text_limits = True
 
 
 @register
 class TextareaType(FieldType):
     name = "textarea"
+    text_limits = True
     widget = "textarea"
     list_column = False  # a paragraph does not fit a list column
 
@@ -236,6 +265,7 @@ class TextareaType(FieldType):
 @register
 class PhoneType(FieldType):
     name = "phone"
+    text_limits = True
     input_type = "tel"
     attrs = {"inputmode": "tel", "autocomplete": "tel"}
 
@@ -249,6 +279,7 @@ class PhoneType(FieldType):
 @register
 class IdNumberType(FieldType):
     name = "id_number"
+    text_limits = True
     attrs = {"autocapitalize": "characters", "spellcheck": "false"}
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -261,6 +292,7 @@ class IdNumberType(FieldType):
 @register
 class EmailType(FieldType):
     name = "email"
+    text_limits = True
     input_type = "email"
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -666,6 +698,56 @@ class CaseType(FieldType):
     def check(self, item: Mapping[str, Any], report: Report) -> None:
         if "workflow" not in item:
             report([], "a case field needs 'workflow' (which process the case belongs to)")
+
+
+# --------------------------------------------------------------------------- time of day, notes
+
+_TIME_TEXT = re.compile(r"(\d{1,2})[:：](\d{2})(?::\d{2})?")
+
+
+@register
+class TimeType(_Range):
+    """A time of day, ``"09:30"`` (an activity's start, a booking slot): text that sorts as time."""
+
+    name = "time"
+    input_type = "time"
+    attrs = {"inputmode": "numeric"}
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        return {"type": "string", "format": "time-hm"}
+
+    def normalise(self, text: str) -> str:
+        match = _TIME_TEXT.fullmatch(text)  # 9:30, 09:30:00 and a full-width colon all mean 09:30
+        return f"{int(match.group(1)):02d}:{match.group(2)}" if match else text
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        low, high = (self.normalise(w) for w in wanted)
+        if not isinstance(value, str):
+            return False
+        return (not low or value >= low) and (not high or value <= high)
+
+
+@register
+class NoteType(FieldType):
+    """Text shown between the questions (说明): its ``label`` (and ``help``); it holds no value, is never stored,
+    exported, listed or read by expressions."""
+
+    name = "note"
+    widget = "note"
+    holds_value = False
+    list_column = False
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        return ABSENT
+
+    def clean(self, f: FieldSpec, value: Any) -> Any:
+        return None
+
+    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+        return ""
+
+    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
+        return False
 
 
 # --------------------------------------------------------------------------- reading a post

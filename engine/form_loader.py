@@ -66,7 +66,7 @@ def load_form_files(ld: "Loader") -> tuple[list[YamlSource], dict[str, tuple[Cho
 def build_form(ld: "Loader", source: YamlSource, choice_lists: dict[str, tuple[Choice, ...]]) -> FormSpec:
     doc = source.data
     fields = build_fields(ld, source, doc["fields"], ["fields"], choice_lists, outer=())
-    names = {f.id for f in fields}
+    names = {f.id for f in fields if f.kind.holds_value}
     rules = []
     for i, rule in enumerate(doc.get("rules", [])):
         check = ld.expression(source, ["rules", i, "check"], rule["check"], names, "a form rule")
@@ -75,15 +75,16 @@ def build_form(ld: "Loader", source: YamlSource, choice_lists: dict[str, tuple[C
                                                 did_you_mean(rule["field"], names) or "name a field of this form"))
         if check is not None:
             rules.append(RuleSpec(check, text(rule["message"]) or {}, rule.get("field")))
-    return FormSpec(doc["id"], doc["version"], text(doc["title"]) or {}, fields, source.file, tuple(rules))
+    return FormSpec(doc["id"], doc["version"], text(doc["title"]) or {}, fields, source.file, tuple(rules),
+                    description=text(doc.get("description")))
 
 
 def build_fields(ld: "Loader", source: YamlSource, items: list[dict], path: list[PathItem],
                  choice_lists: dict[str, tuple[Choice, ...]], outer: Sequence[str]) -> tuple[FieldSpec, ...]:
     seen: set[str] = set()
     paths: list[list[PathItem]] = []  # where each built field is in the YAML (duplicates are skipped)
-    ids = [item["id"] for item in items]
-    visible_names = set(ids) | set(outer)
+    # the names expressions may read: fields holding a value (a note has none), and the row's outer form
+    visible_names = {item["id"] for item in items if FIELD_KINDS[item["type"]].holds_value} | set(outer)
     fields = []
     for i, item in enumerate(items):
         here = path + [i]
@@ -126,6 +127,12 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
     for low, high in (("min", "max"), ("min_length", "max_length"), ("min_rows", "max_rows")):
         if low in item and high in item and item[low] > item[high]:
             ld.problems.append(source.problem(here + [low], f"{low} ({item[low]}) is greater than {high} ({item[high]})"))
+    if item.get("required") and "required_if" in item:
+        ld.problems.append(source.problem(here + ["required_if"], "'required_if' has no effect: the field is always required",
+                                            "remove required: true, or required_if", key=True))
+    if "required_message" in item and not item.get("required") and "required_if" not in item and kind.holds_value:
+        ld.problems.append(source.problem(here + ["required_message"], "'required_message' has no effect: the field is never required",
+                                            "add required: true or required_if", key=True))
     if "pattern" in item:
         try:
             re.compile(item["pattern"])
@@ -156,6 +163,8 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
         max_rows=item.get("max_rows"), accept=tuple(item.get("accept", filled.get("accept", ()))),
         max_size=parse_size(item["max_size"]) if "max_size" in item else filled.get("max_size"),
         level=item.get("level"), workflow=item.get("workflow"), states=tuple(item.get("states", ())),
+        required_if=ld.expression(source, here + ["required_if"], item.get("required_if"), names, f"field {item['id']!r}"),
+        required_message=text(item.get("required_message")),
     )
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+from . import idnumber
 from .errors import SubmissionError
 from .fieldtypes import MultiDictLike, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
 from .spec import FieldSpec, FormSpec, OrgTree
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
 
 FORMATS = FormatChecker(formats=())
 
@@ -36,14 +36,7 @@ def is_id_number(value: object) -> bool:
     """18-digit resident ID (GB 11643): a valid birth date and the ISO 7064 MOD 11-2 check digit."""
     if not isinstance(value, str):
         return True
-    if not re.fullmatch(r"\d{17}[\dX]", value):
-        return False
-    try:
-        dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
-    except ValueError:
-        return False
-    total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS))
-    return _ID_CHECK[total % 11] == value[17]
+    return bool(re.fullmatch(r"\d{17}[\dX]", value)) and idnumber.is_valid(value)
 
 
 @FORMATS.checks("email")
@@ -60,6 +53,12 @@ def is_date(value: object) -> bool:
     except ValueError:
         return False
     return len(value) == 10
+
+
+@FORMATS.checks("time-hm")
+def is_time(value: object) -> bool:
+    """A time of day as ``<input type=time>`` sends it: ``HH:MM``, 00:00 to 23:59."""
+    return not isinstance(value, str) or bool(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value))
 
 
 @FORMATS.checks("datetime-local")
@@ -80,11 +79,15 @@ def field_schema(f: FieldSpec, org: OrgTree | None = None) -> dict[str, Any]:
     return f.kind.schema(f, org)
 
 
-def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree | None = None) -> dict[str, Any]:
+def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree | None = None,
+                  needed: set[str] | None = None) -> dict[str, Any]:
+    """``needed``: the ids required now (``required_if`` true); default: those with ``required: true``."""
     props, required = {}, []
     for f in fields:
-        if f.id not in visible:
+        if f.id not in visible or not f.kind.holds_value:
             continue
+        if needed is not None and f.id in needed and not f.required:
+            f = replace(f, required=True)  # each type says what required means for it (ticked, one row...)
         sub = field_schema(f, org)
         if f.is_repeat:
             sub["items"] = {"type": "object"}  # rows are validated one by one, with their own visibility
@@ -92,6 +95,14 @@ def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree |
         if f.required and not f.compute:
             required.append(f.id)
     return {"type": "object", "properties": props, "required": required}
+
+
+def required_now(fields: Sequence[FieldSpec], data: Mapping[str, Any], outer: Mapping[str, Any] | None = None,
+                 at: dt.datetime | None = None) -> set[str]:
+    """The ids of ``fields`` that must be filled for these values: ``required: true``, or ``required_if`` true."""
+    ctx = expression_context(fields, data, outer)
+    return {f.id for f in fields if f.kind.holds_value and
+            (f.required or (f.required_if is not None and f.required_if.test(ctx, at)))}
 
 
 def json_schema(form: FormSpec, org: OrgTree | None = None) -> dict[str, Any]:
@@ -127,7 +138,8 @@ def expression_context(fields: Sequence[FieldSpec], values: Mapping[str, Any],
                        outer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     ctx = dict(outer or {})
     for f in fields:
-        ctx[f.id] = values.get(f.id, f.kind.empty())
+        if f.kind.holds_value:  # a note has no name in expressions
+            ctx[f.id] = values.get(f.id, f.kind.empty())
     return ctx
 
 
@@ -182,6 +194,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "email": {"zh": "邮箱格式不正确", "en": "Enter a valid email address."},
     "date": {"zh": "请输入日期，如 2026-11-27", "en": "Enter a date such as 2026-11-27."},
     "datetime-local": {"zh": "请输入日期和时间", "en": "Enter a date and time."},
+    "time-hm": {"zh": "请输入时间，如 09:30", "en": "Enter a time such as 09:30."},
     "file_size": {"zh": "文件太大（最大 {limit}）", "en": "The file is too large (at most {limit})."},
     "file_type": {"zh": "不支持的文件类型（可用：{limit}）", "en": "This file type is not allowed (allowed: {limit})."},
     "invalid": {"zh": "输入无效", "en": "This value is not valid."},
@@ -197,9 +210,11 @@ def _error_message(f: FieldSpec, error: ValidationError) -> dict[str, str]:
     v = error.validator
     if v == "required":
         return message("required")
+    own = f.kind.error_message(f, v, error.validator_value)
+    if own is not None and own[0] == f.kind.required_message:  # an unticked pledge, no choice made
+        return dict(f.required_message) if f.required_message else message(own[0], **own[1])
     if f.message:
         return dict(f.message)
-    own = f.kind.error_message(f, v, error.validator_value)
     if own is not None:
         return message(own[0], **own[1])
     if v == "type":
@@ -218,7 +233,8 @@ def _validate_object(fields: Sequence[FieldSpec], data: Mapping[str, Any], visib
                      errors: dict[str, list[dict[str, str]]], outer: Mapping[str, Any] | None,
                      at: dt.datetime | None, org: OrgTree | None) -> None:
     by_id = {f.id: f for f in fields}
-    validator = Draft202012Validator(object_schema(fields, visible, org), format_checker=FORMATS)
+    needed = required_now(fields, data, outer, at)
+    validator = Draft202012Validator(object_schema(fields, visible, org, needed), format_checker=FORMATS)
     for error in validator.iter_errors(data):
         path = list(error.absolute_path)
         if error.validator == "required":
@@ -226,7 +242,8 @@ def _validate_object(fields: Sequence[FieldSpec], data: Mapping[str, Any], visib
             missing = [k for k in error.validator_value if k not in error.instance]
             for key in missing:
                 msgs = errors.setdefault(prefix + key, [])
-                msg = message(by_id[key].kind.required_message)
+                f = by_id[key]
+                msg = dict(f.required_message) if f.required_message else message(f.kind.required_message)
                 if msg not in msgs:
                     msgs.append(msg)
             continue

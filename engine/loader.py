@@ -4,6 +4,7 @@ Layout of a definitions directory::
 
     org/roles.yaml        roles and their scope
     org/units.yaml        district -> street -> community -> grid -> building
+    org/holidays.yaml     (optional) holidays and 调休 make-up working days over chinese-calendar
     forms/*.yaml          forms (a file with ``choice_lists:`` holds named choice lists)
     workflows/*.yaml      state machines
 
@@ -30,15 +31,17 @@ from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .form_loader import build_form, load_form_files, parse_size  # noqa: F401 - parse_size for callers
 from .loadkit import GUARD_NAMES, did_you_mean, text  # noqa: F401 - GUARD_NAMES for callers
+from . import workdays
 from .mechanics import spawn
 from .spec import LEVELS, ActionCall, Definitions, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
+from .workdays import WorkCalendar
 from .workflow_loader import build_workflow
 from .yamlsource import PathItem, YamlSource, parse_yaml, read_yaml
 
 if TYPE_CHECKING:
     from .mechanics.spawn import SpawnSpec
 
-SCHEMA_FILES = ("form", "choices", "workflow", "roles", "orgunits")
+SCHEMA_FILES = ("form", "choices", "workflow", "roles", "orgunits", "holidays")
 
 
 # --------------------------------------------------------------------------- schemas
@@ -226,6 +229,20 @@ class Loader:
         visit(source.data["units"], None, ["units"])
         return OrgTree(units)
 
+    def load_holidays(self) -> WorkCalendar:
+        """org/holidays.yaml (optional): the admin's holidays and 调休 days over ``chinese-calendar``."""
+        path = self.root / "org" / "holidays.yaml"
+        if not path.exists():
+            return workdays.WorkCalendar()
+        source = self.read(path, "holidays")
+        if source is None:
+            return workdays.WorkCalendar(file=self.display(path))
+
+        def problem(where: list[PathItem], message: str, hint: str = "") -> None:
+            self.problems.append(source.problem(where, message, hint))
+
+        return workdays.build(source.data, problem, source.file)
+
     def expression(self, source: YamlSource, path: list[PathItem], text: str | None,
                    names: Iterable[str] | None, what: str) -> Expression | None:
         if text is None:
@@ -290,6 +307,7 @@ class Loader:
     def load(self) -> Definitions:
         roles = self.load_roles()
         org = self.load_org()
+        calendar = self.load_holidays()
         form_sources, choice_lists = load_form_files(self)
         forms: dict[str, FormSpec] = {}
         for source in form_sources:
@@ -318,6 +336,7 @@ class Loader:
         if self.problems:
             raise DefinitionError(self.problems)
         return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists,
+                           calendar=calendar,
                            sources=self.sources)
 
     def load_text(self, workflow: tuple[str, str], forms: Iterable[tuple[str, str]], base: Definitions) -> WorkflowSpec:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from .expressions import Expression
 from .fieldtypes import FIELD_KINDS, FieldType, names_where
+from .workdays import WorkCalendar
 
 if TYPE_CHECKING:
     from .mechanics.assign import AssignSpec
@@ -92,6 +93,8 @@ class FieldSpec:
     level: str | None = None
     workflow: str | None = None          # type: case — which workflow the referenced case belongs to
     states: tuple[str, ...] = ()         # type: case — and which states it may be in
+    required_if: Expression | None = None  # required while this is true (and the field is shown)
+    required_message: Text | None = None   # the message when a required field is left empty
 
     @property
     def kind(self) -> FieldType:
@@ -126,6 +129,7 @@ class FormSpec:
     fields: tuple[FieldSpec, ...]
     file: str = ""
     rules: tuple[RuleSpec, ...] = ()
+    description: Text | None = None  # shown above the fields
 
     def field(self, field_id: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.id == field_id), None)
@@ -457,6 +461,8 @@ class Definitions:
     roles: Mapping[str, RoleSpec]
     org: OrgTree
     choice_lists: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)
+    #: which days are working days (``5wd``): org/holidays.yaml over the chinese-calendar package
+    calendar: WorkCalendar = field(default_factory=WorkCalendar, compare=False)
     #: the text of every workflow and form file as loaded (file name as problems show it -> text): what a
     #: version kept in the store is made of
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)

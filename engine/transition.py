@@ -121,7 +121,9 @@ def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec",
     case.entered_at = iso(now)  # the inbox's waiting time counts from here
     case.overdue = False
     case.escalated_to = []
-    case.timers = timers.arm(case, state, now) + notice.arm(state, now) + collect.arm(state, now)
+    calendar = engine.definitions.calendar  # working days: holidays and 调休 days
+    case.timers = (timers.arm(case, state, now, calendar) + notice.arm(state, now, calendar)
+                   + collect.arm(state, now, calendar))
     if state.collect:
         collect.refresh(case, state)
     notice.on_enter(engine, tx, case, state, actor, now)

@@ -86,7 +86,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 if f:
                     step_forms.append(f)
     for f in step_forms:
-        data_names |= {fld.id for fld in f.fields}
+        data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}

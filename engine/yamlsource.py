@@ -6,6 +6,7 @@ arbitrary objects); positions come from ``node.lc`` (0-based, reported 1-based).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -118,6 +119,20 @@ def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem
     return parse_yaml(text, display)
 
 
+_DATE_LIKE = re.compile(r"(?<![\w.-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w.:-])")
+
+
+def _bad_date(text: str) -> tuple[int, int]:
+    """1-based (line, col) of the first date-like word that is no day (1, 1 if none is found)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        for match in _DATE_LIKE.finditer(line.split("#", 1)[0]):
+            try:
+                dt.date(*(int(g) for g in match.groups()))
+            except ValueError:
+                return number, match.start() + 1
+    return 1, 1
+
+
 def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse definition text that is not (or no longer) a file, e.g. a version kept in the store;
     ``display`` is the virtual file name problems carry (``workflows/leave.yaml@v1``)."""
@@ -141,6 +156,10 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
         what = (exc.problem or exc.context or "invalid YAML").strip()
         hint = "each key may appear only once in a mapping" if "duplicate key" in what else "check indentation, colons and quotes"
         return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
+    except ValueError as exc:  # an unquoted 2027-02-30 is a YAML timestamp that is no day: ruamel raises plainly
+        line, col = _bad_date(text)
+        return None, [Problem(display, line, col, "", f"YAML error: not a date: {exc}",
+                              "write a real day as 2027-10-01, or quote a text that looks like a date")]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
     return YamlSource(display, tree, text=text), []

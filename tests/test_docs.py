@@ -143,8 +143,8 @@ def registry() -> Registry:
 
 
 def kind_of(path: str) -> str:
-    if path in ("org/roles.yaml", "org/units.yaml"):
-        return {"org/roles.yaml": "roles", "org/units.yaml": "orgunits"}[path]
+    if path in ("org/roles.yaml", "org/units.yaml", "org/holidays.yaml"):
+        return {"org/roles.yaml": "roles", "org/units.yaml": "orgunits", "org/holidays.yaml": "holidays"}[path]
     if re.fullmatch(r"forms/choices\.yaml", path):
         return "choices"
     if re.fullmatch(r"forms/\w+\.yaml", path):

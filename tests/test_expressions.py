@@ -52,6 +52,38 @@ def test_days_between() -> None:
     assert ev("days_between(start, '')", start="2026-01-01") is None
 
 
+def test_age_on_a_given_date() -> None:
+    assert ev("age_on(born, '2026-12-30')", born=ID_1949) == 76  # the day before the 77th birthday
+    assert ev("age_on(born, '2026-12-31')", born=ID_1949) == 77
+    assert ev("age_on(born, on)", born="2008-02-29", on="2026-02-28") == 17  # a leap-day birthday comes on 1 March
+    assert ev("age_on(born, on)", born="2008-02-29", on="2026-03-01") == 18
+    assert ev("age_on(born, deadline) >= 18", born="2008-06-01", deadline="2026-05-31") is False
+    assert ev("age_on(born, '')", born=ID_1949) is None and ev("age_on('', today())") is None
+
+
+def test_id_number_helpers_follow_gb_11643() -> None:
+    female, male = ID_1949, "110105200801010014"  # 17th digit 2 (even): female; 1 (odd): male
+    assert ev("id_valid(x)", x=female) is True and ev("id_valid(x)", x=male) is True
+    assert ev("id_valid(x)", x=female.lower()) is True  # a lowercase x check digit is the same number
+    assert ev("id_valid(x)", x="110105194912310021") is False  # the wrong check digit
+    assert ev("id_valid(x)", x="110105194902300027") is False  # 30 February
+    assert ev("id_valid(x)", x="11010519491231002") is False and ev("id_valid(x)", x=None) is False
+    assert ev("id_birth_date(x)", x=female) == "1949-12-31" and ev("id_birth_date(x)", x=male) == "2008-01-01"
+    assert ev("id_sex(x)", x=female) == "female" and ev("id_sex(x)", x=male) == "male"
+    # an invalid number tells nothing: a guard over it is false, not an error
+    assert ev("id_sex(x)", x="110105194912310021") is None and ev("id_birth_date(x)", x="abc") is None
+    assert Expression("id_sex(x) == 'male' and age_on(x, '2026-11-27') >= 18").test({"x": male}, AT) is True
+
+
+def test_id_check_digits_agree_with_the_form_check() -> None:
+    from engine import forms, idnumber
+    for first17 in ("11010519491231002", "44030519900101123", "33010219850715271"):
+        number = first17 + idnumber.check_digit(first17)
+        assert idnumber.is_valid(number) and forms.is_id_number(number)
+        wrong = first17 + ("0" if number[-1] != "0" else "1")
+        assert not idnumber.is_valid(wrong) and not forms.is_id_number(wrong)
+
+
 def test_count() -> None:
     assert ev("count(skills)", skills=["a", "b", "a"]) == 3
     assert ev("count(skills, 'a')", skills=["a", "b", "a"]) == 2
@@ -79,7 +111,7 @@ def test_range_is_available_but_bounded() -> None:
 
 
 def test_helpers_are_the_documented_ones() -> None:
-    assert set(HELPERS) == {"age", "days_between", "today", "now", "count"}
+    assert set(HELPERS) == {"age", "age_on", "days_between", "today", "now", "count", "id_valid", "id_birth_date", "id_sex"}
     assert BUILTINS == set(HELPERS) | {"range"}
 
 

@@ -61,11 +61,14 @@ CASES: dict[str, tuple[dict[str, Any], Any, Any, tuple[str, str], Any, str]] = {
     "orgunit": ({"level": "grid"}, UNIT, UNIT, (ORG.path_name(UNIT, "zh"), ORG.path_name(UNIT, "en")), "nowhere",
                 "Choose one of the options."),
     "case": ({"workflow": "w"}, "12", 12, ("#12", "#12"), "twelve", "Enter a whole number."),
+    "time": ({}, "9：30", "09:30", ("09:30", "09:30"), "24:00", "Enter a time such as 09:30."),
 }
+#: Types that hold no value (shown only): tried on their own below.
+SHOWN_ONLY = {"note"}
 
 
 def test_every_field_type_is_registered_once_and_the_form_schema_names_the_same() -> None:
-    assert set(FIELD_KINDS) == FIELD_TYPES == set(CASES)
+    assert set(FIELD_KINDS) == FIELD_TYPES == set(CASES) | SHOWN_ONLY
     assert all(kind.name == name and isinstance(kind, FieldType) for name, kind in FIELD_KINDS.items())
     schema = json.loads((ROOT / "engine/schema/form.schema.json").read_text(encoding="utf-8"))
     enums = re.findall(r'"type": \{\s*"enum": (\[[^\]]*\])', json.dumps(schema, indent=2))
@@ -232,3 +235,111 @@ def test_a_new_type_is_one_class(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SubmissionError) as info:
         forms.validate(form, {"code": "51600"})
     assert info.value.errors == {"code": [forms.message("pattern")]}
+
+
+# --------------------------------------------------------------------------- note, time, required_if, required_message
+
+def test_a_note_holds_no_value_anywhere() -> None:
+    from werkzeug.datastructures import MultiDict
+    note = FieldSpec("intro", "note", {"zh": "请如实填写", "en": "Answer truthfully"})
+    name = FieldSpec("name", "text", {"zh": "姓名"}, required=True)
+    form = FormSpec("t", 1, {}, (note, name))
+    assert fieldtypes.read_post(form.fields, MultiDict([("intro", "typed anyway"), ("name", "王芳")]), "", {}) == {"name": "王芳"}
+    assert forms.validate(form, {"intro": "x", "name": "王芳"}) == {"name": "王芳"}  # nothing of it is stored
+    assert "intro" not in forms.object_schema(form.fields, {"intro", "name"})["properties"]
+    assert "intro" not in forms.expression_context(form.fields, {})
+    assert note.kind.display(note, "x") == "" and not note.kind.list_column
+    assert names_where("holds_value") == FIELD_TYPES - {"note"}
+
+
+def test_time_reads_what_people_type_and_filters_by_range() -> None:
+    f = field("time")
+    assert [f.kind.clean(f, t) for t in ("9:05", "09:05:00", "21：30", " 7:00 ")] == ["09:05", "09:05", "21:30", "07:00"]
+    for bad in ("24:00", "9:60", "noon", "930"):
+        with pytest.raises(SubmissionError) as info:
+            forms.validate(FormSpec("t", 1, {}, (f,)), {"x": bad})
+        assert info.value.errors == {"x": [forms.message("time-hm")]}
+    wanted = f.kind.wanted(f, {"x_from": "8:00", "x_to": "12:00"})
+    assert f.kind.matches(f, "09:30", wanted, ORG) and f.kind.matches(f, "12:00", wanted, ORG)
+    assert not f.kind.matches(f, "13:00", wanted, ORG) and not f.kind.matches(f, None, wanted, ORG)
+    assert f.kind.input_type == "time" and f.kind.widget == "text"
+
+
+def _rider_form(**phone: Any) -> FormSpec:
+    from engine.expressions import Expression
+    return FormSpec("t", 1, {}, (
+        FieldSpec("reporter_type", "select", {"zh": "身份"}, choices=(Choice("resident", {"zh": "居民"}), Choice("rider", {"zh": "骑手"}))),
+        FieldSpec("phone", "phone", {"zh": "电话"}, required_if=Expression("reporter_type == 'rider'"), **phone),
+    ))
+
+
+def test_required_if_requires_the_field_only_while_its_expression_is_true() -> None:
+    form = _rider_form()
+    assert forms.validate(form, {"reporter_type": "resident"}) == {"reporter_type": "resident"}
+    with pytest.raises(SubmissionError) as info:
+        forms.validate(form, {"reporter_type": "rider", "phone": " "})
+    assert info.value.errors == {"phone": [forms.message("required")]}
+    assert forms.required_now(form.fields, {"reporter_type": "rider"}) == {"phone"}
+    assert forms.required_now(form.fields, {}) == set()  # unknown is not true
+    assert forms.json_schema(form)["required"] == []  # one static schema cannot say it
+
+
+def test_required_if_means_what_required_means_for_each_type() -> None:
+    from engine.expressions import Expression
+    minor = Expression("years < 18")
+    form = FormSpec("t", 1, {}, (
+        FieldSpec("years", "integer", {"zh": "年龄"}),
+        FieldSpec("consent", "checkbox", {"zh": "监护人同意"}, required_if=minor),
+        FieldSpec("guardians", "multiselect", {"zh": "监护人"}, choices=AB, required_if=minor),
+        FieldSpec("hidden", "text", {"zh": "隐藏"}, required_if=minor, show_if=Expression("years > 100")),
+        FieldSpec("rows", "repeat", {"zh": "同行人"}, fields=(
+            FieldSpec("name", "text", {"zh": "姓名"}),
+            FieldSpec("id_number", "id_number", {"zh": "身份证"}, required_if=Expression("name and years < 18")),
+        )),
+    ))
+    with pytest.raises(SubmissionError) as info:
+        forms.validate(form, {"years": "12", "consent": False, "rows": [{"name": "李四"}, {}]})
+    assert info.value.errors == {"consent": [forms.message("checkbox")], "guardians": [forms.message("choose")],
+                                 "rows.0.id_number": [forms.message("required")]}
+    assert forms.validate(form, {"years": "30", "consent": False, "rows": [{"name": "李四"}]})["years"] == 30
+
+
+def test_required_message_replaces_the_built_in_words() -> None:
+    words = {"zh": "骑手请留电话，便于回访", "en": "Riders: leave a phone number"}
+    with pytest.raises(SubmissionError) as info:
+        forms.validate(_rider_form(required_message=words), {"reporter_type": "rider"})
+    assert info.value.errors == {"phone": [words]}
+    pledge = FieldSpec("pledge", "checkbox", {"zh": "承诺"}, required=True, required_message={"zh": "请先勾选承诺", "en": "Tick the pledge"},
+                       message={"zh": "别的", "en": "other"})
+    with pytest.raises(SubmissionError) as info:
+        forms.validate(FormSpec("t", 1, {}, (pledge,)), {"pledge": False})
+    assert info.value.errors == {"pledge": [{"zh": "请先勾选承诺", "en": "Tick the pledge"}]}
+    plain = FieldSpec("pledge", "checkbox", {"zh": "承诺"}, required=True, message={"zh": "别的", "en": "other"})
+    with pytest.raises(SubmissionError) as info:
+        forms.validate(FormSpec("t", 1, {}, (plain,)), {"pledge": False})
+    assert info.value.errors == {"pledge": [forms.message("checkbox")]}  # message: is for wrong values, not empty ones
+
+
+def test_keys_with_no_effect_for_the_type_are_reported() -> None:
+    def problems(type_name: str, **item: Any) -> list[tuple[list[str], str]]:
+        found: list[tuple[list[str], str]] = []
+        check_keys(type_name, {"id": "x", "type": type_name, "label": "x", **item},
+                   lambda below, message, hint="", key=False: found.append((below, message)))
+        return found
+
+    assert problems("text", min=1) == [(["min"], "'min' has no effect on a text field: it bounds a number")]
+    assert problems("checkbox", max_length=5) == [(["max_length"], "'max_length' has no effect on a checkbox field: it limits typed text")]
+    assert problems("date", pattern="^2026") == [(["pattern"], "'pattern' has no effect on a date field: it limits typed text")]
+    assert problems("select", choices=["a"], placeholder="选") == [
+        (["placeholder"], "'placeholder' has no effect on a select field: it has no text input")]
+    assert problems("text", min_rows=1) == [(["min_rows"], "'min_rows' only belongs to a repeat field, not text")]
+    assert problems("photo", default="a.jpg") == [(["default"], "'default' has no effect on a photo field")]
+    assert sorted(problems("note", required=True, sensitive=True, compute="1")) == [
+        (["compute"], "'compute' has no effect on a note field"),
+        (["required"], "'required' has no effect on a note field: it holds no value"),
+        (["sensitive"], "'sensitive' has no effect on a note field: it holds no value")]
+    # what each type does take passes
+    assert problems("integer", min=0, max=9, placeholder="0") == [] and problems("textarea", max_length=9, placeholder="…") == []
+    assert problems("rating", max=5) == [(["max"], "a rating is always 1 to 5")]  # its own words, once
+    assert problems("repeat", fields=[], min_rows=1, max_rows=3) == [] and problems("note", show_if="x", help="h") == []
+    assert problems("time", required=True, required_if="x", required_message="m", default="09:00") == []

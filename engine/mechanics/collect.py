@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from ..cases import CASES
 from ..clock import iso
 from ..durations import Duration
+from ..workdays import WorkCalendar
 from ..errors import NotAllowed, TransitionError
 from ..loadkit import did_you_mean, msg, text
 from ..spec import PSEUDO_ROLES, Text
@@ -217,11 +218,11 @@ def aggregate(spec: AggregateSpec, contributions: Mapping[str, Mapping[str, Any]
 
 # --------------------------------------------------------------------------- run time: the transition path's hooks
 
-def arm(state: "StateSpec", now: dt.datetime) -> list[dict[str, Any]]:
+def arm(state: "StateSpec", now: dt.datetime, calendar: WorkCalendar | None = None) -> list[dict[str, Any]]:
     """The collect deadline timer of a collecting state."""
     if not (state.collect and state.collect.deadline):
         return []
-    return [{"kind": "collect_deadline", "state": state.id, "due": iso(state.collect.deadline.after(now)),
+    return [{"kind": "collect_deadline", "state": state.id, "due": iso(state.collect.deadline.after(now, calendar)),
              "transition": state.collect.on_deadline, "done": False}]
 
 

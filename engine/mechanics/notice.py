@@ -21,6 +21,7 @@ from .. import transition as moves
 from ..cases import CASES, Case
 from ..clock import iso
 from ..durations import Duration
+from ..workdays import WorkCalendar
 from ..errors import NotAllowed, NotFound, SubmissionError, TransitionError
 from ..loadkit import did_you_mean, msg
 from ..notify import notify
@@ -81,11 +82,11 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
 
 # --------------------------------------------------------------------------- run time: the transition path's hooks
 
-def arm(state: "StateSpec", now: dt.datetime) -> list[dict[str, Any]]:
+def arm(state: "StateSpec", now: dt.datetime, calendar: WorkCalendar | None = None) -> list[dict[str, Any]]:
     """The expiry timer of a notice state."""
     if not state.notice:
         return []
-    return [{"kind": "notice", "state": state.id, "due": iso(state.notice.duration.after(now)),
+    return [{"kind": "notice", "state": state.id, "due": iso(state.notice.duration.after(now, calendar)),
              "transition": state.notice.on_expiry, "done": False}]
 
 

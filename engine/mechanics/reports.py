@@ -98,7 +98,7 @@ def build_targets(ld: "Loader", source: "YamlSource", items: list[dict], start_f
 
 def build_listing(ld: "Loader", source: "YamlSource", raw: dict, start_form: "FormSpec | None") -> ListSpec:
     if start_form is not None:
-        fields = {f.id for f in start_form.fields}
+        fields = {f.id for f in start_form.fields if f.kind.holds_value}
         for key in ("columns", "filters"):
             for i, name in enumerate(raw.get(key, [])):
                 if name not in fields:

@@ -16,6 +16,7 @@ from .. import transition as moves
 from ..cases import CASES
 from ..clock import SHANGHAI, iso
 from ..durations import Duration
+from ..workdays import WorkCalendar
 from ..errors import TransitionError
 from ..loadkit import did_you_mean, msg
 from ..notify import notify
@@ -91,19 +92,20 @@ def build_deadline(ld: "Loader", source: "YamlSource", path: list["PathItem"], r
 
 # --------------------------------------------------------------------------- run time
 
-def arm(case: "Case", state: "StateSpec", now: dt.datetime) -> list[dict[str, Any]]:
+def arm(case: "Case", state: "StateSpec", now: dt.datetime, calendar: WorkCalendar | None = None) -> list[dict[str, Any]]:
     """The ``after`` timer and the deadline a case gets on entering ``state``."""
     timers = []
     if state.after:
-        timers.append({"kind": "after", "state": state.id, "due": iso(state.after.after.after(now)),
+        timers.append({"kind": "after", "state": state.id, "due": iso(state.after.after.after(now, calendar)),
                        "transition": state.after.transition, "done": False})
-    due = deadline_due(case, state, now)
+    due = deadline_due(case, state, now, calendar)
     if due is not None:
         timers.append({"kind": "deadline", "state": state.id, "due": iso(due), "transition": None, "done": False})
     return timers
 
 
-def deadline_due(case: "Case", state: "StateSpec", now: dt.datetime) -> dt.datetime | None:
+def deadline_due(case: "Case", state: "StateSpec", now: dt.datetime,
+                 calendar: WorkCalendar | None = None) -> dt.datetime | None:
     """When a case in ``state`` becomes overdue: a duration after entering, or the end of a date in its data."""
     spec = state.deadline
     if spec is None:
@@ -115,7 +117,7 @@ def deadline_due(case: "Case", state: "StateSpec", now: dt.datetime) -> dt.datet
         except ValueError:
             return None
         return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=SHANGHAI)
-    return spec.within.after(now) if spec.within else None
+    return spec.within.after(now, calendar) if spec.within else None
 
 
 def overdue(engine: Any, tx: "Transaction", case: "Case", wf: "WorkflowSpec", now: dt.datetime) -> None:

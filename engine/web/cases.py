@@ -83,7 +83,9 @@ def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any]
     data, visible = forms.clean(form.fields, values, at=engine.clock())
     shown = {**values, **{f.id: data.get(f.id) for f in form.fields if f.compute}}
     return {"form": form, "values": shown, "errors": errors, "visible": visible,
+            "required": forms.required_now(form.fields, data, at=engine.clock()),
             "row_visible": lambda f, row: _row_visible(f, values, row),
+            "row_required": lambda f, row: _row_required(form, f, data, row),
             "case_choices": _case_choices(form, shown)}
 
 
@@ -111,6 +113,13 @@ def page_number() -> int:
     """``?page=N`` (1 if missing or not a positive whole number)."""
     number = request.args.get("page", type=int) or 1
     return max(1, number)
+
+
+def _row_required(form: FormSpec, field: FieldSpec, data: dict[str, Any], row: Any) -> set[str]:
+    """The columns of one repeat row required now (a column's required_if reads the row and the form)."""
+    outer = forms.expression_context(form.fields, data)
+    row_data, _visible = forms.clean(field.fields, row if isinstance(row, dict) else {}, outer)
+    return forms.required_now(field.fields, row_data, outer)
 
 
 def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) -> set[str]:

@@ -99,6 +99,18 @@ def _store_problems(root: Path, store_path: str) -> list[Any]:
         store.close()
 
 
+def _calendar_warnings(root: Path, only: Path | None) -> None:
+    """Years the working-day calendar does not know (Mon-Fri only): a warning, lint still passes."""
+    from ..clock import now
+    from ..loader import load_definitions
+
+    calendar = load_definitions(root).calendar
+    if only is not None and str(only.relative_to(root)) != calendar.file:
+        return
+    for text in calendar.warnings(now().date()):
+        click.echo(f"{root / calendar.file}:1:1: warning: {text}")
+
+
 @cli.command("lint", with_appcontext=False)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--store", "store_path", type=click.Path(dir_okay=False),
@@ -118,6 +130,7 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
         store = store_path or (_instance_store() if root == home.resolve() else None)
         if not problems and store:
             problems = _store_problems(root, store)
+        whole_ok = not problems
         if only is not None:
             rel = str(only.relative_to(root))
             problems = [p for p in problems if p.file == rel]
@@ -126,6 +139,8 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
                        f"{str(problem)[len(problem.file):]}")
         failed = failed or bool(problems)
         if not problems:
+            if whole_ok:
+                _calendar_warnings(root, only)
             click.echo(f"{target}: ok")
     if failed:
         sys.exit(1)

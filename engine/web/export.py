@@ -52,7 +52,7 @@ def table_rows(wf: WorkflowSpec, cases: Iterable[Case]) -> tuple[list[str], Iter
     engine = get_engine()
     lang = current_lang()
     org = engine.definitions.org
-    fields = list(engine.definitions.forms[wf.start_form].fields)
+    fields = [f for f in engine.definitions.forms[wf.start_form].fields if f.kind.holds_value]  # a note is no column
     header = [_("Case number")] + [tr(f.label, lang) for f in fields] + [
         _("State"), _("Org unit"), _("Created"), _("Updated")]
 
