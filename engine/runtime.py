@@ -213,7 +213,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
         ``[{"name", "label": {zh, en}, "value": {zh, en}}]``."""
         wf = self.workflow_of(case)
         found: list[dict[str, Any]] = []
-        collect.results(case, wf, found)
+        collect.results(case, wf, found, lambda form_id: self.definitions.form_of(wf, form_id))
         ranking.results(case, wf, found)
         return found
 
