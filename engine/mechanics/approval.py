@@ -226,8 +226,9 @@ def open_round(engine: Any, tx: "Transaction", case: "Case", wf: "WorkflowSpec",
 
     if who.roles:
         for role in who.roles:
-            holders = sorted((u for u in engine.users(tx, role) if engine.reaches(u, role, case.org_unit, wf)),
-                             key=lambda u: u.username)
+            # the applicant does not approve their own case: a role names the others
+            holders = sorted((u for u in engine.users(tx, role) if engine.reaches(u, role, case.org_unit, wf)
+                              and u.username != case.created_by), key=lambda u: u.username)
             people.update((u.username, u.name) for u in holders)
             if spec.mode == "sequence":  # one turn per role: any one holder signs for it
                 seats.append(seat([u.username for u in holders], role))
@@ -349,23 +350,26 @@ class ApprovalMixin(EngineBase):
         return bucket is not None and seat_of(bucket, user.username) is not None
 
     def approval_status(self, case: "Case", user: "User") -> dict[str, Any] | None:
-        """For the case page: the round of the case's state (or the last decided one of a state it left), each
-        seat with who acted, how and when, or who is still to act."""
+        """For the case page: the round of the case's state, or else the latest round of a state it left; each
+        seat with who acted, how and when (``approve`` / ``reject``), or ``pending`` (to act now), ``waiting``
+        (their turn has not come) or ``skipped`` (the round was decided, or closed, without them)."""
         wf = self.workflow_of(case)
-        state = wf.states.get(case.state)
-        if state is None or state.approval is None or case.state not in case.approvals:
+        rounds = [(sid, b) for sid, b in case.approvals.items() if sid in wf.states and wf.states[sid].approval]
+        if not rounds:
             return None
-        bucket = case.approvals[case.state]
-        spec = state.approval
+        sid, bucket = next(((s, b) for s, b in rounds if s == case.state),
+                           max(rounds, key=lambda r: r[1].get("opened_at", "")))
+        spec = wf.states[sid].approval
+        assert spec is not None
         now_turn = turn(bucket) if bucket["mode"] == "sequence" else None
         seats = []
         for i, seat in enumerate(bucket["seats"]):
-            status = seat["decision"] or ("pending" if bucket["status"] == "open" and
-                                          (now_turn is None or now_turn == i) else "waiting")
+            status = seat["decision"] or ("skipped" if bucket["status"] != "open" else
+                                          "pending" if now_turn is None or now_turn == i else "waiting")
             names = [bucket["names"].get(u, u) for u in seat["users"]]
             seats.append({**seat, "status": status, "names": names,
                           "role_title": self.definitions.roles[seat["role"]].title
                           if seat.get("role") in self.definitions.roles else None})
-        return {"spec": spec, "title": spec.title, "mode": MODES[spec.mode], "round": bucket["round"],
+        return {"spec": spec, "state": sid, "title": spec.title, "mode": MODES[spec.mode], "round": bucket["round"],
                 "status": bucket["status"], "seats": seats, "mine": self.may_approve(case, user),
                 "pending": [bucket["names"].get(u, u) for u in pending(bucket)]}
