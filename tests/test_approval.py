@@ -206,6 +206,13 @@ def test_sequence_by_role_goes_level_by_level(eng: Engine):
         ("approve", "secretary2"), ("approve", "street3"), ("approved", "street3")]
 
 
+def test_the_applicant_is_not_among_the_approvers_a_role_names(eng: Engine):
+    cid = eng.start("insequence", U["secretary"], REQUEST).id
+    assert seats(eng, cid)[0][0] == ["secretary2"]  # 周伟 asked for it: only the other secretary checks it
+    with pytest.raises(NotAllowed):
+        eng.approve(cid, U["secretary"], "approve")
+
+
 def test_sequence_rejection_ends_it(eng: Engine):
     cid = start(eng, "insequence")
     eng.approve(cid, U["secretary"], "approve")

@@ -247,7 +247,7 @@ def open_round(engine: Any, tx: "Transaction", case: "Case", wf: "WorkflowSpec",
         seats = [seat([u], None) for u in people]
     earlier = (case.approvals.get(state.id) or {}).get("round", 0)
     case.approvals[state.id] = {"round": earlier + 1, "mode": spec.mode, "reject": spec.reject, "status": "open",
-                                "opened_at": iso(now), "names": people, "seats": seats}
+                                "opened_at": iso(now), "opened_version": case.version, "names": people, "seats": seats}
     notify(tx, pending(case.approvals[state.id]), "approval", case, spec.title, now, skip=actor.username)
 
 
@@ -358,7 +358,7 @@ class ApprovalMixin(EngineBase):
         if not rounds:
             return None
         sid, bucket = next(((s, b) for s, b in rounds if s == case.state),
-                           max(rounds, key=lambda r: r[1].get("opened_at", "")))
+                           max(rounds, key=lambda r: (r[1].get("opened_version", 0), r[1].get("opened_at", ""))))
         spec = wf.states[sid].approval
         assert spec is not None
         now_turn = turn(bucket) if bucket["mode"] == "sequence" else None
