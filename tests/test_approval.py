@@ -15,6 +15,7 @@ from engine.errors import NotAllowed, NotFound, StaleVersion, SubmissionError, T
 from engine.loader import load_definitions
 from engine.mechanics import approval
 from engine.notify import NOTIFICATIONS
+from engine.readmodel import CASE_INDEX
 from engine.runtime import Engine
 from engine.store import open_store
 from engine.users import User
@@ -45,6 +46,11 @@ def inbox(engine: Engine, username: str) -> list[int]:
     return [c.id for c in engine.inbox(U[username])]
 
 
+def waiting_index(engine: Engine, username: str) -> list[int]:
+    """The cases the read model's index files as waiting for this one person (before any re-check)."""
+    return [d["id"] for d in engine.store.lookup(CASE_INDEX, [("wait_user", username)]).docs]
+
+
 def seats(engine: Engine, cid: int, state: str | None = None) -> list[tuple[list[str], str | None, str | None]]:
     case = engine.get(cid)
     bucket = case.approvals[state or case.state]
@@ -59,9 +65,12 @@ def test_cosign_waits_for_every_street_evaluator_then_moves_once(eng: Engine):
     # every street evaluator whose reach covers the case, worked out when the step opened
     assert [s[0] for s in seats(eng, cid)] == [["street"], ["street2"], ["street3"]]
     assert all(cid in inbox(eng, u) for u in ("street", "street2", "street3"))
+    assert all(notes(eng, u) == ["approval"] for u in ("street", "street2", "street3"))  # each was asked
     assert cid not in inbox(eng, "district")
+    assert waiting_index(eng, "street2") == [cid]
     eng.approve(cid, U["street2"], "approve", "同意更换")
     assert cid not in inbox(eng, "street2") and cid in inbox(eng, "street")  # only those still to act
+    assert waiting_index(eng, "street2") == [] and waiting_index(eng, "street3") == [cid]  # the index itself
     assert eng.get(cid).state == "cosign"
     eng.approve(cid, U["street"], "approve")
     done = eng.approve(cid, U["street3"], "approve", expected_version=eng.get(cid).version)
@@ -88,6 +97,7 @@ def test_one_rejection_ends_a_cosign_step_and_a_new_round_starts_on_return(eng: 
     assert case.state == "returned" and case.approvals["cosign"]["status"] == "rejected"
     assert case.history[-1]["action"] == "rejected" and case.history[-1]["to"] == "returned"
     assert cid not in inbox(eng, "street3")  # nobody is asked any more
+    assert notes(eng, "staff") == ["case_changed"]  # the applicant hears the outcome
     with pytest.raises(TransitionError):
         eng.approve(cid, U["street3"], "approve")
     case = eng.fire(cid, "resubmit", U["staff"])
@@ -165,6 +175,17 @@ def test_withdrawing_closes_the_open_round(eng: Engine):
     assert eng.can_see(case, U["street"])  # who signed still sees what they signed
 
 
+def test_an_approval_does_not_restart_the_states_timer_and_the_timer_closes_the_round(eng: Engine):
+    cid = start(eng, "timed")
+    eng.clock.advance(days=2)
+    eng.approve(cid, U["street"], "approve")  # a self-loop that stays in the round: the 3 days still count from entry
+    eng.clock.advance(days=1, hours=1)
+    eng.tick()
+    case = eng.get(cid)
+    assert case.state == "lapsed" and case.approvals["sign"]["status"] == "closed"
+    assert cid not in inbox(eng, "street2")
+
+
 # --------------------------------------------------------------------------- 或签: any one decides
 
 def test_anysign_first_decision_decides(eng: Engine):
@@ -191,7 +212,7 @@ def test_sequence_by_role_goes_level_by_level(eng: Engine):
     # the community's two secretaries share the first turn; the street's evaluators the second
     assert [s[0] for s in seats(eng, cid)] == [["secretary", "secretary2"], ["street", "street2", "street3"]]
     assert cid in inbox(eng, "secretary") and cid in inbox(eng, "secretary2")
-    assert cid not in inbox(eng, "street")  # not their turn yet
+    assert cid not in inbox(eng, "street") and waiting_index(eng, "street") == []  # not their turn yet
     with pytest.raises(NotAllowed) as err:
         eng.approve(cid, U["street"], "approve")
     assert err.value.message["zh"] == "还未轮到您审批。"

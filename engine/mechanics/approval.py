@@ -305,7 +305,8 @@ class Approval(EdgeKind):
 
     def after(self, engine: Any, tx: "Transaction", case: "Case", edge: EdgeSpec, actor: "User", step: Step,
               now: dt.datetime) -> None:
-        if edge.via not in ACTS:
+        if edge.via not in ACTS:  # the outcome: the applicant hears how their case was decided
+            notify(tx, [case.created_by], "case_changed", case, edge.label, now, skip=actor.username)
             return
         bucket = current(case, edge.source)
         assert bucket is not None
