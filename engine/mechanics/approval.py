@@ -297,9 +297,6 @@ class Approval(EdgeKind):
             bucket.update(status=edge.via, decided_at=iso(now))
         return []
 
-    def label(self, edge: EdgeSpec, step: Step) -> Text:
-        return edge.label
-
     def reenters(self, edge: EdgeSpec) -> bool:
         return edge.via not in ACTS  # an act stays in the round: timers and the round go on
 
