@@ -96,13 +96,14 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
     elif key not in raw:
         ld.problems.append(source.problem(path, "approval needs 'approvers'",
                                           "approvers: {roles: [...]}, {users: [...]} or {field: ...}", key=True))
-    who = raw.get(key) or raw.get("approvers") or raw.get("order") or {}
+    given = key if key in raw else next((k for k in ("approvers", "order") if k in raw), None)
+    who = (raw[given] or {}) if given else {}
     named = [k for k in ("users", "roles", "field") if k in who]
-    where = path + [key if key in raw else ("approvers" if "approvers" in raw else "order")]
+    where = path + ([given] if given else [])
     if len(named) > 1:
         ld.problems.append(source.problem(where, f"name approvers one way, not {' and '.join(named)}",
                                           "users, roles or field"))
-    elif who and (not named or not who[named[0]]):
+    elif given is not None and (not named or not who[named[0]]):
         ld.problems.append(source.problem(where, "approval has nobody to approve",
                                           "list users: [...] or roles: [...], or name a field: holding usernames"))
     people = wf_roles - PSEUDO_ROLES
