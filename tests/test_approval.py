@@ -82,7 +82,7 @@ def test_cosign_waits_for_every_street_evaluator_then_moves_once(eng: Engine):
                      ("approve", "street3", "cosign", "cosign"),
                      ("approved", "street3", "cosign", "done")]  # the last act moved the case, once
     assert done.history[1]["comment"] == "同意更换" and done.history[1]["label"]["zh"] == "同意"
-    assert done.history[-1]["label"] == {"zh": "街道会签通过", "en": "Street co-signing approved"}
+    assert done.history[-1]["label"] == {"zh": "街道会签通过", "en": "Street co-signing: approved"}
     assert done.version == 1 + 4  # every act and the outcome are new versions
     assert not any(cid in inbox(eng, u) for u in ("street", "street2", "street3"))
 
@@ -199,6 +199,7 @@ def test_anysign_first_decision_decides(eng: Engine):
     refused = start(eng, "anysign")
     case = eng.approve(refused, U["secretary"], "reject", "不符合使用范围")
     assert case.state == "refused" and case.history[-1]["action"] == "rejected"
+    assert case.history[-1]["label"] == {"zh": "或签未通过", "en": "Approval by any one: rejected"}  # the default name
 
 
 def cid_in_both(eng: Engine, cid: int) -> bool:

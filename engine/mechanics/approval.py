@@ -42,6 +42,12 @@ MODES: Mapping[str, Text] = {
     "any": {"zh": "或签", "en": "Any one approves"},
     "sequence": {"zh": "依次审批", "en": "Approval in turn"},
 }
+#: the step's name when the definition gives no ``label`` (the history writes e.g. "会签通过" / "Co-signing approved")
+TITLES: Mapping[str, Text] = {
+    "all": {"zh": "会签", "en": "Co-signing"},
+    "any": {"zh": "或签", "en": "Approval by any one"},
+    "sequence": {"zh": "依次审批", "en": "Approval in turn"},
+}
 REJECT_RULES = ("any", "all", "majority")
 #: the approvers' acts (self-loops) and the outcomes (moves out of the state): the ``via`` of each edge
 ACTS: Mapping[str, Text] = {"approve": {"zh": "同意", "en": "Approve"}, "reject": {"zh": "不同意", "en": "Reject"}}
@@ -72,7 +78,7 @@ class ApprovalSpec:
 
     @property
     def title(self) -> Text:
-        return self.label or MODES.get(self.mode, MODES["all"])
+        return self.label or TITLES.get(self.mode, TITLES["all"])
 
 
 # --------------------------------------------------------------------------- load time
@@ -146,7 +152,7 @@ def edges(sid: str, spec: ApprovalSpec) -> list[EdgeSpec]:
 
 
 def outcome_label(spec: ApprovalSpec, outcome: str) -> Text:
-    return {lang: f"{tr(spec.title, lang)}{'' if lang == 'zh' else ' '}{OUTCOMES[outcome][lang]}" for lang in ("zh", "en")}
+    return {"zh": f"{tr(spec.title, 'zh')}{OUTCOMES[outcome]['zh']}", "en": f"{tr(spec.title, 'en')}: {OUTCOMES[outcome]['en']}"}
 
 
 # --------------------------------------------------------------------------- a round (pure: plain dicts)
