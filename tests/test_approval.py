@@ -301,3 +301,27 @@ def test_status_lists_who_acted_and_who_is_still_to_act(eng: Engine):
 
 def notes(engine: Engine, username: str) -> list[str]:
     return [n["kind"] for n in engine.store.search(NOTIFICATIONS, lambda d: d["to"] == username)]
+
+
+def test_a_state_that_gains_an_approval_opens_its_round_when_cases_migrate(tmp_path: Path):
+    from engine import migration
+    from engine.store import MemoryStore
+    from tests.test_versions import FORM_V1, WORKFLOW_V1, user, write
+
+    root = write(tmp_path / "defs", WORKFLOW_V1, FORM_V1)
+    store = MemoryStore()
+    add_users(store)
+    v1 = Engine(load_definitions(root), store)
+    cid = v1.start("permit", user(v1, "resident"), {"subject": "s"}).id
+    v1.fire(cid, "send", user(v1, "staff"))
+    old = "    transitions:\n      - {id: approve, to: done, label: {zh: 书记批准, en: Secretary approves}, roles: [community_secretary]}\n"
+    assert old in WORKFLOW_V1
+    v2_text = WORKFLOW_V1.replace("version: 1", "version: 2").replace(old, (
+        "    approval: {mode: any, approvers: {roles: [community_secretary]}, approved: done, rejected: submitted}\n"))
+    write(root, v2_text + "migrate: {from: 1}\n", FORM_V1)
+    v2 = Engine(load_definitions(root), store)
+    migration.apply(v2, "permit")
+    case = v2.get(cid)
+    assert case.workflow_version == 2 and case.state == "review" and case.approvals["review"]["status"] == "open"
+    assert [c.id for c in v2.inbox(user(v2, "secretary"))] == [cid]
+    assert v2.approve(cid, user(v2, "secretary"), "approve").state == "done"
