@@ -123,3 +123,15 @@ def test_english_page_names_the_mode_and_statuses(app: Any, who: Any):
     page = english.get(f"/cases/{cid}").get_data(as_text=True)
     assert "Community secretary check" in page and "Any one approves" in page and "To act now" in page
     assert ">Approve<" in page and ">Reject<" in page
+
+
+def test_the_applicant_withdraws_during_the_cosigning(app: Any, who: Any):
+    cid = started(who("staff").post("/start/service_funds", REQUEST))
+    decide(who("secretary"), cid, "approve")
+    decide(who("street"), cid, "approve")
+    assert act(who("staff"), cid, "withdraw", comment="项目改由共建单位出资").status_code == 302
+    doc = case(app, cid)
+    assert doc["state"] == "withdrawn" and doc["approvals"]["street_cosign"]["status"] == "closed"
+    assert f"#{cid}" not in inbox(who("street2"))
+    page = who("street").get(f"/cases/{cid}").get_data(as_text=True)  # who signed still sees it
+    assert "未决即结束" in page and "无需审批" in page
