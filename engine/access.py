@@ -28,6 +28,7 @@ class Access:
             roles = {r for t in wf.transitions() for r in t.roles}
             roles |= {r for state in wf.states.values() for r in state.inbox or ()}
             roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
+            roles |= {r for state in wf.states.values() if state.approval for r in state.approval.approvers.roles}
             if wf.ranking:
                 roles |= set(wf.ranking.roles)
             self._acting[wf.key] = frozenset(roles - PSEUDO_ROLES)
@@ -89,7 +90,8 @@ class Access:
     def roles_for(self, case: Any, user: Any) -> set[str]:
         """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
         creator / assignee. No role means the case is invisible: a role that may only *start* a case
-        (an applicant) sees its own cases, not its neighbours'."""
+        (an applicant) sees its own cases, not its neighbours'. Someone named to approve one of its steps holds
+        ``approver`` on it (``engine.mechanics.approval``)."""
         wf = self.spec_of(case)
         roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
                  if self.reaches(user, r, case.org_unit, wf)}
@@ -102,6 +104,8 @@ class Access:
             roles.add("assignee")
         if user.username in case.escalated_to:
             roles.add("escalated")  # may see the overdue case; acts only through roles it names
+        if any(user.username in seat["users"] for bucket in case.approvals.values() for seat in bucket.get("seats", ())):
+            roles.add("approver")   # named to approve a step (now or in an earlier round): sees the case it signs
         return roles
 
     def can_see(self, case: Any, user: Any) -> bool:

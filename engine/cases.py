@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 CASES = "cases"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
@@ -25,8 +25,14 @@ def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
+    """v3 added approval rounds (several approvers on one step): state -> round."""
+    doc.setdefault("approvals", {})
+    return doc
+
+
 #: schema_version -> function upgrading a stored record to schema_version + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Case:
     parent: int | None = None                                                # the case this one was started from
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
     entered_at: str = ""                                                     # when the case entered its state
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)       # state -> its approval round
     #: read without its history (a list page's row): shown, never written back
     summary: bool = field(default=False, compare=False, repr=False)
 
@@ -71,7 +78,8 @@ class Case:
                    version=doc["version"], id=doc.get("id"), round=doc["round"], timers=doc["timers"],
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
-                   escalated_to=doc["escalated_to"], entered_at=entered_at(doc), summary=summary)
+                   escalated_to=doc["escalated_to"], entered_at=entered_at(doc), approvals=doc["approvals"],
+                   summary=summary)
 
     def to_doc(self) -> dict[str, Any]:
         if self.summary:
@@ -83,7 +91,7 @@ class Case:
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
                 "overdue": self.overdue, "parent": self.parent,
-                "escalated_to": self.escalated_to, "entered_at": self.entered_at}
+                "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

@@ -13,6 +13,7 @@ demo data has real history, timers, points and publications. A scenario file is 
         - {contribute: {stars: 5}, by: resident2}
         - {object: 测评没有通知到我们楼, by: resident2}
         - {recuse: 亲属关系, by: street2}
+        - {approve: approve, by: street, comment: 同意}   # an approver's act (approve / reject)
         - {wait: 5wd}                   # time passes (a demo clock), and due timers fire
     - close_round: {workflow: award, by: district}      # a whole-round step, after the cases above
     - wait: 6d                                           # time passes for every case of the file
@@ -97,8 +98,10 @@ def _step(engine: Engine, clock: DemoClock, case_id: int, step: dict[str, Any], 
         engine.object(case_id, who, step["object"])
     elif "recuse" in step:
         engine.declare_conflict(case_id, who, step["recuse"])
+    elif "approve" in step:
+        engine.approve(case_id, who, step["approve"], step.get("comment", ""))
     else:
-        raise DemoError(f"{where}: say do, contribute, object, recuse or wait")
+        raise DemoError(f"{where}: say do, contribute, object, recuse, approve or wait")
 
 
 def run_file(engine: Engine, path: Path, clock: DemoClock | None = None) -> int:

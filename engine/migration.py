@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from . import transition as moves
 from .cases import CASES, Case
 from .errors import EngineError, Problem
+from .mechanics import approval
 from .mechanics.base import SYSTEM
 from .spec import MigrationSpec, WorkflowSpec
 from .yamlsource import PathItem, YamlSource, parse_yaml
@@ -122,6 +123,8 @@ def apply(engine: "Engine", workflow_id: str, actor: "User" = SYSTEM) -> Plan:
                 moves.enter(engine, tx, case, wf, item.new_state, actor, now)
             else:
                 case.waiting_for = moves.waiting_for(wf, case.state)
+                # a state that gained an approval in this version opens its round (an open one goes on)
+                approval.open_round(engine, tx, case, wf, wf.states[case.state], actor, now)
             case.title = engine._title(wf, case)
             note = "; ".join([f"v{old_version} -> v{wf.version}"] + [f"{o} -> {n}" for o, n in item.fields.items()])
             engine._record(case, actor, "migrate", {"zh": f"迁移到第 {wf.version} 版", "en": f"Moved to version {wf.version}"},

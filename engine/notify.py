@@ -17,6 +17,7 @@ KINDS: Mapping[str, Mapping[str, str]] = {
     "objection": {"zh": "收到异议", "en": "Objection filed"},
     "result": {"zh": "结果已公布", "en": "Result published"},
     "case_changed": {"zh": "办理进度", "en": "Progress"},
+    "approval": {"zh": "待您审批", "en": "Awaiting your approval"},
 }
 
 

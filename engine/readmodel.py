@@ -6,12 +6,14 @@ pickers, linked cases, upload ownership, due timers, the dashboard's figures, us
 points ledger are all lookups. Keys are tuples; those on cases follow the access rules of ``engine.access``:
 
 ``("wf", workflow, state, unit)``      a case, for people whose roles act in the workflow and reach the unit
-``("person", workflow, state, user)``  its creator, assignees and the people an overdue case was escalated to
+``("person", workflow, state, user)``  its creator, assignees, the people an overdue case was escalated to and
+                                       its approvers (every round's)
 ``("open", workflow, state)``          a collecting state open to contributors anywhere (``scope: any``)
 ``("by", user)``                       cases a person started
 ``("wait", workflow, role, unit)``     an open case waiting for a role (a transition, an inbox, a contribution)
 ``("wait_any", workflow, role)``       ... for a contributor role from anywhere
-``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation)
+``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation,
+                                       an approver still to act)
 ``("public",)``                        listed on the public page (notice or public state)
 ``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
 ``("assigned_open", user)``            an open case assigned to a person (admins find those of deactivated users)
@@ -141,6 +143,8 @@ def tag(definitions: Definitions, wf: WorkflowSpec) -> str:
 def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Callable[[Doc], list[Key]]:
     """The index keys of one stored case (see the module docstring); ``resolve(workflow, version)``: the
     version of its workflow a case runs on."""
+    from .mechanics import approval  # here: the mechanics modules import this one (through the transition path)
+
     org = definitions.org
     resolve = resolve or current_only(definitions)
     indexed: dict[tuple[str, int, str], list[FieldSpec]] = {}
@@ -150,7 +154,7 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
         wf = resolve(doc["workflow"], doc.get("workflow_version"))
         wid = tag(definitions, wf) if wf is not None else doc["workflow"]
         assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
-        people = (creator, *assignees, *escalated)
+        people = (creator, *assignees, *escalated, *sorted(approval.everyone(doc)))
         found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
         found += [("person", wid, sid, u) for u in people]
         state = wf.states.get(sid) if wf else None
@@ -174,6 +178,8 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
             if "assignee" in waiting:
                 found += [("wait_user", u) for u in assignees]
             found += [("wait_user", u) for u in escalated]
+            if state.approval is not None:  # only the approvers still to act now (sequence: whose turn it is)
+                found += [("wait_user", u) for u in approval.pending(approval.current(doc, sid))]
             collect = state.collect
             if collect is not None:
                 if collect.who == "assignees":
@@ -254,7 +260,7 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 
 #: Bump when a key function below changes: a file store trusts the index entries it saved only while the
 #: name, table and version match.
-READMODEL_VERSION = "4"  # 4: the inbox indexes (engine.inbox)
+READMODEL_VERSION = "5"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:

@@ -5,7 +5,7 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
 ``engine.access``, indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from .loadkit import msg as _msg
 from .mechanics import collect, ranking
+from .mechanics.approval import ApprovalMixin
 from .mechanics.assign import AssignMixin
 from .mechanics.base import SYSTEM, Step
 from .mechanics.collect import CollectMixin
@@ -40,7 +41,8 @@ from .versions import Versions
 ROUNDS = readmodel.ROUNDS
 
 
-class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin, ReportsMixin):
+class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
+             ReportsMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock):
         self.definitions = definitions
@@ -180,7 +182,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
 
     def waits_for(self, case: Case, user: User) -> bool:
         """Whether the case is on the user's to-do list: waiting for a role they hold on it and a step they may
-        take now, or for their contribution, or escalated to them."""
+        take now, or for their contribution or their approval, or escalated to them."""
         wf = self.spec_of(case)
         if wf is None or case.state not in wf.states or wf.states[case.state].final:
             return False
@@ -188,7 +190,8 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
         if not roles:
             return False
         waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
-        return bool(waiting or self.may_contribute(case, user)[0] or user.username in case.escalated_to)
+        return bool(waiting or self.may_contribute(case, user)[0] or self.may_approve(case, user)
+                    or user.username in case.escalated_to)
 
     def inbox(self, user: User) -> list[Case]:
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
@@ -213,7 +216,7 @@ class Engine(CollectMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, 
         ``[{"name", "label": {zh, en}, "value": {zh, en}}]``."""
         wf = self.workflow_of(case)
         found: list[dict[str, Any]] = []
-        collect.results(case, wf, found)
+        collect.results(case, wf, found, lambda form_id: self.definitions.form_of(wf, form_id))
         ranking.results(case, wf, found)
         return found
 

@@ -16,6 +16,7 @@ from .fieldtypes import FIELD_KINDS, FieldType, names_where
 from .workdays import WorkCalendar
 
 if TYPE_CHECKING:
+    from .mechanics.approval import ApprovalSpec
     from .mechanics.assign import AssignSpec
     from .mechanics.collect import AggregateSpec, CollectSpec
     from .mechanics.notice import NoticeSpec
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 #: CollectSpec`` keeps working through :func:`__getattr__` (imported on first use: the mechanics modules
 #: import this one, so importing them here at load time would be a cycle).
 MOVED = {
-    "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
+    "ApprovalSpec": "approval", "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
 }
@@ -189,6 +190,7 @@ class StateSpec:
     publish: bool = False               # entering this state appends to the tamper-evident publication chain
     offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
     certificate: bool = False           # cases in this state have a printable certificate
+    approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
@@ -197,7 +199,7 @@ class StateSpec:
 #: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
 #: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
 TRIGGERS = ("after", "notice_expiry", "collect_deadline")
-EDGE_KINDS = ("transition", "objection", "ranking")
+EDGE_KINDS = ("transition", "objection", "ranking", "approval")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
     "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
@@ -215,6 +217,9 @@ class EdgeSpec:
       case moves to ``notice.objection_to``; ``via`` is ``object``.
     * kind ``ranking``: closing the round moves a case waiting in ``ranking.state`` to ``ranking.selected``
       (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``.
+    * kind ``approval`` (``engine.mechanics.approval``): an approver's act, a self-loop with ``via``
+      ``approve`` or ``reject``; and the round's outcome, ``via`` ``approved`` (to ``approval.approved``) or
+      ``rejected`` (to ``approval.rejected``); ``outcome`` is the same as ``via``.
 
     ``via`` is also the ``action`` of the history entry the move writes, so ``(from, action, to)`` of a
     history entry names the edge the case took.
@@ -222,12 +227,12 @@ class EdgeSpec:
 
     source: str
     target: str
-    kind: str                           # transition | objection | ranking
-    via: str                            # transition id | "object" | "ranking"
+    kind: str                           # transition | objection | ranking | approval
+    via: str                            # transition id | "object" | "ranking" | approve | reject | approved | rejected
     label: Text
     roles: tuple[str, ...]
     triggers: tuple[str, ...] = ()      # transition: the clocks that take it
-    outcome: str | None = None          # ranking: selected | rest
+    outcome: str | None = None          # ranking: selected | rest; approval: its via
 
     @property
     def key(self) -> str:
@@ -248,8 +253,8 @@ class EdgeSpec:
 
 
 def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) -> tuple[EdgeSpec, ...]:
-    """Every way a case can move, in definition order: per state its transitions, then its objection; the
-    ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
+    """Every way a case can move, in definition order: per state its transitions, its approval's acts and
+    outcomes, then its objection; the ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
@@ -269,6 +274,9 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
                 ("collect_deadline", state.collect is not None and state.collect.deadline is not None
                  and state.collect.on_deadline == t.id)) if takes)
             edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
+        if state.approval is not None:
+            from .mechanics import approval  # imported here: the mechanics modules import this one
+            edges += approval.edges(sid, state.approval)
         if state.notice is not None:
             edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
                                   state.notice.objection_roles))

@@ -13,7 +13,8 @@ the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge
 7. after-actions (registered actions, points, linked cases, notifications)
 
 What each kind of edge adds at a step lives with its mechanism (:class:`engine.mechanics.base.EdgeKind`):
-transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``. The caller
+transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``, approvers'
+acts and approval outcomes in ``mechanics.approval``. The caller
 holds the store transaction and writes the case back.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from . import forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from .mechanics import assign, collect, notice, points, ranking, spawn, timers
+from .mechanics import approval, assign, collect, notice, points, ranking, spawn, timers
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify
 from .spec import tr
@@ -56,7 +57,8 @@ def find(engine: "Engine", case: "Case", transition_id: str) -> "EdgeSpec":
 
 
 def _kind(edge: "EdgeSpec") -> EdgeKind:
-    return {"transition": TRANSITION, "objection": notice.OBJECTION, "ranking": ranking.OUTCOME}[edge.kind]
+    return {"transition": TRANSITION, "objection": notice.OBJECTION, "ranking": ranking.OUTCOME,
+            "approval": approval.APPROVAL}[edge.kind]
 
 
 def _prepare(engine: "Engine", case: "Case", edge: "EdgeSpec", step: Step | None) -> Step:
@@ -87,35 +89,40 @@ def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", ac
     kind.before(engine, tx, case, edge, actor, step, now)                    # 4. before-actions
     changes = kind.apply(engine, tx, case, edge, actor, step, now)           # 5. data merge
     move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
-         kind.label(edge, step), step.comment, changes, now)
+         kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge))
     kind.after(engine, tx, case, edge, actor, step, now)                     # 7. after-actions
     return step
 
 
 def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", target: str, actor: "User", via: str,
-         label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime) -> None:
-    """State change and its history entry; then what entering the new state means (timers, notices...).
+         label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime,
+         reenter: bool = True) -> None:
+    """State change and its history entry; then what entering the new state means (timers, notices...), unless
+    ``reenter`` is false (an approver's act: a self-loop that stays in the state's round).
 
     A case moves only along an edge of the workflow's state graph: ``via`` is the edge's ``via`` (a
-    transition id, ``object`` or ``ranking``), as the history entry records it.
+    transition id, ``object``, ``ranking`` or an approval's act or outcome), as the history entry records it.
     """
     source = case.state
     if wf.edge(source, target, via=via) is None:
         raise TransitionError(msg(f"流程中没有从“{source}”到“{target}”的步骤。",
                                   f"The process has no step from '{source}' to '{target}'."))
     notice.on_leave(case, wf, source, target, actor, now)
+    approval.on_leave(case, wf, source, target)
     left = wf.states.get(source)
     case.state = target
     case.title = engine._title(wf, case)
     engine._record(case, actor, via, label, source, target, comment, changes, now)
-    if left is not None and left.notice is not None:
+    if left is not None and left.notice is not None and source != target:
         webhooks.emit(tx, engine.definitions, "notice_closed", case, now, state=source, by=actor.username)
-    enter(engine, tx, case, wf, target, actor, now)
+    if reenter:
+        enter(engine, tx, case, wf, target, actor, now)
 
 
 def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", state_id: str, actor: "User",
           now: dt.datetime) -> None:
-    """What entering a state means: who the case waits for, its timers, aggregates, publication, the result."""
+    """What entering a state means: who the case waits for, its timers, aggregates, an approval round,
+    publication, the result."""
     state = wf.states[state_id]
     case.waiting_for = waiting_for(wf, state_id)
     case.entered_at = iso(now)  # the inbox's waiting time counts from here
@@ -126,6 +133,7 @@ def enter(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec",
                    + collect.arm(state, now, calendar))
     if state.collect:
         collect.refresh(case, state)
+    approval.open_round(engine, tx, case, wf, state, actor, now)
     notice.on_enter(engine, tx, case, state, actor, now)
     if state.final or state.publish:
         notify(tx, [case.created_by], "result", case, state.title, now, skip=actor.username)

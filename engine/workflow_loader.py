@@ -1,5 +1,5 @@
 """Load-time building of a workflow: its roles, forms, states and transitions, each mechanism's part
-(through ``engine.mechanics``), the state graph (``WorkflowSpec.edges``) and the graph's checks.
+(through ``engine.mechanics``: collect, approval, notice...), the state graph (``WorkflowSpec.edges``) and the graph's checks.
 
 Functions taking the :class:`engine.loader.Loader` (its ``problems``, ``expression``...); the loader calls
 :func:`build_workflow` once per workflow file.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from .loadkit import GUARD_NAMES, did_you_mean, text
+from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
 from .mechanics.collect import build as build_collect
 from .mechanics.notice import build as build_notice
@@ -123,6 +124,9 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         if final and raw:
             ld.problems.append(source.problem(here + ["transitions"], f"final state {sid!r} has transitions",
                                                 "remove 'final: true' or the transitions", key=True))
+        if final and "approval" in state:
+            ld.problems.append(source.problem(here + ["approval"], f"final state {sid!r} has an approval",
+                                              "remove 'final: true' or the approval", key=True))
         check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
         for i, t in enumerate(raw):
             tpath = here + ["transitions", i]
@@ -174,6 +178,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             offers=build_spawns(ld, source, here + ["offers"], state.get("offers", []), None if missing_forms else data_names,
                                step_forms, rows_allowed=False),
             certificate=state.get("certificate", False),
+            approval=build_approval(ld, source, here + ["approval"], state.get("approval"), sid, states, wf_roles,
+                                    None if missing_forms else data_names),
         )
 
     ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)

@@ -99,8 +99,10 @@ def test_every_shipped_state_has_a_way_out_and_every_state_is_reachable(shipped:
         for sid, state in wf.states.items():
             assert bool(wf.edges_from(sid)) != state.final, (wf.id, sid)
         assert wf.reachable() == set(wf.states), wf.id
-        # one edge per transition, objection and ranking outcome: nothing left out
-        expected = sum(len(s.transitions) + (s.notice is not None) for s in wf.states.values()) + 2 * (wf.ranking is not None)
+        # one edge per transition, objection and ranking outcome, four per approval (two acts, two outcomes):
+        # nothing left out
+        expected = sum(len(s.transitions) + (s.notice is not None) + 4 * (s.approval is not None)
+                       for s in wf.states.values()) + 2 * (wf.ranking is not None)
         assert len(wf.edges) == expected, wf.id
 
 
@@ -266,7 +268,7 @@ def test_every_move_in_the_demo_data_is_an_edge(tmp_path: Path):
                 assert e is not None, (doc["workflow"], h["from"], h["action"], h["to"])
                 kinds.add(e.kind)
                 moves += 1
-    assert kinds == {"transition", "objection", "ranking"} and moves > 100
+    assert kinds == {"transition", "objection", "ranking", "approval"} and moves > 100
     store.close()
 
 

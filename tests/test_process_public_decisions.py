@@ -80,7 +80,15 @@ def test_convention_consulted_reviewed_adopted_and_published(app: Any, who: Any)
         assert who(name).post(f"/cases/{cid}/contribute", {"attitude": "agree"}).status_code == 302
     assert who("r_wf").get(f"/cases/{cid}").status_code == 404  # another community is not consulted
     assert case(app, cid)["data"]["opinions"]["tally"] == {"agree": 3, "agree_with_changes": 1}
-    assert "增加电动车不进楼道" in who("staff").get(f"/cases/{cid}").get_data(as_text=True)
+    page = who("staff").get(f"/cases/{cid}").get_data(as_text=True)
+    assert "增加电动车不进楼道" in page
+    # the tally names each choice by its label in the page's language, never by its stored value (issue 12.6)
+    assert "同意：3，基本同意，建议修改：1" in page and "同意 3" in page and "agree_with_changes" not in page
+    english = Browser(app).login("staff")
+    english.post("/lang/en", {}, page="/")
+    page = english.get(f"/cases/{cid}").get_data(as_text=True)
+    english.post("/lang/zh", {}, page="/")  # the language is remembered per user: back to Chinese for the rest
+    assert "Agree: 3, Agree, with changes: 1" in page and "agree_with_changes" not in page
 
     assert act(who("staff"), cid, "close_consultation").status_code == 302
     assert act(who("secretary"), cid, "approve_review", comment="内容合法合规").status_code == 302

@@ -4,6 +4,7 @@ Engine's public methods for that mechanism):
 
 * ``assign``   — who has a case after a step, who a dispatch may pick, where a route goes
 * ``collect``  — many contributors on one case: aggregation, recusal, collect deadlines
+* ``approval`` — several approvers on one step (会签 / 或签 / 依次审批): rounds, acts and outcomes (an edge kind)
 * ``notice``   — public notice, objections (an edge kind), publication, the public page
 * ``timers``   — ``after`` timers, deadlines and escalation, ``tick`` (the clock acts as ``SYSTEM``)
 * ``ranking``  — rounds, ranking by quota, closing a round (ranking outcomes are an edge kind)

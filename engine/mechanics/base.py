@@ -45,7 +45,7 @@ class Step:
 
 
 class EdgeKind:
-    """What one kind of edge (transition, objection, ranking outcome) adds at each step of ``take``, in its
+    """What one kind of edge (transition, objection, ranking outcome, approval) adds at each step of ``take``, in its
     order. The defaults add nothing; a mechanics module overrides the steps its kind has."""
 
     def check_roles(self, engine: "Engine", case: "Case", edge: "EdgeSpec", actor: User, step: Step) -> None:
@@ -70,6 +70,11 @@ class EdgeKind:
     def label(self, edge: "EdgeSpec", step: Step) -> "Text":
         """6. The history entry's label."""
         return edge.label
+
+    def reenters(self, edge: "EdgeSpec") -> bool:
+        """Whether arriving (also by a self-loop) means entering the target state again (timers re-armed...);
+        an approver's act stays in the state's round."""
+        return True
 
     def after(self, engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: User, step: Step,
               now: "dt.datetime") -> None:

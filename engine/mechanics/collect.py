@@ -20,7 +20,7 @@ from ..durations import Duration
 from ..workdays import WorkCalendar
 from ..errors import NotAllowed, TransitionError
 from ..loadkit import did_you_mean, msg, text
-from ..spec import PSEUDO_ROLES, Text
+from ..spec import PSEUDO_ROLES, Text, tr
 from . import timers
 from .base import EngineBase
 
@@ -244,19 +244,43 @@ def refresh(case: "Case", state: "StateSpec") -> None:
     case.data[spec.aggregate.into] = aggregate(spec.aggregate, bucket, needed(case, state))
 
 
-def results(case: "Case", wf: "WorkflowSpec", found: list[dict[str, Any]]) -> None:
-    """Add the labelled aggregates the case holds to ``found`` (see ``Engine.results``)."""
+def tally_rows(form: "FormSpec | None", spec: AggregateSpec, tally: Mapping[str, int]) -> list[dict[str, Any]]:
+    """A tally as people read it: ``[{"value", "label": {zh, en}, "count"}]`` in the order of the choices, each
+    counted value named by its choice label (``agree`` -> 同意 / Agree; a tick box's ``true`` -> 是 / Yes); a value the form no longer
+    offers keeps its raw text."""
+    f = form.field(spec.tally) if form is not None and spec.tally else None
+    rows = []
+    for value, count in tally.items():
+        if f is None:
+            label = {"zh": value, "en": value}
+        elif f.kind.holds_choices:
+            label = {lang: f.choice_label(value, lang) for lang in ("zh", "en")}
+        else:
+            label = {lang: f.kind.display(f, value == "true", lang) for lang in ("zh", "en")}
+        rows.append({"value": value, "label": label, "count": count})
+    if f is not None and f.kind.holds_choices:  # in the order the form offers the choices
+        order = {c.value: i for i, c in enumerate(f.choices)}
+        rows.sort(key=lambda r: order.get(r["value"], len(order)))
+    return rows
+
+
+def results(case: "Case", wf: "WorkflowSpec", found: list[dict[str, Any]], form_of: Any = None) -> None:
+    """Add the labelled aggregates the case holds to ``found`` (see ``Engine.results``); ``form_of(form_id)``:
+    the contribution form as the case's version uses it (tallies are shown by their choice labels)."""
     for state in wf.states.values():
         agg = state.collect.aggregate if state.collect else None
         if agg and isinstance(case.data.get(agg.into), dict) and agg.into not in {r["name"] for r in found}:
             result = case.data[agg.into]
+            assert state.collect is not None
+            rows = tally_rows(form_of(state.collect.form) if form_of else None, agg, result.get("tally") or {})
+            votes = {lang: ("，" if lang == "zh" else ", ").join(
+                f"{tr(r['label'], lang)}{'：' if lang == 'zh' else ': '}{r['count']}" for r in rows) for lang in ("zh", "en")}
             if result.get("total") is not None:
-                value = f"{result['total']:g}（{result['count']} 份）"
                 found.append({"name": agg.into, "label": state.collect.label,
-                              "value": {"zh": value, "en": f"{result['total']:g} ({result['count']} submitted)"}})
-            elif result.get("tally"):
-                value = ", ".join(f"{k}: {v}" for k, v in result["tally"].items())
-                found.append({"name": agg.into, "label": state.collect.label, "value": {"zh": value, "en": value}})
+                              "value": {"zh": f"{result['total']:g}（{result['count']} 份）",
+                                        "en": f"{result['total']:g} ({result['count']} submitted)"}})
+            elif rows:
+                found.append({"name": agg.into, "label": state.collect.label, "value": votes})
 
 
 # --------------------------------------------------------------------------- run time: the Engine's methods
@@ -351,11 +375,15 @@ class CollectMixin(EngineBase):
         pending = [u for u in case.assignees if u not in bucket and u not in case.conflicts] if spec.who == "assignees" else []
         names = {u.username: u.name for u in self.users()} if pending else {}
         may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
+        form = self.definitions.form_of(self.workflow_of(case), spec.form)
+        result = case.data.get(spec.aggregate.into) if spec.aggregate else None
+        result = result if isinstance(result, dict) else None
         return {
-            "spec": spec, "form": self.definitions.form_of(self.workflow_of(case), spec.form), "done": len(bucket), "needed": needed(case, state),
+            "spec": spec, "form": form, "done": len(bucket), "needed": needed(case, state),
             "pending": [names.get(u, u) for u in pending],
             "contributions": list(bucket.values()) if may_see else [],
             "mine": bucket.get(user.username),
             "may_see": may_see,
-            "result": case.data.get(spec.aggregate.into) if spec.aggregate else None,
+            "result": result,
+            "tally": tally_rows(form, spec.aggregate, result.get("tally") or {}) if spec.aggregate and result else [],
         }

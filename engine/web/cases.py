@@ -260,20 +260,25 @@ def start(workflow_id: str) -> Any:
 @bp.route("/cases/<int:case_id>")
 @login_required
 def show(case_id: int) -> Any:
-    engine = get_engine()
-    case = engine.get(case_id, g.user)
     _mark_read(case_id)
+    return case_page(get_engine().get(case_id, g.user))
+
+
+def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
+    """The case page for the user; ``extra``: what a refused form on it brings back (errors, what was typed)."""
+    engine = get_engine()
     wf = engine.workflow_of(case)
     state = engine.state_of(case)
     mechanics = {"progress": engine.progress(case, g.user), "results": engine.results(case),
                  "notice_ends": engine.notice_ends(case), "assignee_names": engine.display_names(case.assignees),
-                 "may_contribute": engine.may_contribute(case, g.user)[0]}
+                 "may_contribute": engine.may_contribute(case, g.user)[0],
+                 "approval": engine.approval_status(case, g.user)}
     links = {"children": engine.children(case, g.user),
              "offers": [o for o in state.offers if engine.may_start(engine.definitions.workflows[o.workflow], g.user)]}
     return render_template("case.html", case=case, workflow=wf, state=state,
                            transitions=engine.available_transitions(case, g.user), mechanics=mechanics, links=links,
                            fields=engine.data_fields(wf), show_sensitive=engine.may_see_sensitive(case, g.user),
-                           diagram=diagram_for(wf, case))
+                           diagram=diagram_for(wf, case), **extra), status
 
 
 def _mark_read(case_id: int) -> None:

@@ -45,7 +45,8 @@ bp = Blueprint("diagrams", __name__)
 
 FONT = "system-ui, -apple-system, 'PingFang SC', 'Noto Sans CJK SC', 'Microsoft YaHei', sans-serif"
 PSEUDO_ROLE_TITLES = {"creator": {"zh": "发起人", "en": "Applicant"}, "assignee": {"zh": "经办人", "en": "Assignee"},
-                      "system": {"zh": "系统自动", "en": "automatic"}}
+                      "system": {"zh": "系统自动", "en": "automatic"},
+                      "approver": {"zh": "审批人", "en": "Approvers"}}  # an approval naming users or a field
 AUTOMATIC = {"zh": "自动", "en": "automatic"}
 CLOCK = "◷ "                      # marks an edge the clock takes (a clock face most fonts have; ⏱ is emoji-only)
 DURATION_UNITS = {"m": {"zh": "分钟", "en": "minute"}, "h": {"zh": "小时", "en": "hour"},

@@ -1,5 +1,5 @@
-"""Pages for the governance mechanics: contributions (ratings, score sheets, votes), the public notice page
-with objections, ranking rounds, and points."""
+"""Pages for the governance mechanics: contributions (ratings, score sheets, votes), approvals (会签 / 或签 /
+依次审批), the public notice page with objections, ranking rounds, and points."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,10 +9,10 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_babel import gettext as _
 
 from .. import forms, ledger
-from ..errors import SubmissionError, TransitionError
+from ..errors import StaleVersion, SubmissionError, TransitionError
 from . import get_engine
 from .auth import login_required
-from .cases import page_number, render_form_page
+from .cases import case_page, page_number, render_form_page
 from .i18n import current_lang, tr
 
 bp = Blueprint("governance", __name__)
@@ -49,6 +49,29 @@ def contribute(case_id: int) -> Any:
 def recuse(case_id: int) -> Any:
     get_engine().declare_conflict(case_id, g.user, request.form.get("reason", ""))
     flash(_("Your conflict of interest was recorded; you are left out of this case."))
+    return redirect(url_for("cases.show", case_id=case_id))
+
+
+# --------------------------------------------------------------------------- approvals
+
+@bp.route("/cases/<int:case_id>/approve", methods=["POST"])
+@login_required
+def approve(case_id: int) -> Any:
+    """An approver approves or rejects (``decision``) with a comment; a refused one keeps what was typed."""
+    engine = get_engine()
+    comment = request.form.get("comment", "")
+    decision = request.form.get("decision", "")
+    try:
+        case = engine.approve(case_id, g.user, decision, comment, expected_version=request.form.get("version", type=int))
+    except SubmissionError as exc:
+        return case_page(engine.get(case_id, g.user), 422, approval_errors=exc.errors, approval_comment=comment,
+                         alert=_("Please correct the marked fields. Nothing you typed was lost."))
+    except StaleVersion as exc:
+        return case_page(engine.get(case_id, g.user), 409, approval_comment=comment, alert=tr(exc.message))
+    done = {"approve": _("You approved."), "reject": _("You rejected.")}[decision]
+    if case.state != request.form.get("state", case.state):
+        done += " " + _("The case is now “%(state)s”.", state=tr(engine.workflow_of(case).states[case.state].title))
+    flash(done)
     return redirect(url_for("cases.show", case_id=case_id))
 
 
