@@ -76,6 +76,9 @@ def waits(doc: Doc, wf: WorkflowSpec | None, wid: str) -> list[tuple[Any, ...]]:
             found += [("a", wid, r) for r in collect.roles]
         else:
             found += [("r", wid, r, unit) for r in collect.roles]
+    if state.approval is not None:  # the approvers still to act now (sequence: whose turn it is)
+        from .mechanics import approval  # here: the mechanics import the read model, which imports this module
+        people += approval.pending(approval.current(doc, doc["state"]))
     found += [("u", wid, u) for u in people if u]
     return list(dict.fromkeys(found))
 
