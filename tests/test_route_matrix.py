@@ -350,6 +350,7 @@ class Tally:
         self.failed: list[str] = []
         self.marker_seen = Counter[str]()
         self.routes: set[str] = set()
+        self.pairs: set[tuple[str, str]] = set()  # (endpoint, user) tried at least once
 
     def fail(self, text: str) -> None:
         self.failed.append(text)
@@ -374,6 +375,7 @@ def run_gets(w: World, tally: Tally) -> None:
         browser, user = w.browsers[who], w.users[who]
         for endpoint, args, url in urls:
             tally.routes.add(endpoint)
+            tally.pairs.add((endpoint, who))
             expected = expected_get(w, endpoint, args, user)
             tally.tried["get"] += 1
             try:
@@ -443,6 +445,7 @@ def run_posts(w: World, tally: Tally) -> None:
         token = _token(browser, w.users[who] is None)
         for endpoint, url, expected, data in refused_posts(w, who):
             tally.routes.add(endpoint)
+            tally.pairs.add((endpoint + " POST", who))
             tally.tried["post"] += 1
             try:
                 response = browser.client.post(url, data={**data, "csrf_token": token})
@@ -462,7 +465,8 @@ def test_every_route_for_every_user_answers_as_the_rules_say(world: World, capsy
     users = len(world.browsers)
     with capsys.disabled():
         print(f"\nroute matrix: {len(tally.routes)} routes, {users} users (incl. anonymous and "
-              f"{len(OUTSIDERS) + 2} of another community), {len(world.marker_case)} planted sensitive markers; "
+              f"{len(OUTSIDERS) + 2} of another community), {len(tally.pairs)} route x user pairs, "
+              f"{len(world.marker_case)} planted sensitive markers; "
               f"tried {tally.tried['get']} GET + {tally.tried['post']} refused POST = {sum(tally.tried.values())}, "
               f"failed {len(tally.failed)}; sensitive values shown to allowed users {tally.marker_seen['allowed']} times")
         for line in tally.failed[:40]:
