@@ -9,7 +9,7 @@ uploads of real submissions, every workflow id. The expected answer of each requ
 available_transitions, may_start, state_counts, may_contribute, can_rank, public_case, is_admin, ...), not listed.
 
 POST routes are tried only where the answer must be a refusal (anonymous, or a user the rules do not allow), with a
-valid CSRF token, and the store must not change: every step of a visible case the user may not take, and for cases
+valid CSRF token, and the store must not change (the live-form endpoints, which change nothing, for everyone): every step of a visible case the user may not take, and for cases
 they may not see the first of each workflow. The figures (tried / failed) are printed at the end of the run.
 """
 from __future__ import annotations
@@ -400,7 +400,8 @@ def _token(browser: Browser, anonymous: bool) -> str:
 
 
 def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict[str, Any]]]:
-    """``(endpoint, url, expected statuses, data)`` of POSTs the rules refuse this user (never one they allow)."""
+    """``(endpoint, url, expected statuses, data)`` of POSTs the rules refuse this user (never one they allow that
+    would change something), and the live-form POSTs (which change nothing) for everyone."""
     user = w.users[who]
     e = w.engine
     login = LOGIN if user is None else None
@@ -408,9 +409,12 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
     firsts = _first_per_workflow(cases)
     for c in cases:
         visible = user is not None and e.can_see(c, user)
+        allowed = {t.id for t in e.available_transitions(c, user)} if visible else set()
         if not visible and c.id not in firsts:
             continue  # a case one may not see refuses alike whatever the step: the first of each workflow stands in
-        allowed = {t.id for t in e.available_transitions(c, user)} if visible else set()
+        for t in e.state_of(c).transitions:  # the live form of a step changes nothing: tried for everyone
+            live = login or ({404} if not visible or t.form is None else {200} if t.id in allowed else {403})
+            yield ("cases.step_fields", f"/cases/{c.id}/do/{t.id}/fields", live, {})
         roles = e.roles_for(c, user) if visible else set()
         for t in e.state_of(c).transitions:
             if t.id not in allowed:
@@ -428,7 +432,7 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
     for wid, wf in sorted(w.defs.workflows.items()):
         if user is None or not e.may_start(wf, user):
             yield ("cases.start", f"/start/{wid}", login or {403}, {})
-            yield ("cases.start_fields", f"/start/{wid}/fields", login or {403}, {})
+        yield ("cases.start_fields", f"/start/{wid}/fields", login or ({200} if e.may_start(wf, user) else {403}), {})
         if wf.ranking is not None and (user is None or not e.can_rank(wf, user)):
             yield ("governance.ranking", f"/workflows/{wid}/ranking", login or {403}, {})
     if not is_admin(user):
@@ -467,7 +471,7 @@ def test_every_route_for_every_user_answers_as_the_rules_say(world: World, capsy
         print(f"\nroute matrix: {len(tally.routes)} routes, {users} users (incl. anonymous and "
               f"{len(OUTSIDERS) + 2} of another community), {len(tally.pairs)} route x user pairs, "
               f"{len(world.marker_case)} planted sensitive markers; "
-              f"tried {tally.tried['get']} GET + {tally.tried['post']} refused POST = {sum(tally.tried.values())}, "
+              f"tried {tally.tried['get']} GET + {tally.tried['post']} POST (refused, or live forms) = {sum(tally.tried.values())}, "
               f"failed {len(tally.failed)}; sensitive values shown to allowed users {tally.marker_seen['allowed']} times")
         for line in tally.failed[:40]:
             print("  " + line)
