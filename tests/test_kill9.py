@@ -107,8 +107,9 @@ def test_kill9_during_a_burst_never_loses_an_acknowledged_submission(tmp_path: P
     assert all(len(ids) == 1 for ids in stored.values()), f"seed {seed}: a submission stored twice"
     verify = civicflow(instance, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    print(f"\nkill -9: seed {seed}, {rounds} rounds ({kills_mid_burst} killed mid-burst), {len(acked)} acknowledged "
-          f"submissions, {len(stored)} stored (the rest were in flight), 0 lost")
+    print(f"\nkill -9: seed {seed}, {rounds} rounds ({kills_mid_burst} kills while the senders were sending), "
+          f"{len(acked)} acknowledged submissions, {len(stored)} stored ({len(stored) - len(acked)} were in flight at a "
+          f"kill: stored, never acknowledged), 0 lost")
     assert len(acked) >= rounds, "hardly anything was acknowledged: the burst did not run"
     assert kills_mid_burst >= 1, "no kill landed during the burst"
 
