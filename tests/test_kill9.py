@@ -9,6 +9,7 @@ must open, parse and pass ``civicflow verify`` at the end. The random seed is pr
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -55,7 +56,7 @@ class Sender(threading.Thread):
                 status, headers, body = self.browser.request("/start/problem_report", {
                     "csrf_token": self.token, "category": "hazard", "address": "1号楼楼道", "grid": self.grid,
                     "description": f"楼道堆放杂物 {marker}", "reporter_type": "resident"})
-            except (urllib.error.URLError, ConnectionError, OSError):
+            except (urllib.error.URLError, http.client.HTTPException, OSError):  # cut off mid-answer too
                 return  # the server is gone: whatever was in flight was not acknowledged
             found = re.search(r"/cases/(\d+)$", headers.get("Location", "")) if status == 302 else None
             if found is None:
