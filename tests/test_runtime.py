@@ -216,3 +216,37 @@ def test_a_step_by_someone_who_may_not_see_sensitive_values_keeps_them(tmp_path:
     assert case.data["note"] == "已修复"
     assert case.data["phone"] == "13812345678"
     assert case.data["people"] == [{"name": "王芳", "phone": "13900001111"}, {"name": "李师傅", "phone": "13700002222"}]
+
+
+def test_the_step_page_of_someone_who_may_not_see_sensitive_values_leaves_them_out(tmp_path: Path,
+                                                                                  registry: ActionRegistry):
+    """Over HTTP: the assigned partner's step form holds no sensitive value (nor the row's), yet after they send it
+    back as it came, the stored values are all still there."""
+    from engine.web import create_app
+    from tests.conftest import Browser, act, add_users
+
+    root = definitions_dir(tmp_path)
+    (root / "forms" / "contact_note.yaml").write_text(CONTACT_FORM, encoding="utf-8")
+    (root / "workflows" / "contact.yaml").write_text(CONTACT_WORKFLOW, encoding="utf-8")
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
+                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(root), "ACTIONS": registry},
+                     start_timers=False)
+    try:
+        add_users(app.extensions["civicflow"].store, [("resident", "王芳", ["resident"], "renjia-g1"),
+                                                      ("staff", "陈静", ["community_staff"], "renjia"),
+                                                      ("partner", "供电公司", ["partner_unit"], "renjia")])
+        engine = app.extensions["civicflow"]
+        case = engine.start("contact", RESIDENT, {"note": "路灯坏了", "grid": "renjia-g1", "phone": "13812345678",
+                                                  "people": [{"name": "王芳", "phone": "13900001111"}]})
+        engine.fire(case.id, "dispatch", STAFF, assignees=["partner"])
+        partner = Browser(app).login("partner")
+        page = partner.get(f"/cases/{case.id}/do/update").get_data(as_text=True)
+        assert partner.last.status_code == 200 and 'name="note" value="路灯坏了"' in page
+        assert "13812345678" not in page and "13900001111" not in page
+        response = act(partner, case.id, "update", note="已修复", grid="renjia-g1", **{"people-0-name": "王芳"})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        data = engine.get(case.id).data
+        assert data["note"] == "已修复" and data["phone"] == "13812345678"
+        assert data["people"] == [{"name": "王芳", "phone": "13900001111"}]
+    finally:
+        app.extensions["civicflow"].store.close()
