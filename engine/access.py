@@ -6,7 +6,7 @@ lists and what a case page lets a person open never disagree.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .spec import LEVELS, PSEUDO_ROLES, Definitions, WorkflowSpec
 
@@ -111,16 +111,65 @@ class Access:
     def can_see(self, case: Any, user: Any) -> bool:
         return bool(self.roles_for(case, user))
 
+    def sensitive_roles(self, wf: WorkflowSpec) -> frozenset[str]:
+        """The roles that see a case's sensitive values unmasked (besides its creator): the workflow's
+        ``sensitive_to`` (which may name ``assignee``), else the roles that take a transition."""
+        if wf.sensitive_to is not None:
+            return frozenset(wf.sensitive_to)
+        return self.staff_roles(wf)
+
     def may_see_sensitive(self, case: Any, user: Any) -> bool:
-        """The applicant, the people assigned to do the work, and staff who act on this workflow within their
-        reach see unmasked sensitive fields. Raters (contributors) and the public do not."""
-        if case.created_by == user.username or user.username in case.assignees:  # the doer needs the phone
+        """The one decision whether ``user`` sees the sensitive values of ``case`` unmasked (every page,
+        export, file download and offer pre-fill asks this): the applicant, and holders of the workflow's
+        sensitive roles on this case within their reach. Being assigned is not enough unless the workflow
+        names ``assignee`` in ``sensitive_to``: a partner organisation dispatched to fix a problem does not get
+        the reporter's phone. Raters (contributors), the escalation target as such, and the public do not."""
+        if user is None:
+            return False
+        if case.created_by == user.username:
             return True
         wf = self.spec_of(case)
-        return wf is not None and bool(self.staff_roles(wf) & self.roles_for(case, user))
+        return wf is not None and bool(self.sensitive_roles(wf) & self.roles_for(case, user))
+
+    def may_see_file(self, case: Any, user: Any, key: str) -> bool:
+        """Whether ``user`` may download the upload ``key`` held by ``case``: they see the case, and if a
+        sensitive field (or column) holds it, :meth:`may_see_sensitive` says yes."""
+        if not self.can_see(case, user):
+            return False
+        return key not in self.sensitive_file_keys(case) or self.may_see_sensitive(case, user)
+
+    def sensitive_file_keys(self, case: Any) -> set[str]:
+        """Upload keys the case holds in sensitive fields (also sensitive columns of repeat rows)."""
+        wf = self.spec_of(case)
+        found: set[str] = set()
+        if wf is None:
+            return found
+        for form_id in wf.form_ids():
+            form = self.definitions.form_of(wf, form_id)
+            for f in form.fields:
+                value = case.data.get(f.id)
+                if f.sensitive:
+                    found.update(_upload_keys(value))
+                elif f.is_repeat and isinstance(value, list):
+                    for row in value:
+                        if isinstance(row, dict):
+                            for sub in f.fields:
+                                if sub.sensitive:
+                                    found.update(_upload_keys(row.get(sub.id)))
+        return found
 
     def may_start(self, wf: WorkflowSpec, user: Any) -> bool:
         return bool(set(wf.start_roles) & set(user.roles))
 
     def startable(self, user: Any) -> list[WorkflowSpec]:
         return [wf for wf in self.definitions.workflows.values() if self.may_start(wf, user)]
+
+
+def _upload_keys(value: Any) -> Iterator[str]:
+    """Upload keys in a field's value (a file dict, or a list of them)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("key"), str):
+            yield value["key"]
+    elif isinstance(value, list):
+        for item in value:
+            yield from _upload_keys(item)

@@ -122,6 +122,9 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def may_see_sensitive(self, case: Case, user: User) -> bool:
         return self.access.may_see_sensitive(case, user)
 
+    def may_see_file(self, case: Case, user: User, key: str) -> bool:
+        return self.access.may_see_file(case, user, key)
+
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return self.access.may_start(wf, user)
 

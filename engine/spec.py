@@ -337,6 +337,9 @@ class WorkflowSpec:
     round_title: Text | None = None
     ranking: RankingSpec | None = None
     role_scope: Mapping[str, str] = field(default_factory=dict)   # role -> level it reaches in this workflow
+    #: who sees sensitive values unmasked besides the case's creator (``engine.access.Access.may_see_sensitive``);
+    #: None: the roles that take a transition, within their reach
+    sensitive_to: tuple[str, ...] | None = None
     metrics: tuple[MetricSpec, ...] = ()
     targets: tuple[TargetSpec, ...] = ()
     listing: ListSpec = field(default_factory=ListSpec)

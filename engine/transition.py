@@ -212,11 +212,16 @@ class Transition(EdgeKind):
               now: dt.datetime) -> list[dict[str, Any]]:
         before = dict(case.data)
         if step.form is not None:
+            # Someone who may not see the sensitive values was given the form without them (engine.web.cases): what
+            # they leave empty there keeps what is stored, so that taking the step loses nothing.
+            hidden = not engine.may_see_sensitive(case, actor)
             for f in step.form.fields:
                 if f.id in step.form_data:
                     case.data[f.id] = step.form_data[f.id]
                 else:
                     case.data.pop(f.id, None)
+                if hidden:
+                    _keep_sensitive(f, before, case.data)
         step.previous_assignees = list(case.assignees)
         if step.assignees is not None:
             case.assignees = step.assignees
@@ -242,3 +247,22 @@ class Transition(EdgeKind):
 
 
 TRANSITION = Transition()
+
+
+def _keep_sensitive(f: Any, before: dict[str, Any], data: dict[str, Any]) -> None:
+    """Put back the stored value of a sensitive field (or sensitive column of a row, by row number) that a step form
+    sent empty, for an actor who never saw it."""
+    empty = (None, "", [])
+    if f.sensitive:
+        if data.get(f.id) in empty and before.get(f.id) not in empty:
+            data[f.id] = before[f.id]
+        return
+    old, new = before.get(f.id), data.get(f.id)
+    hidden = [sub.id for sub in f.fields if sub.sensitive] if f.is_repeat else []
+    if not hidden or not isinstance(old, list) or not isinstance(new, list):
+        return
+    for row, was in zip(new, old):
+        if isinstance(row, dict) and isinstance(was, dict):
+            for sub in hidden:
+                if row.get(sub) in empty and was.get(sub) not in empty:
+                    row[sub] = was[sub]

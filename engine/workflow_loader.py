@@ -109,6 +109,12 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                                                     else "add a field with type: orgunit to the start form")))
     case_title = ld.expression(source, ["start", "title"], start.get("title"),
                                  {f.id for f in start_form.fields} if start_form else set(), "start.title") if start_form else None
+    if case_title is not None and start_form is not None:
+        for name in sorted(case_title.names & {f.id for f in start_form.fields if f.sensitive}):
+            ld.problems.append(source.problem(
+                ["start", "title"], f"the case title uses sensitive field {name!r}",
+                "a title is shown unmasked to everyone who sees the case (cards, lists, choice lists); "
+                "build it from fields that are not sensitive"))
 
     states = doc["states"]
     if doc["initial"] not in states:
@@ -187,6 +193,10 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         ld.problems.append(source.problem(["ranking"], "a ranking needs a round",
                                             "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
     role_scope = ld.role_scope(source, doc.get("role_scope", {}), doc["roles"])
+    sensitive_to = doc.get("sensitive_to")
+    if sensitive_to is not None:
+        check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
+                    "the workflow's roles (or assignee)")
     edges = state_graph(built_states, ranking)
     check_graph(ld, source, built_states, doc["initial"], edges,
                      doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
@@ -201,7 +211,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
         states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
-        ranking=ranking, role_scope=role_scope, metrics=metrics, targets=targets, listing=listing, edges=edges,
+        ranking=ranking, role_scope=role_scope,
+        sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
         migrations=migrations,
     )
 

@@ -175,3 +175,31 @@ def test_unverified_report_is_escalated_and_outsiders_see_nothing(app: Any, who:
     assert case(app, cid)["state"] == "reported"
     listing = who("staff").get("/workflows/problem_report").get_data(as_text=True)
     assert "1号楼2单元楼道" in listing and "13812345678" not in listing
+
+
+def test_partner_dispatched_to_a_report_never_sees_the_reporters_phone(app: Any, who: Any):
+    """Issue 14: the partner organisation fixes the problem; the reporter's phone (sensitive) stays with the grid
+    worker and staff - on the inbox, the case and step pages and both exports - while the reporter sees it."""
+    cid = report(who)
+    grid = who("grid")
+    assert act(grid, cid, "dispatch", assignees="partner").status_code == 302
+    partner = who("partner")
+    pages = ["/", f"/cases/{cid}", f"/cases/{cid}/do/resolve", "/workflows/problem_report",
+             "/workflows/problem_report/export.csv"]
+    for url in pages:
+        response = partner.get(url)
+        assert response.status_code == 200, url
+        assert "13812345678" not in response.get_data(as_text=True), url
+    assert "138****5678" in partner.get(f"/cases/{cid}").get_data(as_text=True)
+    xlsx = partner.get("/workflows/problem_report/export.xlsx")
+    assert xlsx.status_code == 200 and b"13812345678" not in _xlsx_text(xlsx.data)
+    for user in ("grid", "staff", "resident"):
+        assert "13812345678" in who(user).get(f"/cases/{cid}").get_data(as_text=True), user
+    assert "13812345678" in grid.get("/workflows/problem_report/export.csv").get_data(as_text=True)
+
+
+def _xlsx_text(data: bytes) -> bytes:
+    """Every XML part of an XLSX file (cells may sit in the shared strings), as one byte string."""
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return b"".join(z.read(n) for n in z.namelist())

@@ -156,3 +156,97 @@ def test_engine_core_imports_neither_flask_nor_tinydb_nor_psycopg():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'tinydb', 'psycopg')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+CONTACT_FORM = """\
+id: contact_note
+version: 1
+title: 联系登记
+fields:
+  - {id: note, type: text, label: 说明, required: true}
+  - {id: grid, type: orgunit, level: grid, label: 网格, required: true}
+  - {id: phone, type: phone, label: 电话, sensitive: true}
+  - id: people
+    type: repeat
+    label: 相关人员
+    fields:
+      - {id: name, type: text, label: 姓名, required: true}
+      - {id: phone, type: phone, label: 电话, sensitive: true}
+"""
+CONTACT_WORKFLOW = """\
+id: contact
+version: 1
+title: 联系
+start: {form: contact_note, roles: [resident], org_unit_field: grid, title: note}
+roles: [resident, community_staff, partner_unit]
+initial: submitted
+states:
+  submitted:
+    title: 待派单
+    transitions:
+      - {id: dispatch, to: handling, label: 派单, roles: [community_staff], assign: {choose: partner_unit}}
+  handling:
+    title: 处理中
+    transitions:
+      - {id: update, to: done, label: 更新, roles: [assignee], form: contact_note}
+  done:
+    title: 已办结
+    final: true
+"""
+
+
+def test_a_step_by_someone_who_may_not_see_sensitive_values_keeps_them(tmp_path: Path, registry: ActionRegistry):
+    """The partner assigned to a case gets its step form without the sensitive values (they may not see them); what
+    they leave empty keeps what is stored - nothing is lost - while what they type is taken."""
+    root = definitions_dir(tmp_path)
+    (root / "forms" / "contact_note.yaml").write_text(CONTACT_FORM, encoding="utf-8")
+    (root / "workflows" / "contact.yaml").write_text(CONTACT_WORKFLOW, encoding="utf-8")
+    engine = Engine(load_definitions(root, registry), open_store(None), registry, clock=FrozenClock())
+    partner = User("partner", "供电公司", ("partner_unit",), "renjia")
+    from engine.users import USERS
+    with engine.store.transaction() as tx:
+        for u in (RESIDENT, STAFF, partner):
+            tx.insert(USERS, u.to_doc())
+    case = engine.start("contact", RESIDENT, {"note": "路灯坏了", "grid": "renjia-g1", "phone": "13812345678",
+                                              "people": [{"name": "王芳", "phone": "13900001111"}]})
+    case = engine.fire(case.id, "dispatch", STAFF, assignees=["partner"])
+    assert engine.can_see(case, partner) and not engine.may_see_sensitive(case, partner)
+    case = engine.fire(case.id, "update", partner, {"note": "已修复", "grid": "renjia-g1",
+                                                    "people": [{"name": "王芳"}, {"name": "李师傅", "phone": "13700002222"}]})
+    assert case.data["note"] == "已修复"
+    assert case.data["phone"] == "13812345678"
+    assert case.data["people"] == [{"name": "王芳", "phone": "13900001111"}, {"name": "李师傅", "phone": "13700002222"}]
+
+
+def test_the_step_page_of_someone_who_may_not_see_sensitive_values_leaves_them_out(tmp_path: Path,
+                                                                                  registry: ActionRegistry):
+    """Over HTTP: the assigned partner's step form holds no sensitive value (nor the row's), yet after they send it
+    back as it came, the stored values are all still there."""
+    from engine.web import create_app
+    from tests.conftest import Browser, act, add_users
+
+    root = definitions_dir(tmp_path)
+    (root / "forms" / "contact_note.yaml").write_text(CONTACT_FORM, encoding="utf-8")
+    (root / "workflows" / "contact.yaml").write_text(CONTACT_WORKFLOW, encoding="utf-8")
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
+                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(root), "ACTIONS": registry},
+                     start_timers=False)
+    try:
+        add_users(app.extensions["civicflow"].store, [("resident", "王芳", ["resident"], "renjia-g1"),
+                                                      ("staff", "陈静", ["community_staff"], "renjia"),
+                                                      ("partner", "供电公司", ["partner_unit"], "renjia")])
+        engine = app.extensions["civicflow"]
+        case = engine.start("contact", RESIDENT, {"note": "路灯坏了", "grid": "renjia-g1", "phone": "13812345678",
+                                                  "people": [{"name": "王芳", "phone": "13900001111"}]})
+        engine.fire(case.id, "dispatch", STAFF, assignees=["partner"])
+        partner = Browser(app).login("partner")
+        page = partner.get(f"/cases/{case.id}/do/update").get_data(as_text=True)
+        assert partner.last.status_code == 200 and 'name="note" value="路灯坏了"' in page
+        assert "13812345678" not in page and "13900001111" not in page
+        response = act(partner, case.id, "update", note="已修复", grid="renjia-g1", **{"people-0-name": "王芳"})
+        assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+        data = engine.get(case.id).data
+        assert data["note"] == "已修复" and data["phone"] == "13812345678"
+        assert data["people"] == [{"name": "王芳", "phone": "13900001111"}]
+    finally:
+        app.extensions["civicflow"].store.close()

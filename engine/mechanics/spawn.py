@@ -125,13 +125,24 @@ class SpawnMixin(EngineBase):
             raise TransitionError(msg("此事项现在不能生成该类事项。", "This case does not offer that now."))
         return parent, spec
 
-    def prefill(self, parent: "Case", spec: Any, user: "User", row: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Start-form values for a linked case, from ``spec.map`` over the parent (and a repeat row)."""
+    def prefill(self, parent: "Case", spec: Any, user: "User", row: Mapping[str, Any] | None = None,
+                shown: bool = False) -> dict[str, Any]:
+        """Start-form values for a linked case, from ``spec.map`` over the parent (and a repeat row).
+
+        ``shown``: the values go into a form the user sees (an offer), so a value computed from the parent's
+        sensitive fields is left out unless the user may see them (``may_see_sensitive``)."""
         ctx = self.guard_context(parent, user)
         if row is not None:
             ctx["row"] = dict(row)
+        hidden: set[str] = set()
+        if shown and not self.may_see_sensitive(parent, user):
+            wf = self.workflow_of(parent)
+            for form_id in wf.form_ids():
+                hidden |= {p.split(".")[0] for p in self.definitions.form_of(wf, form_id).sensitive_paths()}
         values = {}
         for target, expr in spec.map.items():
+            if hidden and expr.names & hidden:
+                continue
             value = expr.evaluate(ctx, self.clock())
             if value is not None:
                 values[target] = value

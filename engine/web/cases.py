@@ -66,6 +66,21 @@ def _initial_values(form: FormSpec, data: dict[str, Any] | None = None) -> dict[
     return values
 
 
+def _without_sensitive(form: FormSpec, data: dict[str, Any]) -> dict[str, Any]:
+    """Case data to pre-fill a step form for someone who may not see its sensitive values: those left out
+    (sensitive columns of repeat rows too), so that the form neither shows nor re-submits them."""
+    kept = dict(data)
+    for f in form.fields:
+        if f.sensitive:
+            kept.pop(f.id, None)
+        elif f.is_repeat and isinstance(kept.get(f.id), list):
+            hidden = {sub.id for sub in f.fields if sub.sensitive}
+            if hidden:
+                kept[f.id] = [{k: v for k, v in row.items() if k not in hidden} if isinstance(row, dict) else row
+                              for row in kept[f.id]]
+    return kept
+
+
 def _read_form(form: FormSpec) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
     uploads, upload_errors = collect_uploads(form, g.user)
     values = forms.from_html(form, request.form, uploads)
@@ -239,7 +254,7 @@ def start(workflow_id: str) -> Any:
         values = _initial_values(form)
         if parent is not None:
             parent_case, offer = engine.offer(parent, workflow_id, g.user)
-            values.update(engine.prefill(parent_case, offer, g.user))
+            values.update(engine.prefill(parent_case, offer, g.user, shown=True))
         return render_form_page("form.html", form, values, {}, **page)
     values, upload_errors = _read_form(form)
     if _rows_action(form, values):
@@ -310,7 +325,8 @@ def step(case_id: int, transition_id: str) -> Any:
     if request.method == "GET":
         if t not in engine.available_transitions(case, g.user):
             raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
-        values = _initial_values(form, case.data) if form else {}
+        data = case.data if engine.may_see_sensitive(case, g.user) else _without_sensitive(form, case.data) if form else None
+        values = _initial_values(form, data) if form else {}
         return _render_step(form, values, {}, 200, case=case, workflow=wf, transition=t, comment="", version=case.version)
     values, upload_errors = _read_form(form) if form else ({}, {})
     if form and _rows_action(form, values):

@@ -92,9 +92,10 @@ def _kept(field_id: str, user: User) -> dict[str, Any] | None:
 
 
 def _visible_in_case(key: str, user: User) -> bool:
-    """Whether a case the user may see holds the file (found through the read model's file index)."""
+    """Whether a case the user may see holds the file (found through the read model's file index), and, if it
+    holds it in a sensitive field, the user may see that case's sensitive values."""
     engine = get_engine()
-    return any(engine.can_see(case, user) for case in engine.read.mentioning(key))
+    return any(engine.may_see_file(case, user, key) for case in engine.read.mentioning(key))
 
 
 @bp.route("/files/<key>")
