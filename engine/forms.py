@@ -94,10 +94,11 @@ def object_schema(fields: Sequence[FieldSpec], visible: set[str], org: OrgTree |
     return {"type": "object", "properties": props, "required": required}
 
 
-def json_schema(form: FormSpec) -> dict[str, Any]:
-    """The whole form as one JSON Schema (every field visible), e.g. for API clients and docs."""
+def json_schema(form: FormSpec, org: OrgTree | None = None) -> dict[str, Any]:
+    """The whole form as one JSON Schema (every field visible), e.g. for API clients and docs (``org``: org unit
+    fields list the units of their level, as validation checks them)."""
     def build(fields: Sequence[FieldSpec]) -> dict[str, Any]:
-        schema = object_schema(fields, {f.id for f in fields})
+        schema = object_schema(fields, {f.id for f in fields}, org)
         # a field with show_if is required only while it is shown, which one static schema cannot say
         schema["required"] = [r for r in schema["required"] if not any(f.id == r and f.show_if for f in fields)]
         for f in fields:

@@ -41,6 +41,7 @@ from .logins import login_index
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
+from .tokens import index as tokens_index
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
@@ -285,6 +286,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
         login_index(),
         *webhooks.indexes(),
+        tokens_index(),
     ):
         store.add_index(index)
     store.save_indexes()

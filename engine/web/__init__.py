@@ -114,7 +114,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
-    from . import admin, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health, webhooks
+    from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health,
+                   webhooks)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
@@ -126,6 +127,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # token requests need none; the API checks CSRF itself on session writes
     errors.register(app)
     cli.init_app(app)
 

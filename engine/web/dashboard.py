@@ -41,21 +41,30 @@ def child_on_path(org: Any, top: str, unit: str) -> str:
     return top
 
 
+def figure_query(engine: Any, user: Any, args: Any) -> dict[str, Any]:
+    """What the dashboard shows ``user`` for ``?unit=&period=`` (the API's figures use it too): the units they
+    may choose, the unit and period chosen (their own unit, by month, when the choice is not theirs to make),
+    the months and buckets covered, and the figure rows over them."""
+    org = engine.definitions.org
+    choices = [u for u in org.units.values() if engine.in_scope(user, u.id)]
+    unit = args.get("unit") or user.org_unit
+    if unit not in {u.id for u in choices}:
+        unit = user.org_unit if user.org_unit in org.units else (choices[0].id if choices else "")
+    period = args.get("period") if args.get("period") in ("month", "quarter") else "month"
+    span = months_back(engine.clock().date(), 12 if period == "month" else 24)
+    buckets = sorted({bucket(m, period) for m in span})
+    return {"choices": choices, "unit": unit, "period": period, "span": span, "buckets": buckets,
+            "rows": engine.figures(user, unit, span)}
+
+
 @bp.route("/dashboard")
 @login_required
 def dashboard() -> Any:
     engine = get_engine()
-    org = engine.definitions.org
-    choices = [u for u in org.units.values() if engine.in_scope(g.user, u.id)]
-    unit = request.args.get("unit") or g.user.org_unit
-    if unit not in {u.id for u in choices}:
-        unit = g.user.org_unit if g.user.org_unit in org.units else (choices[0].id if choices else "")
-    period = request.args.get("period") if request.args.get("period") in ("month", "quarter") else "month"
-    span = months_back(engine.clock().date(), 12 if period == "month" else 24)
-    buckets = sorted({bucket(m, period) for m in span})
-    rows = engine.figures(g.user, unit, span)
-    return render_template("dashboard.html", charts_html=_charts_html(engine, rows, unit, period, buckets),
-                           choices=choices, unit=unit, period=period)
+    q = figure_query(engine, g.user, request.args)
+    unit, period = q["unit"], q["period"]
+    return render_template("dashboard.html", charts_html=_charts_html(engine, q["rows"], unit, period, q["buckets"]),
+                           choices=q["choices"], unit=unit, period=period)
 
 
 _KEPT = 64  # dashboards kept per process (a few per unit and period); the oldest go first
@@ -72,14 +81,14 @@ def _charts_html(engine: Any, rows: list[dict[str, Any]], unit: str, period: str
     html = kept.get(key)
     if html is None:
         macro = current_app.jinja_env.get_template("_dashboard_charts.html").module.charts_section  # type: ignore[attr-defined]
-        html = macro(_charts(engine, rows, unit, period, buckets, lang))
+        html = macro(charts(engine, rows, unit, period, buckets, lang))
         if len(kept) >= _KEPT:
             kept.pop(next(iter(kept)), None)
         kept[key] = html
     return html
 
 
-def _charts(engine: Any, rows: list[dict[str, Any]], unit: str, period: str, buckets: list[str],
+def charts(engine: Any, rows: list[dict[str, Any]], unit: str, period: str, buckets: list[str],
             lang: str) -> list[dict[str, Any]]:
     org = engine.definitions.org
     charts = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -24,6 +24,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if request.path.startswith("/api/"):  # no route matched, so the API blueprint's own handler did not run
+            from .api import http_error as api_http_error
+            return api_http_error(exc)
         messages = {
             403: _("You are not allowed to do this."),
             404: _("This page does not exist, or you may not see it."),
