@@ -186,3 +186,63 @@ def test_a_mistyped_setting_stops_the_start_with_one_line(tmp_path: Path, enviro
     from tests.test_server import civicflow
     done = civicflow(tmp_path / "instance", "tick", **environ)
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------------ the account page
+
+@pytest.fixture
+def offered(tmp_path: Path, clock: FrozenClock, smtp: tuple[Mailbox, int], receiver: Receiver) -> Any:
+    """An app whose operator set up e-mail and an SMS gateway."""
+    from engine.web import create_app
+    from tests.conftest import ROOT, add_users
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "cf.json"),
+                      "UPLOADS": str(tmp_path / "up"), "DEFINITIONS": str(ROOT), "CLOCK": clock,
+                      "CHANNELS": config(smtp[1], receiver.url)})
+    add_users(app.extensions["civicflow"].store, PEOPLE)
+    yield app
+    app.extensions["civicflow"].store.close()
+
+
+def test_a_person_chooses_channels_on_their_account_page(offered: Any, smtp: tuple[Mailbox, int], clock: FrozenClock):
+    from tests.conftest import Browser
+    resident = Browser(offered).login("resident")
+    page = resident.get("/account").get_data(as_text=True)
+    assert "站外通知" in page and 'value="email"' in page and 'value="http"' in page
+    bad = resident.post("/account/notifications", {"channels": ["email"], "email": "wang@"}, page="/account")
+    assert bad.status_code == 422 and "请填写有效的电子邮件地址" in bad.get_data(as_text=True)
+    assert 'value="wang@"' in bad.get_data(as_text=True)  # what was typed stays
+    good = resident.post("/account/notifications", {"channels": ["email"], "email": "wangfang@example.org",
+                                                    "kinds": ["result", "case_changed"]}, page="/account")
+    assert good.status_code == 302
+    saved = offered.extensions["civicflow"].store.first(USERS, ("username", "resident"))["notify"]
+    assert saved == {"channels": ["email"], "email": "wangfang@example.org", "mobile": "",
+                     "kinds": ["result", "case_changed"]}
+    who = {u: Browser(offered).login(u) for u in ("resident", "grid")}
+    handled(lambda u: who[u])
+    assert send(offered, clock, offered.extensions["civicflow_channels"])["delivered"] >= 1
+    assert smtp[0].messages and smtp[0].messages[0].rcpt_tos == ["wangfang@example.org"]
+
+
+def test_without_channels_the_page_says_so(app: Any):
+    from tests.conftest import Browser
+    page = Browser(app).login("resident").get("/account").get_data(as_text=True)
+    assert "本系统未开通邮件或短信通知" in page
+
+
+def test_a_person_changes_their_password_and_other_sessions_end(app: Any):
+    from tests.conftest import PASSWORD, Browser
+    phone, desk = Browser(app).login("resident"), Browser(app).login("resident")
+    wrong = desk.post("/account/password", {"current": "nope", "new": "river-stone42", "again": "river-stone42"},
+                      page="/account")
+    assert wrong.status_code == 422 and "当前密码不正确" in wrong.get_data(as_text=True)
+    weak = desk.post("/account/password", {"current": PASSWORD, "new": "short1", "again": "short1"}, page="/account")
+    assert weak.status_code == 422 and "密码至少 8 位" in weak.get_data(as_text=True)
+    differ = desk.post("/account/password", {"current": PASSWORD, "new": "river-stone42", "again": "river-stone43"},
+                       page="/account")
+    assert differ.status_code == 422 and "两次输入的新密码不一致" in differ.get_data(as_text=True)
+    done = desk.post("/account/password", {"current": PASSWORD, "new": "river-stone42", "again": "river-stone42"},
+                     page="/account")
+    assert done.status_code == 302
+    assert desk.get("/account").status_code == 200 and phone.get("/account").status_code == 302
+    assert Browser(app).post("/login", {"username": "resident", "password": PASSWORD}).status_code == 401
+    Browser(app).login("resident", "river-stone42")
