@@ -1,11 +1,14 @@
-"""In-app notifications: what needs a person's attention, with unread counts."""
+"""In-app notifications: what needs a person's attention, with unread counts (and, for those who asked, the
+same by e-mail or SMS: ``engine.channels``)."""
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
+from . import channels
 from .clock import iso
 from .store.base import Transaction
+from .users import USERS
 
 NOTIFICATIONS = "notifications"
 
@@ -25,5 +28,9 @@ def notify(tx: Transaction, usernames: Iterable[str], kind: str, case: Any, labe
            now: dt.datetime, skip: str | None = None) -> None:
     for username in sorted(set(usernames)):
         if username and username != skip:
-            tx.insert(NOTIFICATIONS, {"to": username, "case": case.id, "at": iso(now), "read": False, "kind": kind,
-                                      "title": case.title, "label": dict(label), "state": case.state})
+            doc = {"to": username, "case": case.id, "at": iso(now), "read": False, "kind": kind,
+                   "title": case.title, "label": dict(label), "state": case.state}
+            tx.insert(NOTIFICATIONS, doc)
+            person = tx.first(USERS, ("username", username))
+            if person is not None and person.get("notify"):
+                channels.queue(tx, person, doc, now)  # e-mail / SMS the person asked for, in this transaction

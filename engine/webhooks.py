@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import smtplib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .store.base import Doc, Index
 
 if TYPE_CHECKING:
     from .cases import Case
+    from .channels import ChannelConfig
     from .spec import Definitions, OrgTree
     from .store.base import Store, Transaction
 
@@ -67,7 +69,9 @@ def indexes() -> list[Index]:
         return [("active", w) for w in doc.get("workflows") or ["*"]]
 
     def outbox_keys(doc: Doc) -> list[tuple[Any, ...]]:
-        found: list[tuple[Any, ...]] = [("sub", doc["subscription"])]
+        # webhook deliveries under their subscription; messages (engine.channels) under their person
+        found: list[tuple[Any, ...]] = [("sub", doc["subscription"])] if "subscription" in doc else \
+            [("to_user", doc.get("username") or "")]
         if doc.get("status") == "pending":
             found.append(("pending",))
         return found
@@ -227,12 +231,15 @@ def backoff(attempts: int) -> dt.timedelta:
 
 
 class Deliverer:
-    """Sends due deliveries: lease each in a transaction, POST it, record the answer in another."""
+    """Sends due deliveries: lease each in a transaction, POST it (or hand a notification message to its
+    channel, ``engine.channels``), record the answer in another."""
 
-    def __init__(self, store: "Store", clock: Clock = default_clock, send: Sender = http_send):
+    def __init__(self, store: "Store", clock: Clock = default_clock, send: Sender = http_send,
+                 channels: "ChannelConfig | None" = None):
         self.store = store
         self.clock = clock
         self.send = send
+        self.channels = channels
 
     def deliver_due(self, limit: int = 50) -> dict[str, int]:
         counts = {"delivered": 0, "retrying": 0, "failed": 0}
@@ -241,6 +248,9 @@ class Deliverer:
             if leased is None:
                 continue
             doc, subscription = leased
+            if subscription is None:
+                counts[self._message(delivery_id, doc)] += 1
+                continue
             body = json.dumps({**doc["payload"], "delivery": delivery_id}, ensure_ascii=False,
                               separators=(",", ":")).encode()
             timestamp = str(int(self.clock().timestamp()))
@@ -262,15 +272,30 @@ class Deliverer:
                                  where=lambda d: (d.get("next_at") or "") <= now, omit=("payload",))
         return [d["id"] for d in page.docs]
 
-    def _lease(self, delivery_id: int) -> tuple[Doc, Doc] | None:
+    def _message(self, delivery_id: int, doc: Doc) -> str:
+        """A notification message (e-mail, SMS, robot) through the channel the person chose."""
+        from .channels import message_text
+        from .notify import KINDS
+        channel = self.channels.channels.get(doc["channel"]) if self.channels is not None else None
+        if channel is None:
+            return self._record(delivery_id, None, f"the {doc['channel']} channel is not set up on this server",
+                                give_up=True)
+        subject, text = message_text(doc, KINDS, self.channels.base_url if self.channels else "")
+        try:
+            status, error = channel.send(doc, subject, text)
+        except (OSError, ValueError, smtplib.SMTPException) as exc:
+            status, error = None, f"{exc.__class__.__name__}: {str(exc)[:200]}"
+        return self._record(delivery_id, status, error)
+
+    def _lease(self, delivery_id: int) -> tuple[Doc, Doc | None] | None:
         """Take a due delivery for :data:`LEASE` (a process dying while sending leaves it to be sent again)."""
         now = self.clock()
         with self.store.transaction() as tx:
             doc = tx.get(OUTBOX, delivery_id)
             if doc is None or doc.get("status") != "pending" or (doc.get("next_at") or "") > iso(now):
                 return None  # another process took it, or it is not due after all
-            subscription = tx.get(WEBHOOKS, doc["subscription"])
-            if subscription is None or not subscription.get("active", True):
+            subscription = tx.get(WEBHOOKS, doc["subscription"]) if "subscription" in doc else None
+            if "subscription" in doc and (subscription is None or not subscription.get("active", True)):
                 doc.update(status="cancelled", last_error="the subscription was switched off")
                 tx.replace(OUTBOX, delivery_id, doc)
                 return None
@@ -279,7 +304,7 @@ class Deliverer:
             tx.replace(OUTBOX, delivery_id, doc)
             return doc, subscription
 
-    def _record(self, delivery_id: int, status: int | None, error: str) -> str:
+    def _record(self, delivery_id: int, status: int | None, error: str, give_up: bool = False) -> str:
         now = self.clock()
         with self.store.transaction() as tx:
             doc = tx.get(OUTBOX, delivery_id)
@@ -289,7 +314,7 @@ class Deliverer:
             if not error:
                 doc.update(status="delivered", delivered_at=iso(now))
                 outcome = "delivered"
-            elif doc["attempts"] >= MAX_ATTEMPTS:
+            elif doc["attempts"] >= MAX_ATTEMPTS or give_up:
                 doc["status"] = "failed"
                 outcome = "failed"
             else:

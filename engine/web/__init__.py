@@ -16,6 +16,8 @@ from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
 from ..store import is_database_url, open_store
+from ..channels import ChannelConfig, ChannelError
+from ..webhooks import http_send
 from . import i18n, settings, ticker
 from .requestlog import RequestLog
 from .urls import UrlCache
@@ -95,6 +97,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
                                      else app.config["STORE"] + ".ticker.lock")
     app.config["UPLOADS"] = app.config["UPLOADS"] or str(instance / "uploads")
 
+    try:  # e-mail / SMS channels the operator set up (engine.channels); a typo stops the start with one line
+        app.extensions["civicflow_channels"] = app.config.get("CHANNELS") or ChannelConfig.from_environ(
+            os.environ, http_send)
+    except ChannelError as exc:
+        raise settings.SettingsError(str(exc)) from None
     actions = app.config.get("ACTIONS") or ACTIONS
     definitions = load_definitions(app.config["DEFINITIONS"], actions)
     actions.close()

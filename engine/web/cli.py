@@ -301,7 +301,8 @@ def tick_command() -> None:
     for item in fired:
         click.echo(f"case #{item['case']}: {item['kind']}" + (f" -> {item['transition']}" if item["transition"] else ""))
     click.echo(f"{len(fired)} timer(s) fired")
-    sent = Deliverer(engine.store, engine.clock).deliver_due(limit=500)
+    sent = Deliverer(engine.store, engine.clock,
+                     channels=current_app.extensions.get("civicflow_channels")).deliver_due(limit=500)
     if any(sent.values()):
         click.echo("webhooks: " + ", ".join(f"{n} {what}" for what, n in sent.items()))
 

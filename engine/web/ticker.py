@@ -126,7 +126,8 @@ class Ticker:
                 except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
                     self.app.logger.exception("running due timers failed")
                 try:  # the leader alone sends webhooks, as it alone runs timers
-                    sent = Deliverer(engine.store, engine.clock).deliver_due()
+                    sent = Deliverer(engine.store, engine.clock,
+                                     channels=self.app.extensions.get("civicflow_channels")).deliver_due()
                     if any(sent.values()):
                         self.app.logger.info("webhooks: %s", sent)
                 except Exception:  # noqa: BLE001 - a delivery left pending is sent at the next tick
