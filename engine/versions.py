@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 DEFINITIONS = "definitions"
 VERSION_INDEX = "definition_versions"
+#: saves from the definition editor (``engine.definition_edit``); the newest one's number is the generation
+SAVES = "definition_saves"
+SAVES_INDEX = "definition_saves_by_file"
 
 
 def normalised(text: str) -> str:
@@ -64,6 +67,19 @@ def index() -> Index:
     return Index(VERSION_INDEX, DEFINITIONS, keys=lambda d: [("digest", d["digest"]),
                                                              ("workflow", d["workflow"], d["version"])],
                  order=lambda d: (d.get("loaded_at") or "", d["id"]), version="1")
+
+
+def saves_index() -> Index:
+    """The editor's saves, newest first: all of them (the generation) and per file (its history)."""
+    return Index(SAVES_INDEX, SAVES, keys=lambda d: [("all",), ("file", d["file"])],
+                 order=lambda d: d.get("generation", 0), version="1")
+
+
+def generation(store: Store) -> int:
+    """How many definition saves the instance has seen (one indexed read): a process whose definitions were
+    loaded at an older generation loads them again (``engine.web.reload``)."""
+    newest = store.first(SAVES_INDEX, ("all",))
+    return int(newest["generation"]) if newest else 0
 
 
 class Versions:

@@ -16,7 +16,7 @@ from ..actions import ACTIONS
 from ..loader import load_definitions
 from ..runtime import Engine
 from ..store import is_database_url, open_store
-from . import i18n, settings, ticker
+from . import i18n, reload, settings, ticker
 from .requestlog import RequestLog
 from .urls import UrlCache
 
@@ -77,6 +77,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         TICK_SECONDS=30,                      # run due timers this often in the background (0: never)
         TICKER_LOCK=None,                     # on a file store only the holder of this flock ticks; see below
         TRUSTED_PROXIES=0,                    # reverse proxies in front whose X-Forwarded-* headers count
+        DEFINITIONS_CHECK_SECONDS=1.0,        # how often a process looks for definitions saved in the editor
     )
     app.config.from_mapping(settings.app_config(os.environ))
     if test_config:
@@ -101,13 +102,14 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     store = open_store(app.config["STORE"])
     kwargs = {"clock": app.config["CLOCK"]} if app.config["CLOCK"] else {}
     app.extensions["civicflow"] = Engine(definitions, store, actions, **kwargs)
+    reload.init_app(app)
 
     i18n.compile_catalogs(Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     babel.init_app(app, locale_selector=i18n.select_locale)
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
-    from . import admin, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health
+    from . import admin, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance, health
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
@@ -118,6 +120,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(governance.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(editor.bp)
     errors.register(app)
     cli.init_app(app)
 
@@ -132,17 +135,19 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     def load_user() -> None:
         if request.blueprint == health.bp.name:
             return  # probes carry no session, and a failing store must give the 503, not an error page
+        reload.check(app)  # definitions saved in the editor, by this process or another
         auth.load_logged_in_user()
 
     # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
-    # shows is computed by its view.
-    engine = app.extensions["civicflow"]
+    # shows is computed by its view. A reload (engine.web.reload) swaps in the new definitions.
     app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
-                                 url_for=UrlCache(), state_title=lambda case: _state_title(engine, case))
+                                 url_for=UrlCache(),
+                                 state_title=lambda case: _state_title(app.extensions["civicflow"], case))
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
+        engine = app.extensions["civicflow"]
         unread = engine.read.unread_count(g.user.username) if g.get("user") else 0
         return {"lang": i18n.current_lang(), "unread": unread}
 
