@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from .errors import DefinitionError, EngineError, NotFound, Problem
 from .loader import load_draft
 from .store.base import Doc
-from .versions import SAVES, SAVES_INDEX, generation, normalised  # noqa: F401 - generation for callers
+from .versions import SAVES, SAVES_INDEX, generation, newest_generation, normalised  # noqa: F401 - generation for callers
 
 if TYPE_CHECKING:
     from .admin import UserAdmin
@@ -179,8 +179,7 @@ class DefinitionEditor:
                                                   "Look at the newest version, then make your change again."})
                 if normalised(previous) == normalised(text):
                     raise DraftRefused([], {"zh": "没有修改，未保存。", "en": "Nothing changed: nothing was saved."})
-                newest = tx.first(SAVES_INDEX, ("all",))
-                number = (int(newest["generation"]) if newest else 0) + 1
+                number = newest_generation(tx) + 1
                 write_atomically(path, text)
                 written = True
                 at = self.engine.clock().isoformat(timespec="seconds")

@@ -78,8 +78,12 @@ def saves_index() -> Index:
 def generation(store: Store) -> int:
     """How many definition saves the instance has seen (one indexed read): a process whose definitions were
     loaded at an older generation loads them again (``engine.web.reload``)."""
-    newest = store.first(SAVES_INDEX, ("all",))
-    return int(newest["generation"]) if newest else 0
+    return newest_generation(store)
+
+
+def newest_generation(reader: Store | Transaction) -> int:
+    found = reader.lookup(SAVES_INDEX, [("all",)], limit=1).docs  # highest generation first
+    return int(found[0]["generation"]) if found else 0
 
 
 class Versions:
