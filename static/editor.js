@@ -122,8 +122,10 @@
         CM.basicSetup,
         CM.keymap.of([CM.indentWithTab]),
         CM.yaml(),
+        CM.EditorView.lineWrapping,
         CM.lintGutter(),
         CM.linter(lintSource, {delay: 500}),
+        CM.EditorView.cspNonce.of(data.styleNonce || ""),  // the page's CSP allows CodeMirror's <style> by this
         CM.EditorView.contentAttributes.of({"aria-labelledby": "definition-text-label",
                                             "aria-describedby": "definition-help"}),
       ],

@@ -11,17 +11,18 @@ problems in the gutter as the admin types. The work is :mod:`engine.definition_e
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Any, Callable
 
-from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import (Blueprint, abort, current_app, flash, g, jsonify, make_response, redirect, render_template,
+                   request, url_for)
 from flask_babel import gettext as _
 
 from ..admin import UserAdmin, is_admin
 from ..definition_edit import (Checked, DefinitionEditor, DefinitionFile, DraftRefused, as_typed, diff_rows,
                                digest, problem_json)
 from ..errors import NotFound
-from . import get_engine, reload
+from . import CSP, get_engine, reload
 from .auth import login_required
 from .i18n import tr
 
@@ -72,6 +73,16 @@ def _title(editor: DefinitionEditor, item: DefinitionFile) -> str:
     return item.name
 
 
+def _editor_page(status: int, **context: Any) -> Any:
+    """``admin/definition.html`` with a style nonce: CodeMirror puts its base theme in a ``<style>`` element
+    (style-mod), which ``style-src 'self'`` alone would block; this page's policy also allows the one element
+    carrying the nonce (a fresh one per response). Scripts stay ``'self'`` only."""
+    nonce = secrets.token_urlsafe(18)
+    response = make_response(render_template("admin/definition.html", style_nonce=nonce, **context), status)
+    response.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")
+    return response
+
+
 def _previous(editor: DefinitionEditor, item: DefinitionFile, text: str) -> Any:
     """The version before ``text`` (the newest other one), for the diff shown on the page."""
     key = digest(text)
@@ -114,11 +125,10 @@ def edit(admin: UserAdmin, editor: DefinitionEditor, kind: str, name: str) -> An
                 preview = _preview(item, checked)
             status = 422 if checked.blocking else 200
     previous = _previous(editor, item, text)
-    return render_template("admin/definition.html", scope_top=admin.scope.top, item=item,
-                           title=_title(editor, item), text=text, base=base, checked=checked, preview=preview,
-                           refused=refused, previous=previous,
-                           diff=diff_rows(previous.text, text) if previous else [],
-                           just_saved=request.args.get("saved", type=int)), status
+    return _editor_page(status, scope_top=admin.scope.top, item=item, title=_title(editor, item), text=text,
+                        base=base, checked=checked, preview=preview, refused=refused, previous=previous,
+                        diff=diff_rows(previous.text, text) if previous else [],
+                        just_saved=request.args.get("saved", type=int))
 
 
 @bp.route("/<kind>/<name>/lint", methods=["POST"])
@@ -196,12 +206,11 @@ def rollback(admin: UserAdmin, editor: DefinitionEditor, kind: str, name: str) -
     except DraftRefused as exc:
         current = editor.text(item)
         previous = _previous(editor, item, earlier.text)
-        return render_template("admin/definition.html", scope_top=admin.scope.top, item=item,
-                               title=_title(editor, item), text=earlier.text, base=digest(current),
-                               checked=editor.check(item, earlier.text), preview=None,
-                               refused=tr(exc.message) if exc.message else _("Not rolled back: that version has the problems below."),
-                               previous=previous, diff=diff_rows(previous.text, earlier.text) if previous else [],
-                               just_saved=None), 422
+        return _editor_page(422, scope_top=admin.scope.top, item=item, title=_title(editor, item), text=earlier.text,
+                            base=digest(current), checked=editor.check(item, earlier.text), preview=None,
+                            refused=tr(exc.message) if exc.message else _("Not rolled back: that version has the problems below."),
+                            previous=previous, diff=diff_rows(previous.text, earlier.text) if previous else [],
+                            just_saved=None)
     reload.reload_now(current_app)
     flash(_("Rolled back: saved again as version %(version)s.", version=saved["version"] or "?"))
     return redirect(url_for("editor.edit", kind=kind, name=name, saved=saved["generation"]))
