@@ -8,6 +8,7 @@ Each test edits a copy of a small permit workflow (tests/test_versions.py's) wit
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from engine.loader import lint as lint_definitions
 from engine.readmodel import AUDIT
 from engine.versions import generation
 from engine.web import create_app
-from tests.conftest import DEMO_USERS, STORES, Browser, add_users, started, store_location
+from tests.conftest import DEMO_USERS, ROOT, STORES, Browser, add_users, started, store_location
 from tests.test_versions import FORM_V1, write
 
 WORKFLOW = """\
@@ -377,3 +378,25 @@ def test_the_root_admin_finds_the_editor_in_the_admin_menu(admin: Browser):
     assert admin.get("/admin/definitions/workflow/nope").status_code == 404
     assert admin.get("/admin/definitions/script/permit").status_code == 404
 
+
+
+@pytest.mark.parametrize("kind, name, shown", [
+    ("form", "programme_project", "<fieldset disabled"),    # a `type: case` field: its choices in the preview
+    ("form", "meeting_minutes", "<fieldset disabled"),      # repeated rows
+    ("form", "choices", "选项列表"),                         # choice lists: nothing to preview, said so
+    ("workflow", "award_selection", "<svg"),
+])
+def test_shipped_definitions_open_lint_clean_and_preview(tmp_path: Path, kind: str, name: str, shown: str):
+    root = tmp_path / "shipped"
+    for folder in ("org", "forms", "workflows"):
+        shutil.copytree(ROOT / folder, root / folder)
+    app = make_app(root, "memory")
+    add_users(engine(app).store)
+    b = Browser(app).login("admin")
+    url = f"/admin/definitions/{kind}/{name}"
+    assert b.get(url).status_code == 200
+    text = (root / ("forms" if kind == "form" else "workflows") / f"{name}.yaml").read_text()
+    assert lint(b, text, url)["ok"]
+    html = b.client.post(url + "/preview", data={"text": text}, headers={"X-CSRFToken": b.token(url)})
+    assert html.status_code == 200 and shown in html.get_data(as_text=True)
+    assert b.post(url, {"text": text, "action": "preview"}, page=url).status_code == 200

@@ -78,7 +78,9 @@ def _editor_page(status: int, **context: Any) -> Any:
     (style-mod), which ``style-src 'self'`` alone would block; this page's policy also allows the one element
     carrying the nonce (a fresh one per response). Scripts stay ``'self'`` only."""
     nonce = secrets.token_urlsafe(18)
-    response = make_response(render_template("admin/definition.html", style_nonce=nonce, **context), status)
+    preview = context.get("preview") or {}
+    response = make_response(render_template("admin/definition.html", style_nonce=nonce,
+                                             case_choices=preview.get("case_choices", {}), **context), status)
     response.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")
     return response
 
@@ -148,7 +150,9 @@ def preview(admin: UserAdmin, editor: DefinitionEditor, kind: str, name: str) ->
     """The preview of the text posted, as an HTML fragment (``admin/_preview.html``)."""
     item = _file(editor, kind, name)
     checked = editor.check(item, _typed())
-    return render_template("admin/_preview.html", preview=_preview(item, checked))
+    found = _preview(item, checked)
+    # the form macros read the choices of `type: case` fields from the template's context
+    return render_template("admin/_preview.html", preview=found, case_choices=found.get("case_choices", {}))
 
 
 def _preview(item: DefinitionFile, checked: Checked) -> dict[str, Any]:
