@@ -180,7 +180,11 @@ class DefinitionEditor:
                 if normalised(previous) == normalised(text):
                     raise DraftRefused([], {"zh": "没有修改，未保存。", "en": "Nothing changed: nothing was saved."})
                 number = newest_generation(tx) + 1
-                write_atomically(path, text)
+                try:
+                    write_atomically(path, text)
+                except OSError as exc:
+                    raise DraftRefused([], {"zh": f"无法写入文件 {item.file}：{exc.strerror or exc}。未保存。",
+                                            "en": f"Cannot write {item.file}: {exc.strerror or exc}. Nothing was saved."}) from exc
                 written = True
                 at = self.engine.clock().isoformat(timespec="seconds")
                 doc = {"generation": number, "kind": item.kind, "name": item.name, "file": item.file, "text": text,

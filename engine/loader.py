@@ -388,18 +388,19 @@ def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
 
 
-def load_definitions(root: str | Path, actions: ActionRegistry | None = None) -> Definitions:
+def load_definitions(root: str | Path, actions: ActionRegistry | None = None, *, fresh: bool = False) -> Definitions:
     """Load and check every definition under ``root``; raise :class:`DefinitionError` listing all problems.
 
     Specs are immutable, so a directory whose files have not changed since the last load (same names,
-    sizes and modification times, same registered actions) is not parsed again.
+    sizes and modification times, same registered actions) is not parsed again. ``fresh``: parse anyway
+    (a file just saved may keep its size and, within the file system's clock tick, its time).
     """
     from . import builtin_actions  # noqa: F401 - registers the shipped actions
 
     root = Path(root).resolve()
     registry = actions or ACTIONS
     key = (str(root), _signature(root), id(registry), registry.names())
-    if key not in _LOADED:
+    if fresh or key not in _LOADED:
         if len(_LOADED) >= 32:
             _LOADED.clear()
         _LOADED[key] = Loader(root, registry).load()

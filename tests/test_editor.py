@@ -400,3 +400,35 @@ def test_shipped_definitions_open_lint_clean_and_preview(tmp_path: Path, kind: s
     html = b.client.post(url + "/preview", data={"text": text}, headers={"X-CSRFToken": b.token(url)})
     assert html.status_code == 200 and shown in html.get_data(as_text=True)
     assert b.post(url, {"text": text, "action": "preview"}, page=url).status_code == 200
+
+
+
+def test_a_file_that_cannot_be_written_is_not_saved(app: Any, admin: Browser, root: Path, monkeypatch: Any):
+    import errno
+    import os
+
+    import engine.definition_edit as edit
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(edit.os, "replace", disk_full)
+    response = save(admin, V2)
+    monkeypatch.undo()
+    assert response.status_code == 422 and "无法写入文件 workflows/permit.yaml" in response.get_data(as_text=True)
+    assert "version: 2  # staff decide at once" in response.get_data(as_text=True)  # the text is kept
+    assert (root / "workflows" / "permit.yaml").read_text() == WORKFLOW
+    assert sorted(p.name for p in (root / "workflows").iterdir()) == ["permit.yaml"]
+    assert audit(app) == [] and generation(engine(app).store) == 0
+
+
+def test_when_the_store_refuses_the_save_the_file_goes_back(app: Any, admin: Browser, root: Path, monkeypatch: Any):
+    from engine.admin import UserAdmin
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the store went away")
+    monkeypatch.setattr(UserAdmin, "write_audit", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with pytest.raises(RuntimeError):
+        save(admin, V2)
+    assert (root / "workflows" / "permit.yaml").read_text() == WORKFLOW
+    assert engine(app).store.search(SAVES) == [] and generation(engine(app).store) == 0

@@ -62,7 +62,7 @@ class DefinitionsWatch:
             if newest == self.loaded:
                 return False  # another thread of this process reloaded meanwhile
             try:
-                definitions = load_definitions(self.app.config["DEFINITIONS"], old.actions)
+                definitions = load_definitions(self.app.config["DEFINITIONS"], old.actions, fresh=True)
             except DefinitionError as exc:
                 # Not through the editor (it never writes a broken file): keep serving what was loaded.
                 self.app.logger.error("definitions of generation %s do not load, keeping the loaded ones:\n%s",

@@ -88,6 +88,14 @@ def test_type_a_mistake_see_it_marked_fix_it_save_and_start_a_case_on_it(phone: 
     page.wait_for_selector("#versions")
     assert not violations(page)
     assert fits(page)
+    page.click("#versions a.btn")                          # compare the earlier version with the current one
+    page.wait_for_selector("table.diff")
+    assert "第 1 版 → 第 2 版" in page.locator("main h2").inner_text()
+    assert not violations(page)
+    assert fits(page)
+    page.goto(editor_server.url + "/admin/definitions")
+    assert not violations(page)
+    assert fits(page)
 
     logout(page)
     login(page, editor_server, "resident")
