@@ -17,6 +17,7 @@ import pytest
 from engine.cases import CASES
 from engine.definition_edit import SAVES, diff_rows, digest
 from engine.loader import lint as lint_definitions
+from engine.loader import load_draft
 from engine.readmodel import AUDIT
 from engine.versions import generation
 from engine.web import create_app
@@ -432,3 +433,23 @@ def test_when_the_store_refuses_the_save_the_file_goes_back(app: Any, admin: Bro
         save(admin, V2)
     assert (root / "workflows" / "permit.yaml").read_text() == WORKFLOW
     assert engine(app).store.search(SAVES) == [] and generation(engine(app).store) == 0
+
+
+def test_a_kept_version_is_parsed_once_for_drafts_that_leave_its_base_alone(app: Any, admin: Browser):
+    """Checking a draft checks every kept version too (civicflow lint does): each is parsed once, not per
+    keystroke, while what it depends on (states, fields, choice lists, roles) stays the same."""
+    from engine.runtime import Engine
+
+    start_case(app)
+    save(admin, V2)
+    live = engine(app)
+    [doc] = [d for d in live.kept.all_docs if d["version"] == 1]
+    probe = Engine(live.definitions, live.store, live.actions, indexes=False)
+    assert probe.kept.parse(doc) is live.kept.parse(doc) is not None
+    # a draft with another state: references across workflows may now resolve differently, so it is parsed again
+    extra = (V2.replace("roles: [community_staff]}", "roles: [community_staff]}\n      - {id: file, to: archived, label: "
+                        "{zh: 归档, en: File}, roles: [community_staff]}")
+             + "  archived:\n    title: {zh: 已归档, en: Archived}\n    final: true\n")
+    drafted = load_draft(app.config["DEFINITIONS"], {"workflows/permit.yaml": extra})
+    again = Engine(drafted, live.store, live.actions, indexes=False).kept.parse(doc)
+    assert again is not None and again is not live.kept.parse(doc) and again.states.keys() == live.kept.parse(doc).states.keys()
