@@ -127,12 +127,14 @@
         CM.linter(lintSource, {delay: 500}),
         CM.EditorView.cspNonce.of(data.styleNonce || ""),  // the page's CSP allows CodeMirror's <style> by this
         CM.EditorView.contentAttributes.of({"aria-labelledby": "definition-text-label",
-                                            "aria-describedby": "definition-help"}),
+                                            "aria-describedby": "definition-help definition-keys"}),
       ],
     });
     view.dom.id = "definition-editor";
     textarea.insertAdjacentElement("afterend", view.dom);
     textarea.hidden = true;
+    var keys = document.getElementById("definition-keys");
+    if (keys) keys.hidden = false;
     document.getElementById("definition-text-label").addEventListener("click", function () { view.focus(); });
     form.addEventListener("submit", function () { textarea.value = view.state.doc.toString(); });
     var previewButton = document.getElementById("definition-preview-button");

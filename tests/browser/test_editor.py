@@ -52,6 +52,10 @@ def test_type_a_mistake_see_it_marked_fix_it_save_and_start_a_case_on_it(phone: 
     page.click("a[href='/admin/definitions/workflow/permit']")
     page.wait_for_selector("#definition-editor .cm-content")
     assert page.locator("#definition-text").is_hidden()
+    page.click("#definition-editor .cm-content")
+    page.keyboard.press("Escape")                          # Tab indents in the editor; Esc, Tab leaves it
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "definition-save"
     assert not violations(page)
     assert fits(page)
 
