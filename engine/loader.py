@@ -135,11 +135,14 @@ _text = text
 class Loader:
     """Collects problems while building specs. Use :func:`load_definitions`."""
 
-    def __init__(self, root: Path, actions: ActionRegistry, overlay: Mapping[str, str] | None = None):
+    def __init__(self, root: Path, actions: ActionRegistry, overlay: Mapping[str, str] | None = None,
+                 cache: bool = False):
         self.root = root
         self.actions = actions
         #: texts read instead of the files (relative path -> text): a draft checked before it is saved
         self.overlay = dict(overlay or {})
+        #: share parsed files and schema results by text with earlier loads (drafts, reloads after a save)
+        self.cache = cache or bool(overlay)
         self.problems: list[Problem] = []
         self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
         # references to other workflows, checked once every workflow is loaded: (source, path, workflow id, extra)
@@ -158,7 +161,7 @@ class Loader:
     def parse(self, path: Path) -> tuple[YamlSource | None, list[Problem]]:
         """One definition file parsed (its text from :attr:`overlay` if there is one for it)."""
         name = self.display(path)
-        if not self.overlay:
+        if not self.cache:
             return read_yaml(path, name)
         body = self.read_text(path)
         if body is None:
@@ -189,7 +192,7 @@ class Loader:
             self.problems.append(source.problem([], "expected a mapping at the top of the file"))
             return None
         schema_problems = (_draft_cached(("schema", source.file, source.text, kind), lambda: _schema_problems(source, kind))
-                           if self.overlay else _schema_problems(source, kind))
+                           if self.cache else _schema_problems(source, kind))
         if schema_problems:
             self.problems += schema_problems
             if isinstance(source.data.get("id"), str):
@@ -372,7 +375,7 @@ _DRAFT_CACHE: dict[tuple[str, ...], Any] = {}
 
 
 def _draft_cached(key: tuple[str, ...], make: Any) -> Any:
-    """Parsing and schema checks of one file's text, kept for the next draft: an editor checks the whole
+    """Parsing and schema checks of one file's text, kept for the next draft or reload: an editor checks the whole
     directory as the admin types, and every file but the one edited is the same text each time. Parsed
     sources are never changed by the loader, so they can be shared."""
     if key not in _DRAFT_CACHE:
@@ -403,7 +406,7 @@ def load_definitions(root: str | Path, actions: ActionRegistry | None = None, *,
     if fresh or key not in _LOADED:
         if len(_LOADED) >= 32:
             _LOADED.clear()
-        _LOADED[key] = Loader(root, registry).load()
+        _LOADED[key] = Loader(root, registry, cache=fresh).load()
     return _LOADED[key]
 
 
@@ -420,7 +423,7 @@ def load_draft(root: str | Path, overlay: Mapping[str, str], actions: ActionRegi
     checked before it is written (never cached). Raises :class:`DefinitionError` like :func:`load_definitions`."""
     from . import builtin_actions  # noqa: F401 - registers the shipped actions
 
-    return Loader(Path(root).resolve(), actions or ACTIONS, overlay).load()
+    return Loader(Path(root).resolve(), actions or ACTIONS, overlay, cache=True).load()
 
 
 def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:
