@@ -233,9 +233,13 @@ def test_nothing_changed_is_not_a_save(app: Any, admin: Browser):
     assert audit(app) == []
 
 
-def test_another_process_picks_up_the_saved_version_without_a_restart(tmp_path: Path, root: Path):
-    """Two apps on one TinyDB file, as two server processes are: each has its own store object and engine."""
-    first, second = make_app(root, str(tmp_path / "shared.json")), make_app(root, str(tmp_path / "shared.json"))
+@pytest.mark.parametrize("kind", ["tinydb", "postgres"])
+def test_another_process_picks_up_the_saved_version_without_a_restart(request: pytest.FixtureRequest, tmp_path: Path,
+                                                                       root: Path, kind: str):
+    """Two apps on one store (a TinyDB file, a PostgreSQL database), as two server processes are: each has its
+    own store object, connections and engine."""
+    location = store_location(kind, request, tmp_path, "shared.json")
+    first, second = make_app(root, location), make_app(root, location)
     add_users(engine(first).store)
     try:
         assert Browser(second).login("resident").get("/start/permit").status_code == 200
