@@ -481,3 +481,43 @@ def test_rolling_back_to_a_text_kept_with_cases_after_a_change_outside_the_edito
         assert engine(app).definitions.workflows["permit"].version == 1
     finally:
         engine(app).store.close()
+
+
+def test_two_server_processes_the_second_picks_up_a_save_made_on_the_first(tmp_path: Path, root: Path):
+    """Real `civicflow serve` processes on one instance: a version saved through one is used by the other's next
+    start of a case, within its check interval (1 s), without a restart; the case started before keeps v1."""
+    import time
+
+    from engine.store import TinyDBStore
+    from tests.test_server import Browser as Http
+    from tests.test_server import serving
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    store = TinyDBStore(str(instance / "civicflow.json"))
+    add_users(store)
+    store.close()
+    env = {"CIVICFLOW_HOME": str(root), "CIVICFLOW_SECRET_KEY": "two-processes-one-secret-key", "CIVICFLOW_TICK_SECONDS": "0"}
+
+    def start(server: Any) -> int:
+        resident = Http(server.url, follow_redirects=False)
+        resident.login("resident")
+        status, headers, _page = resident.request("/start/permit", {"csrf_token": resident.csrf_token("/start/permit"),
+                                                                    "subject": "搭建临时棚"})
+        assert status == 302, _page[:2000]
+        return int(re.search(r"/cases/(\d+)", headers["Location"]).group(1))
+
+    with serving(instance, **env) as first, serving(instance, **env) as second:
+        old = start(second)
+        admin = Http(first.url, follow_redirects=False)
+        admin.login("admin")
+        status, headers, page = admin.request(EDIT, {"csrf_token": admin.csrf_token(EDIT), "text": V2, "action": "save"})
+        assert status == 302, page[:2000]
+        time.sleep(1.2)  # the other process looks at the generation at most once a second
+        new = start(second)
+        assert "definitions reloaded at generation 1" in second.stderr()
+    store = TinyDBStore(str(instance / "civicflow.json"))
+    try:
+        assert store.get(CASES, old)["workflow_version"] == 1 and store.get(CASES, new)["workflow_version"] == 2
+    finally:
+        store.close()
