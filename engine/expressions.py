@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, meta
@@ -135,6 +136,18 @@ def _syntax_message(exc: TemplateSyntaxError) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)
+def _compile(source: str) -> tuple[Any, frozenset[str]]:
+    """The compiled function and the names an expression uses, once per text: the definition editor loads
+    every definition again as the admin types, and the same expressions compile the same way."""
+    try:
+        fn = ENV.compile_expression(source, undefined_to_none=False)
+        tree = ENV.parse("{{ (" + source + ") }}")
+    except TemplateSyntaxError as exc:
+        raise ExpressionSyntaxError(_syntax_message(exc)) from None
+    return fn, frozenset(meta.find_undeclared_variables(tree)) - set(ENV.globals)
+
+
 class Expression:
     """A compiled expression: ``Expression("age(id_number) >= 60")``."""
 
@@ -142,12 +155,7 @@ class Expression:
 
     def __init__(self, source: str):
         self.source = str(source)
-        try:
-            self._fn = ENV.compile_expression(self.source, undefined_to_none=False)
-            tree = ENV.parse("{{ (" + self.source + ") }}")
-        except TemplateSyntaxError as exc:
-            raise ExpressionSyntaxError(_syntax_message(exc)) from None
-        self.names = frozenset(meta.find_undeclared_variables(tree)) - set(ENV.globals)
+        self._fn, self.names = _compile(self.source)
 
     def evaluate(self, context: Mapping[str, Any], at: dt.datetime | None = None) -> Any:
         """The value, or ``None`` when it cannot be computed (a missing or wrong-typed input).

@@ -13,7 +13,7 @@ from .expressions import BUILTINS
 from .fieldtypes import FIELD_KINDS, check_keys
 from .loadkit import GUARD_NAMES, did_you_mean, text
 from .spec import Choice, FieldSpec, FormSpec, RuleSpec
-from .yamlsource import PathItem, YamlSource, read_yaml
+from .yamlsource import PathItem, YamlSource
 
 if TYPE_CHECKING:
     from .loader import Loader
@@ -41,7 +41,7 @@ def load_form_files(ld: "Loader") -> tuple[list[YamlSource], dict[str, tuple[Cho
     form_sources, choice_lists = [], {}
     list_files: dict[str, str] = {}
     for path in sorted((ld.root / "forms").glob("*.yaml")):
-        source, problems = read_yaml(path, ld.display(path))
+        source, problems = ld.parse(path)
         if source is None:
             ld.problems += problems
             ld.note_unparsed(path)

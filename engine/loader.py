@@ -20,7 +20,7 @@ from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -138,9 +138,14 @@ _text = text
 class Loader:
     """Collects problems while building specs. Use :func:`load_definitions`."""
 
-    def __init__(self, root: Path, actions: ActionRegistry):
+    def __init__(self, root: Path, actions: ActionRegistry, overlay: Mapping[str, str] | None = None,
+                 cache: bool = False):
         self.root = root
         self.actions = actions
+        #: texts read instead of the files (relative path -> text): a draft checked before it is saved
+        self.overlay = dict(overlay or {})
+        #: share parsed files and schema results by text with earlier loads (drafts, reloads after a save)
+        self.cache = cache or bool(overlay)
         self.problems: list[Problem] = []
         self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
         # references to other workflows, checked once every workflow is loaded: (source, path, workflow id, extra)
@@ -156,8 +161,27 @@ class Loader:
         except ValueError:
             return str(path)
 
+    def parse(self, path: Path) -> tuple[YamlSource | None, list[Problem]]:
+        """One definition file parsed (its text from :attr:`overlay` if there is one for it)."""
+        name = self.display(path)
+        if not self.cache:
+            return read_yaml(path, name)
+        body = self.read_text(path)
+        if body is None:
+            return read_yaml(path, name)  # says why it cannot be read
+        return _draft_cached(("parse", name, body), lambda: parse_yaml(body, name))
+
+    def read_text(self, path: Path) -> str | None:
+        name = self.display(path)
+        if name in self.overlay:
+            return self.overlay[name]
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
     def read(self, path: Path, kind: str, parsed: YamlSource | None = None) -> YamlSource | None:
-        source, problems = (parsed, []) if parsed is not None else read_yaml(path, self.display(path))
+        source, problems = (parsed, []) if parsed is not None else self.parse(path)
         self.problems += problems
         if source is None:
             self.note_unparsed(path)  # e.g. a workflow that is not YAML: its users are not blamed too
@@ -170,7 +194,8 @@ class Loader:
         if not isinstance(source.data, dict):
             self.problems.append(source.problem([], "expected a mapping at the top of the file"))
             return None
-        schema_problems = _schema_problems(source, kind)
+        schema_problems = (_draft_cached(("schema", source.file, source.text, kind), lambda: _schema_problems(source, kind))
+                           if self.cache else _schema_problems(source, kind))
         if schema_problems:
             self.problems += schema_problems
             if isinstance(source.data.get("id"), str):
@@ -180,9 +205,8 @@ class Loader:
 
     def note_unparsed(self, path: Path) -> None:
         """A file that is not YAML still says what it was meant to be: do not blame its users too."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+        text = self.read_text(path)
+        if text is None:
             return
         if match := re.search(r"^id:\s*([a-z][a-z0-9_]*)\s*$", text, re.MULTILINE):
             self.broken_ids.add(match.group(1))
@@ -366,6 +390,18 @@ class Loader:
 
 
 _LOADED: dict[tuple[Any, ...], Definitions] = {}
+_DRAFT_CACHE: dict[tuple[str, ...], Any] = {}
+
+
+def _draft_cached(key: tuple[str, ...], make: Any) -> Any:
+    """Parsing and schema checks of one file's text, kept for the next draft or reload: an editor checks the whole
+    directory as the admin types, and every file but the one edited is the same text each time. Parsed
+    sources are never changed by the loader, so they can be shared."""
+    if key not in _DRAFT_CACHE:
+        if len(_DRAFT_CACHE) >= 1024:
+            _DRAFT_CACHE.clear()
+        _DRAFT_CACHE[key] = make()
+    return _DRAFT_CACHE[key]
 
 
 def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -374,21 +410,22 @@ def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
 
 
-def load_definitions(root: str | Path, actions: ActionRegistry | None = None) -> Definitions:
+def load_definitions(root: str | Path, actions: ActionRegistry | None = None, *, fresh: bool = False) -> Definitions:
     """Load and check every definition under ``root``; raise :class:`DefinitionError` listing all problems.
 
     Specs are immutable, so a directory whose files have not changed since the last load (same names,
-    sizes and modification times, same registered actions) is not parsed again.
+    sizes and modification times, same registered actions) is not parsed again. ``fresh``: parse anyway
+    (a file just saved may keep its size and, within the file system's clock tick, its time).
     """
     from . import builtin_actions  # noqa: F401 - registers the shipped actions
 
     root = Path(root).resolve()
     registry = actions or ACTIONS
     key = (str(root), _signature(root), id(registry), registry.names())
-    if key not in _LOADED:
+    if fresh or key not in _LOADED:
         if len(_LOADED) >= 32:
             _LOADED.clear()
-        _LOADED[key] = Loader(root, registry).load()
+        _LOADED[key] = Loader(root, registry, cache=fresh).load()
     return _LOADED[key]
 
 
@@ -398,6 +435,14 @@ def load_workflow_text(workflow: tuple[str, str], forms: Iterable[tuple[str, str
     from . import builtin_actions  # noqa: F401 - registers the shipped actions
 
     return Loader(Path("."), actions or ACTIONS).load_text(workflow, forms, base)
+
+
+def load_draft(root: str | Path, overlay: Mapping[str, str], actions: ActionRegistry | None = None) -> Definitions:
+    """Load ``root`` as if the files named in ``overlay`` (relative path -> text) held those texts: a draft
+    checked before it is written (never cached). Raises :class:`DefinitionError` like :func:`load_definitions`."""
+    from . import builtin_actions  # noqa: F401 - registers the shipped actions
+
+    return Loader(Path(root).resolve(), actions or ACTIONS, overlay, cache=True).load()
 
 
 def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:

@@ -51,6 +51,7 @@ from .tokens import index as tokens_index
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
+from .versions import saves_index
 
 AUDIT = "audit"
 
@@ -282,6 +283,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
         Tally(FIGURES, CASES, values=figure_values(definitions, context, resolve), version=version),
         versions_index(),
+        saves_index(),
         Tally(ROUND_TALLY, CASES, values=lambda d: [((d["workflow"], d["round"]), 1)] if d.get("round") else []),
         Index(USER_INDEX, USERS, keys=user_keys, version=READMODEL_VERSION),
         Index(AUDIT_INDEX, AUDIT, keys=lambda d: [("unit", u) for u in d.get("units") or ()],

@@ -44,7 +44,9 @@ ROUNDS = readmodel.ROUNDS
 class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
              ReportsMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
-                 clock: Clock = default_clock):
+                 clock: Clock = default_clock, *, indexes: bool = True):
+        """``indexes=False``: an engine over a store another engine already declared its indexes on, that
+        declares none itself (checking a draft of the definitions must not rebuild what the app reads)."""
         self.definitions = definitions
         self.store = store
         self.actions = actions
@@ -53,7 +55,8 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         self.kept = Versions(definitions, store, actions, lambda: iso(self.clock()))
         self.access = Access(definitions, spec_of=self.spec_of)
         self._fields: dict[tuple[str, int, str], list[tuple[FormSpec, Any]]] = {}
-        readmodel.install(store, definitions, lambda case: self.guard_context(case, SYSTEM), self.kept)
+        if indexes:
+            readmodel.install(store, definitions, lambda case: self.guard_context(case, SYSTEM), self.kept)
         self.read = readmodel.ReadModel(self)
 
     # ------------------------------------------------------------------ specs

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 DEFINITIONS = "definitions"
 VERSION_INDEX = "definition_versions"
+#: saves from the definition editor (``engine.definition_edit``); the newest one's number is the generation
+SAVES = "definition_saves"
+SAVES_INDEX = "definition_saves_by_file"
 
 
 def normalised(text: str) -> str:
@@ -66,6 +69,27 @@ def index() -> Index:
                  order=lambda d: (d.get("loaded_at") or "", d["id"]), version="1")
 
 
+def saves_index() -> Index:
+    """The editor's saves, newest first: all of them (the generation) and per file (its history)."""
+    return Index(SAVES_INDEX, SAVES, keys=lambda d: [("all",), ("file", d["file"])],
+                 order=lambda d: d.get("generation", 0), version="1")
+
+
+def generation(store: Store) -> int:
+    """How many definition saves the instance has seen (one indexed read): a process whose definitions were
+    loaded at an older generation loads them again (``engine.web.reload``)."""
+    return newest_generation(store)
+
+
+def newest_generation(reader: Store | Transaction) -> int:
+    found = reader.lookup(SAVES_INDEX, [("all",)], limit=1).docs  # highest generation first
+    return int(found[0]["generation"]) if found else 0
+
+
+#: kept versions parsed, per (digest, Versions.base_key): (spec, None) or (None, why its texts no longer load)
+_PARSED: dict[tuple[str, str], tuple[WorkflowSpec | None, list[Problem]]] = {}
+
+
 class Versions:
     """The kept versions of every workflow (read from the store when the engine starts) and the specs of
     the old ones, parsed once per digest. ``current``: the digest of each workflow's current files."""
@@ -83,6 +107,7 @@ class Versions:
             if files is not None:
                 self.files[wid], self.current[wid] = files, digest_of(files)
         self._specs: dict[str, WorkflowSpec | None] = {}
+        self._base_key: str | None = None
         self.broken: dict[str, list[Problem]] = {}  # digest -> why its texts no longer load
         self.refresh()
 
@@ -117,18 +142,44 @@ class Versions:
     def parse(self, doc: Doc) -> WorkflowSpec | None:
         digest = doc["digest"]
         if digest not in self._specs:
-            from .loader import load_workflow_text  # the loader imports the mechanics: only when needed
-
-            tag = f"@v{doc['version']}"
-            workflow = next(f for f in doc["files"] if f["kind"] == "workflow")
-            forms = [(f["file"] + tag, f["text"]) for f in doc["files"] if f["kind"] == "form"]
-            try:
-                wf = load_workflow_text((workflow["file"] + tag, workflow["text"]), forms, self.definitions, self.actions)
-                self._specs[digest] = replace(wf, digest=digest)
-            except DefinitionError as exc:
-                self.broken[digest] = exc.problems
-                self._specs[digest] = None
+            key = (digest_of(doc["files"]), self.base_key)  # the texts as stored, whatever the doc says
+            if key not in _PARSED:
+                if len(_PARSED) >= 2048:
+                    _PARSED.clear()
+                _PARSED[key] = self._load(doc)
+            spec, problems = _PARSED[key]
+            if spec is None:
+                self.broken[digest] = problems
+            self._specs[digest] = spec
         return self._specs[digest]
+
+    def _load(self, doc: Doc) -> tuple[WorkflowSpec | None, list[Problem]]:
+        from .loader import load_workflow_text  # the loader imports the mechanics: only when needed
+
+        tag = f"@v{doc['version']}"
+        workflow = next(f for f in doc["files"] if f["kind"] == "workflow")
+        forms = [(f["file"] + tag, f["text"]) for f in doc["files"] if f["kind"] == "form"]
+        try:
+            wf = load_workflow_text((workflow["file"] + tag, workflow["text"]), forms, self.definitions, self.actions)
+        except DefinitionError as exc:
+            return None, exc.problems
+        return replace(wf, digest=doc["digest"]), []
+
+    @property
+    def base_key(self) -> str:
+        """What loading a kept version depends on besides its own texts: the roles, the choice lists, the
+        actions, the states of every workflow and the fields of every form (references across workflows are
+        checked against them). Kept versions parsed against the same are shared (``_PARSED``), so the
+        definition editor, which checks a draft against every kept version as the admin types, and a
+        reload after a save, parse each kept text once."""
+        if self._base_key is None:
+            d = self.definitions
+            parts = [repr(sorted(d.roles)), repr(sorted(d.choice_lists.items())), repr(sorted(self.actions.names())),
+                     str(id(self.actions))]
+            parts += [f"{wid}:{sorted(wf.states)}:{wf.start_form}" for wid, wf in sorted(d.workflows.items())]
+            parts += [f"{fid}:{[(p, f.type, f.required) for p, f in form.walk()]}" for fid, form in sorted(d.forms.items())]
+            self._base_key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        return self._base_key
 
     def kept_numbers(self, workflow_id: str) -> list[int]:
         return self.numbers.get(workflow_id, [])

@@ -18,11 +18,13 @@ from ..runtime import Engine
 from ..store import is_database_url, open_store
 from ..channels import ChannelConfig, ChannelError
 from ..webhooks import http_send
-from . import i18n, settings, ticker
+from . import i18n, reload, settings, ticker
 from .requestlog import RequestLog
 from .urls import UrlCache
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The Content-Security-Policy of every page (a page that needs more sets its own, e.g. engine.web.editor).
+CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
 _MEMORY_STORES = ("memory", "memory:", "memory://")
 csrf = CSRFProtect()
 babel = Babel()
@@ -79,6 +81,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         TICK_SECONDS=30,                      # run due timers this often in the background (0: never)
         TICKER_LOCK=None,                     # on a file store only the holder of this flock ticks; see below
         TRUSTED_PROXIES=0,                    # reverse proxies in front whose X-Forwarded-* headers count
+        DEFINITIONS_CHECK_SECONDS=1.0,        # how often a process looks for definitions saved in the editor
     )
     app.config.from_mapping(settings.app_config(os.environ))
     if test_config:
@@ -108,14 +111,15 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     store = open_store(app.config["STORE"])
     kwargs = {"clock": app.config["CLOCK"]} if app.config["CLOCK"] else {}
     app.extensions["civicflow"] = Engine(definitions, store, actions, **kwargs)
+    reload.init_app(app)
 
     i18n.compile_catalogs(Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     babel.init_app(app, locale_selector=i18n.select_locale)
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
-    from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, errors, export, files, governance, health,
-                   webhooks, worklist)
+    from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
+                   health, webhooks, worklist)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
@@ -131,6 +135,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(account.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # token requests need none; the API checks CSRF itself on session writes
+    app.register_blueprint(editor.bp)
     errors.register(app)
     cli.init_app(app)
 
@@ -145,17 +150,19 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     def load_user() -> None:
         if request.blueprint == health.bp.name:
             return  # probes carry no session, and a failing store must give the 503, not an error page
+        reload.check(app)  # definitions saved in the editor, by this process or another
         auth.load_logged_in_user()
 
     # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
-    # shows is computed by its view.
-    engine = app.extensions["civicflow"]
+    # shows is computed by its view. A reload (engine.web.reload) swaps in the new definitions.
     app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
-                                 url_for=UrlCache(), state_title=lambda case: _state_title(engine, case))
+                                 url_for=UrlCache(),
+                                 state_title=lambda case: _state_title(app.extensions["civicflow"], case))
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
+        engine = app.extensions["civicflow"]
         unread = engine.read.unread_count(g.user.username) if g.get("user") else 0
         return {"lang": i18n.current_lang(), "unread": unread}
 
@@ -164,8 +171,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'")
+        response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     if start_timers:

@@ -194,11 +194,12 @@ def _details(details: dict[str, Any]) -> list[tuple[str, str]]:
         return str(value)
     labels = {"name": _("Name"), "roles": _("Roles"), "unit": _("Org unit"), "count": _("Number of users"),
               "usernames": _("Usernames"), "generated": _("Generated"), "events": _("Events"),
-              "workflows": _("Processes"), "delivery": _("Delivery")}
+              "workflows": _("Processes"), "delivery": _("Delivery"), "version": _("Version"),
+              "generation": _("Definitions generation"), "digest": _("Text digest")}
     shown = []
     for key, value in details.items():
         name = labels.get(key, key)
-        if key in ("name", "roles", "unit") and isinstance(value, list) and len(value) == 2 \
+        if key in ("name", "roles", "unit", "version") and isinstance(value, list) and len(value) == 2 \
                 and isinstance(value[0], type(value[1])):
             shown.append((name, f"{text(value[0])} → {text(value[1])}"))
         else:

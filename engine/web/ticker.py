@@ -112,7 +112,8 @@ class Ticker:
             return False
 
     def run(self) -> None:
-        engine = self.app.extensions["civicflow"]
+        from .reload import check as check_definitions
+
         try:
             # Try at once, so `role` shows who leads from the start; the first tick waits an interval.
             self.lead()
@@ -120,7 +121,8 @@ class Ticker:
                 if not self.lead():
                     continue
                 try:
-                    fired = engine.tick()
+                    check_definitions(self.app)  # definitions saved in the editor meanwhile
+                    fired = self.app.extensions["civicflow"].tick()
                     if fired:
                         self.app.logger.info("timers fired: %s", fired)
                 except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
