@@ -128,6 +128,7 @@ class Ticker:
                 except Exception:  # noqa: BLE001 - keep ticking; the next tick retries
                     self.app.logger.exception("running due timers failed")
                 try:  # the leader alone sends webhooks, as it alone runs timers
+                    engine = self.app.extensions["civicflow"]
                     sent = Deliverer(engine.store, engine.clock,
                                      channels=self.app.extensions.get("civicflow_channels")).deliver_due()
                     if any(sent.values()):
