@@ -205,6 +205,8 @@ PUBLIC_ENDPOINTS = {"auth.login", "governance.public", "governance.public_case",
 def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | None) -> set[int]:
     """The statuses the access rules allow for GET ``endpoint`` with ``args`` by ``user`` (None: anonymous)."""
     view = w.app.view_functions[endpoint]
+    if endpoint.startswith("api."):
+        return expected_api(w, endpoint, args, user)
     if getattr(view, "login_required", False) and user is None:
         return LOGIN
     e = w.engine
@@ -217,6 +219,24 @@ def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | Non
         return {200}
     if endpoint == "governance.public_case":
         return {200} if e.public_case(case.id) is not None else {404}
+    if endpoint == "account.account":
+        return {200}
+    if endpoint == "inbox.follow":  # a notification of one's own leads to its case (or says it is out of reach)
+        note = w.engine.store.get("notifications", args["note_id"])
+        return LOGIN if note is not None and note["to"] == user.username else {404}
+    if endpoint.startswith("editor."):  # definitions are global: admins of the root unit only
+        if not is_admin(user) or w.defs.org.parent(user.org_unit) is not None:
+            return {403}
+        if "kind" not in args:
+            return {200}
+        folder = {"workflow": "workflows", "form": "forms"}.get(args["kind"], "-")
+        if endpoint == "editor.diff":
+            return {404}  # without ?from= naming a kept version there is nothing to compare
+        return {200} if (ROOT / folder / f"{args['name']}.yaml").is_file() else {404}
+    if endpoint.startswith("webhooks."):
+        if not is_admin(user):
+            return {403}
+        return {200} if "subscription_id" not in args else {404}  # the demo has no subscription
     if endpoint.startswith("admin."):
         if not is_admin(user):
             return {403}
@@ -268,6 +288,31 @@ def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | Non
     raise AssertionError(f"no rule for {endpoint}")
 
 
+def expected_api(w: World, endpoint: str, args: dict[str, Any], user: User | None) -> set[int]:
+    """The API answers as the pages do (JSON): 401 without a login, 404 for what the user may not see."""
+    if endpoint in ("api.docs", "api.openapi"):
+        return {200}
+    if user is None:
+        return {401}
+    e = w.engine
+    if endpoint == "api.case":
+        case = e.get(args["case_id"])
+        return {200} if e.can_see(case, user) else {404}
+    if endpoint in ("api.workflow", "api.list_cases"):
+        wf = w.defs.workflows.get(args["workflow_id"])
+        visible = wf is not None and (e.may_start(wf, user) or bool(set(user.roles) & set(wf.roles)))
+        if endpoint == "api.workflow":
+            return {200} if visible else {404}
+        if wf is None:
+            return {404}
+        counts = e.read.state_counts(user, wf)
+        return {200} if any(counts.values()) or visible else {403}
+    if endpoint == "api.form":
+        return {200} if any(args["form_id"] in wf.form_ids() and (e.may_start(wf, user) or set(user.roles) & set(wf.roles))
+                            for wf in w.defs.workflows.values()) else {404}
+    return {200}  # the caller's own inbox, cases, notifications, figures and the workflow list
+
+
 # --------------------------------------------------------------------------- the URLs of the map, filled
 def get_urls(w: World) -> Iterator[tuple[str, dict[str, Any], str]]:
     """``(endpoint, args, url)`` for every GET route of the URL map, its parameters filled with real ids."""
@@ -291,7 +336,7 @@ def _fill(w: World, endpoint: str, names: set[str], cases: list[Case], workflow_
     elif names == {"case_id"}:
         # The case page for one case of every (workflow, state); the certificate, contribution and public pages for
         # the cases they are about, and the first case of each workflow besides (where they must refuse).
-        relevant = {"cases.show": lambda c: True,
+        relevant = {"cases.show": lambda c: True, "api.case": lambda c: True,
                     "governance.certificate": lambda c: w.engine.state_of(c).certificate,
                     "governance.contribute": lambda c: w.engine.state_of(c).collect is not None,
                     "governance.public_case": lambda c: w.engine.public_case(c.id) is not None}[endpoint]
@@ -324,6 +369,16 @@ def _fill(w: World, endpoint: str, names: set[str], cases: list[Case], workflow_
         yield from ({"username": u} for u in ("resident", "staff2", "no_such_user"))
     elif names == {"filename"}:
         yield from ({"filename": f} for f in static)
+    elif names == {"kind", "name"}:
+        yield from ({"kind": k, "name": n} for k, n in (("workflow", "problem_report"), ("form", "micro_wish"),
+                                                        ("workflow", "no_such_workflow"), ("workflows", "problem_report")))
+    elif names == {"subscription_id"}:
+        yield {"subscription_id": 1}
+    elif names == {"note_id"}:
+        notes = w.engine.store.search("notifications")
+        yield from ({"note_id": n} for n in [d["id"] for d in notes[:1]] + [999999])
+    elif names == {"form_id"}:
+        yield from ({"form_id": f} for f in ("micro_wish", "problem_report", "no_such_form"))
     else:
         raise AssertionError(f"{endpoint}: no way to fill {sorted(names)}; add one here")
 
@@ -387,7 +442,8 @@ def run_gets(w: World, tally: Tally) -> None:
             if status not in expected:
                 tally.fail(f"{status} {who} GET {url}: expected {sorted(expected)}")
                 continue
-            if status == 302 and expected == LOGIN and "/login" not in response.headers.get("Location", ""):
+            if status == 302 and expected == LOGIN and "/login" not in response.headers.get("Location", "") \
+                    and endpoint != "inbox.follow":  # a notification's link redirects to its case
                 tally.fail(f"302 {who} GET {url}: not to the login page ({response.headers.get('Location')})")
             check_leaks(w, tally, who, url, body_text(response))
 
