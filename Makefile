@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 PG_BIN   := /usr/lib/postgresql/15/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test browser-deps postgres-deps lint bench bench-http bench-pg clean
+.PHONY: run test browser-deps postgres-deps office-deps lint bench bench-http bench-pg clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/civicflow serve --host $(HOST) --port $(PORT)
 
 ## test: install what the tests need and run every test (the store tests start their own PostgreSQL)
-test: $(STAMP) browser-deps postgres-deps
+test: $(STAMP) browser-deps postgres-deps office-deps
 	$(BIN)/python -m pytest
 
 ## postgres-deps: Debian's PostgreSQL server binaries for the store tests (tests/pg.py), via apt-get when missing
@@ -37,6 +37,15 @@ postgres-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
 	fi
 	@test -x $(PG_BIN)/initdb || { echo "make: $(PG_BIN)/initdb is still missing; the store tests need PostgreSQL 15"; exit 1; }
+
+## office-deps: LibreOffice Calc (headless) to open the exported CSV as a person would (tests/test_export_cells.py)
+office-deps:
+	@if ! command -v libreoffice >/dev/null; then \
+	  echo "make: installing libreoffice-calc-nogui with apt-get"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y libreoffice-calc-nogui; \
+	fi
+	@command -v libreoffice >/dev/null || { echo "make: libreoffice is still missing; tests/test_export_cells.py needs it"; exit 1; }
 
 ## browser-deps: Debian's Chromium and CJK fonts for tests/browser (Playwright drives them), via apt-get when missing
 browser-deps:

@@ -1,17 +1,21 @@
 """Case lists as CSV and XLSX: the rows of the list page (same scope, same state filter), one column per
-start-form field, sensitive values masked for those who may not see them, safe to open in a spreadsheet.
+start-form field and per field of the steps' forms (scores, dispatch, results), sensitive values masked for
+those who may not see them, safe to open in a spreadsheet: ID and phone numbers stay text, dates are date
+cells in XLSX. Options in the query string: ``headers=ids`` (field ids instead of labels), ``steps=0`` (the
+start form only), ``history=1`` (XLSX: the history as a second sheet; CSV: the history instead of the cases).
 """
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from flask import Blueprint, Response, abort, g, send_file, stream_with_context
+from flask import Blueprint, Response, abort, g, request, send_file, stream_with_context
 from flask_babel import gettext as _
 
-from ..cases import Case
+from ..cases import CASES, Case
 from ..spec import FieldSpec, OrgTree, WorkflowSpec
 from . import get_engine
 from .auth import login_required
@@ -24,6 +28,9 @@ bp = Blueprint("export", __name__)
 #: (CSV injection, OWASP); the full-width forms are what a Chinese keyboard types.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 _XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # characters XML 1.0 (so XLSX) cannot hold
+#: Text a spreadsheet opening a CSV would turn into a number: an 18-digit ID number becomes 1.1E+17, a phone
+#: number or a postcode loses its leading zero.
+_LOOKS_NUMERIC = re.compile(r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?%?$")
 
 
 
@@ -41,30 +48,116 @@ def _cell(f: FieldSpec, value: Any, lang: str, org: OrgTree, masked: bool) -> An
     return neutralise(cell) if isinstance(cell, str) else cell
 
 
-def table(wf: WorkflowSpec, cases: Sequence[Case]) -> tuple[list[str], list[list[Any]]]:
+def columns(wf: WorkflowSpec, steps: bool = True) -> list[tuple[FieldSpec, str]]:
+    """The fields an export has a column for, each with the form it comes from: the start form's, then the
+    fields of each step's form not seen before (a field the steps share is one column)."""
+    definitions = get_engine().definitions
+    found: list[tuple[FieldSpec, str]] = []
+    seen: set[str] = set()
+    forms = [wf.start_form] + ([t.form for t in wf.transitions() if t.form] if steps else [])
+    for form_id in dict.fromkeys(forms):
+        form = definitions.form_of(wf, form_id)
+        for f in form.fields:
+            if f.kind.holds_value and f.id not in seen:  # a note is no column
+                seen.add(f.id)
+                found.append((f, form_id))
+    return found
+
+
+def table(wf: WorkflowSpec, cases: Sequence[Case], *, ids: bool = False, steps: bool = True,
+          typed: bool = False) -> tuple[list[str], list[list[Any]]]:
     """Header and rows for ``cases`` as the current user may see them."""
-    header, rows = table_rows(wf, cases)
+    header, rows = table_rows(wf, cases, ids=ids, steps=steps, typed=typed)
     return header, list(rows)
 
 
-def table_rows(wf: WorkflowSpec, cases: Iterable[Case]) -> tuple[list[str], Iterator[list[Any]]]:
-    """Header and rows, made one by one as they are written out."""
+def table_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False, steps: bool = True,
+               typed: bool = False) -> tuple[list[str], Iterator[list[Any]]]:
+    """Header and rows, made one by one as they are written out. ``typed``: dates as ``datetime`` values (an
+    XLSX date cell); else as text, and text that a spreadsheet would read as a number marked to stay text."""
     engine = get_engine()
     lang = current_lang()
     org = engine.definitions.org
-    fields = [f for f in engine.definitions.forms[wf.start_form].fields if f.kind.holds_value]  # a note is no column
-    header = [_("Case number")] + [tr(f.label, lang) for f in fields] + [
-        _("State"), _("Org unit"), _("Created"), _("Updated")]
+    fields = [f for f, _form in columns(wf, steps)]
+    if ids:
+        header = ["id"] + [f.id for f in fields] + ["state", "org_unit", "created_at", "updated_at"]
+    else:
+        header = [_("Case number")] + [tr(f.label, lang) for f in fields] + [
+            _("State"), _("Org unit"), _("Created"), _("Updated")]
+
+    def cell(f: FieldSpec, value: Any, masked: bool) -> Any:
+        if typed and f.kind.date_like and not (masked and f.sensitive):
+            moment = _moment(value)
+            if moment is not None:
+                return moment
+        out = _cell(f, value, lang, org, masked)
+        return out if typed else keep_text(out)
 
     def rows() -> Iterator[list[Any]]:
         for case in cases:
             masked = not engine.may_see_sensitive(case, g.user)
             state = wf.states.get(case.state)
             yield ([case.id]
-                   + [_cell(f, case.data.get(f.id), lang, org, masked) for f in fields]
+                   + [cell(f, case.data.get(f.id), masked) for f in fields]
                    + [neutralise(tr(state.title, lang) if state else case.state),
                       neutralise(org.path_name(case.org_unit, lang) if case.org_unit in org.units else case.org_unit),
-                      case.created_at[:16].replace("T", " "), case.updated_at[:16].replace("T", " ")])
+                      _stamp(case.created_at, typed), _stamp(case.updated_at, typed)])
+    return header, rows()
+
+
+def keep_text(value: Any) -> Any:
+    """A text a spreadsheet would read as a number (``110105198506150012``, ``0571...``) with a tab in front,
+    which Excel and LibreOffice both take as a text cell; numbers of number fields stay numbers."""
+    if isinstance(value, str) and _LOOKS_NUMERIC.match(value):
+        return "\t" + value
+    return value
+
+
+def _moment(value: Any) -> dt.date | dt.datetime | None:
+    """An ISO date or date-time text as the value of a date cell (local time, no zone: what a sheet shows)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value)
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _stamp(iso_text: str, typed: bool) -> Any:
+    if typed:
+        moment = _moment(iso_text)
+        if moment is not None:
+            return moment
+    return iso_text[:16].replace("T", " ")
+
+
+def history_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False,
+                 typed: bool = False) -> tuple[list[str], Iterator[list[Any]]]:
+    """Every history entry of ``cases``, one row each: when, who, what, from which state to which, the comment.
+    Changes are not repeated here (the case columns hold the values; sensitive ones are masked there)."""
+    lang = current_lang()
+    header = (["case", "at", "by", "action", "from", "to", "comment"] if ids else
+              [_("Case number"), _("When"), _("Done by"), _("Action"), _("From"), _("To"), _("Comment")])
+
+    def state(sid: str | None) -> str:
+        found = wf.states.get(sid or "")
+        return tr(found.title, lang) if found else (sid or "")
+
+    store = get_engine().store
+
+    def rows() -> Iterator[list[Any]]:
+        for listed in cases:
+            # a list row is read without its history (most of a case's bytes): read each case whole, one by one
+            doc = store.get(CASES, listed.id) if listed.summary else None
+            case = Case.from_doc(doc, owned=True) if doc is not None else listed
+            for entry in case.history:
+                yield [case.id, _stamp(entry.get("at") or "", typed), neutralise(entry.get("by_name") or entry.get("by") or ""),
+                       neutralise(tr(entry.get("label"), lang) or entry.get("action") or ""),
+                       neutralise(state(entry.get("from"))), neutralise(state(entry.get("to"))),
+                       neutralise(entry.get("comment") or "")]
     return header, rows()
 
 
@@ -87,22 +180,37 @@ def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator
     yield out.getvalue().encode("utf-8")
 
 
-def to_xlsx(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
-    """A sheet with a bold, frozen header row, a filter, and columns as wide as their text. Written in
-    openpyxl's write-only mode: cells are streamed to the file instead of kept as objects (several times
-    faster and a fraction of the memory for a large list)."""
+Sheet = tuple[str, Sequence[str], Sequence[Sequence[Any]]]
+
+
+def to_xlsx(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], more: Sequence[Sheet] = ()) -> bytes:
+    """A workbook: the sheet ``title`` and any ``more``, each with a bold, frozen header row, a filter, columns
+    as wide as their text, and dates as date cells. Written in openpyxl's write-only mode: cells are streamed
+    to the file instead of kept as objects (several times faster and a fraction of the memory)."""
     from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    for name, head, body in ((title, header, rows), *more):
+        _sheet(book, name, head, body)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _sheet(book: Any, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
 
-    book = Workbook(write_only=True)
     sheet = book.create_sheet(re.sub(r"[\[\]:*?/\\]", " ", title)[:31] or "Sheet1")
     texts = [[_XLSX_ILLEGAL.sub("", neutralise(v)) if isinstance(v, str) else v for v in row] for row in rows]
     widths = [len(h) for h in header]
     for row in texts:
         for c, value in enumerate(row):
-            width = max(len(line) for line in value.split("\n")) if isinstance(value, str) else len(str(value))
+            if isinstance(value, str):
+                width = max(len(line) for line in value.split("\n"))
+            else:
+                width = 16 if isinstance(value, dt.datetime) else 10 if isinstance(value, dt.date) else len(str(value))
             if width > widths[c]:
                 widths[c] = width
     for c in range(len(header)):
@@ -111,6 +219,10 @@ def to_xlsx(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     bold, wrap = Font(bold=True), Alignment(wrap_text=True, vertical="top")
 
     def cell(value: Any, font: Font | None = None) -> Any:
+        if isinstance(value, (dt.date, dt.datetime)):
+            out = WriteOnlyCell(sheet, value=value)
+            out.number_format = "yyyy-mm-dd hh:mm" if isinstance(value, dt.datetime) else "yyyy-mm-dd"
+            return out
         if not isinstance(value, str):
             return value
         out = WriteOnlyCell(sheet, value=value)
@@ -125,9 +237,6 @@ def to_xlsx(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) ->
     for row in texts:
         sheet.append([cell(v) for v in row])
     sheet.auto_filter.ref = f"A1:{get_column_letter(max(1, len(header)))}{len(texts) + 1}"
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 @bp.route("/workflows/<workflow_id>/export.<fmt>")
@@ -136,15 +245,23 @@ def export(workflow_id: str, fmt: str) -> Any:
     if fmt not in ("csv", "xlsx"):
         abort(404)
     wf, state, shown, _counts = listed_cases(workflow_id, size=None)
+    ids, steps = request.args.get("headers") == "ids", request.args.get("steps") != "0"
+    history = request.args.get("history") == "1"
     stamp = get_engine().clock().strftime("%Y%m%d-%H%M")
-    name = f"{wf.id}{'-' + state if state else ''}-{stamp}.{fmt}"
+    name = f"{wf.id}{'-' + state if state else ''}{'-history' if history and fmt == 'csv' else ''}-{stamp}.{fmt}"
     if fmt == "csv":
-        header, rows = table_rows(wf, shown.items)
-        response = Response(stream_with_context(csv_chunks(header, rows)), mimetype="text/csv; charset=utf-8")
+        header, rows = (history_rows(wf, shown.items, ids=ids) if history else
+                        table_rows(wf, shown.items, ids=ids, steps=steps))
+        response = Response(stream_with_context(csv_chunks(header, rows)))
+        response.headers["Content-Type"] = "text/csv; charset=utf-8"  # one charset, not Flask's added second one
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'  # ids and a stamp: ASCII
     else:
-        header, listed = table(wf, shown.items)
-        data = to_xlsx(tr(wf.title), header, listed)
+        header, listed = table(wf, shown.items, ids=ids, steps=steps, typed=True)
+        more: list[Sheet] = []
+        if history:
+            head, entries = history_rows(wf, shown.items, ids=ids, typed=True)
+            more.append((_("History"), head, list(entries)))
+        data = to_xlsx(tr(wf.title), header, listed, more)
         mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True, download_name=name, max_age=0)
     response.headers["Cache-Control"] = "no-store"  # personal data: not for shared caches or the back button
