@@ -168,6 +168,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "choose": {"zh": "请至少选择一项", "en": "Choose at least one option."},
     "integer": {"zh": "请输入整数", "en": "Enter a whole number."},
     "number": {"zh": "请输入数字", "en": "Enter a number."},
+    "finite": {"zh": "请输入有效的数字（不能是 nan、inf 或超出范围的数）",
+               "en": "Enter an ordinary number (not nan, inf or one too large to hold)."},
     "minimum": {"zh": "不能小于 {limit}", "en": "Must be at least {limit}."},
     "maximum": {"zh": "不能大于 {limit}", "en": "Must be at most {limit}."},
     "minLength": {"zh": "至少 {limit} 个字", "en": "Enter at least {limit} characters."},
@@ -198,7 +200,7 @@ def _error_message(f: FieldSpec, error: ValidationError) -> dict[str, str]:
         return message("required")
     if f.message:
         return dict(f.message)
-    own = f.kind.error_message(f, v, error.validator_value)
+    own = f.kind.error_message(f, v, error.validator_value, error.instance)
     if own is not None:
         return message(own[0], **own[1])
     if v == "type":
