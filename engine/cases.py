@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 CASES = "cases"
+
+
+def is_case_number(value: Any) -> bool:
+    """A number a case can have: a whole number from 1 to the largest 64-bit id (a URL or a form may say 0 or -1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
 SCHEMA_VERSION = 2
 
 

@@ -11,11 +11,19 @@ from typing import Any, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import Problem
 
 PathItem = str | int
+#: Definitions nest a handful of levels; far deeper is a mistake (or an attack) that would exhaust the stack.
+MAX_DEPTH = 64
+#: Values once aliases (``*name``) are expanded: a few anchors can otherwise stand for billions of items.
+MAX_NODES = 500_000
+
+
+class TooLarge(ValueError):
+    """A document nested too deeply or too large once its aliases are expanded."""
 
 
 class YamlSource:
@@ -40,7 +48,10 @@ class YamlSource:
     @property
     def tree(self) -> Any:
         if self._tree is None and self._text is not None:
-            self._tree = YAML(typ="rt", pure=True).load(self._text)
+            try:
+                self._tree = YAML(typ="rt", pure=True).load(self._text)
+            except (YAMLError, RecursionError, ValueError):
+                self._text = None  # libyaml read it but the position parser does not: problems go to line 1
         return self._tree
 
     def position(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
@@ -81,11 +92,22 @@ def format_path(path: Sequence[PathItem]) -> str:
 
 
 def plain(node: Any) -> Any:
-    """ruamel's round-trip types as plain dict/list/str/int/float/bool (dates as ISO text)."""
+    """ruamel's round-trip types as plain dict/list/str/int/float/bool (dates as ISO text).
+
+    Raises :class:`TooLarge` beyond :data:`MAX_DEPTH` levels or :data:`MAX_NODES` values."""
+    return _plain(node, 0, [0])
+
+
+def _plain(node: Any, depth: int, count: list[int]) -> Any:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise TooLarge(f"more than {MAX_NODES} values (with aliases expanded)")
+    if depth > MAX_DEPTH:
+        raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, dict):
-        return {str(k): plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, depth + 1, count) for k, v in node.items()}
     if isinstance(node, list):
-        return [plain(v) for v in node]
+        return [_plain(v, depth + 1, count) for v in node]
     if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
         return bool(node)
     if isinstance(node, int):
@@ -97,6 +119,23 @@ def plain(node: Any) -> Any:
     if isinstance(node, dt.date):  # an unquoted 2024-01-01 is a YAML timestamp; JSON data holds text
         return node.isoformat()
     return node
+
+
+def _deepest_line(text: str) -> tuple[int, int]:
+    """Where brackets first nest deeper than :data:`MAX_DEPTH` (1-based line, column), or 1:1."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        for col, char in enumerate(line, start=1):
+            depth += (char in "[{") - (char in "]}")
+            if depth > MAX_DEPTH:
+                return number, col
+    return 1, 1
+
+
+def _too_large(display: str, text: str, why: str) -> Problem:
+    line, col = _deepest_line(text) if "deep" in why else (1, 1)
+    return Problem(display, line, col, "", f"the document is too large: {why}",
+                   "definitions nest a few levels and use an anchor only for a small shared part")
 
 
 def _fast_parser() -> YAML | None:
@@ -112,9 +151,16 @@ def _fast_parser() -> YAML | None:
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(display, line, col, "", f"not UTF-8 text: byte {raw[exc.start]:#04x} ({exc.reason})",
+                              "save the file as UTF-8 (every editor can; 中文 must not be GBK)")]
     return parse_yaml(text, display)
 
 
@@ -132,7 +178,10 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
             data = None
         else:
             if data is not None:
-                return YamlSource(display, data=plain(data), text=text), []
+                try:
+                    return YamlSource(display, data=plain(data), text=text), []
+                except TooLarge as exc:
+                    return None, [_too_large(display, text, str(exc))]
     try:
         tree = parser.load(text)
     except MarkedYAMLError as exc:
@@ -141,6 +190,18 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
         what = (exc.problem or exc.context or "invalid YAML").strip()
         hint = "each key may appear only once in a mapping" if "duplicate key" in what else "check indentation, colons and quotes"
         return None, [Problem(display, line, col, "", f"YAML error: {what}", hint)]
+    except YAMLError as exc:  # e.g. a control character (ReaderError): it knows the offset, not the line
+        offset = getattr(exc, "position", None)
+        line, col = ((text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+                     if isinstance(offset, int) else (1, 1))
+        what = str(getattr(exc, "reason", "") or exc).strip().splitlines()[0]
+        return None, [Problem(display, line, col, "", f"YAML error: {what}",
+                              "remove control characters; definitions are plain UTF-8 text")]
+    except RecursionError:
+        return None, [_too_large(display, text, f"nested more than {MAX_DEPTH} levels deep")]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
-    return YamlSource(display, tree, text=text), []
+    try:
+        return YamlSource(display, tree, text=text), []
+    except TooLarge as exc:
+        return None, [_too_large(display, text, str(exc))]
