@@ -19,7 +19,10 @@ PathItem = str | int
 #: Definitions nest a handful of levels; far deeper is a mistake (or an attack) that would exhaust the stack.
 MAX_DEPTH = 64
 #: Values once aliases (``*name``) are expanded: a few anchors can otherwise stand for billions of items.
-MAX_NODES = 500_000
+MAX_NODES = 100_000
+#: The largest shipped definition is about 7 KB; a file far larger is a mistake (a paste, a log), and reading
+#: its positions with the pure-Python parser would take minutes.
+MAX_BYTES = 1_000_000
 
 
 class TooLarge(ValueError):
@@ -66,14 +69,17 @@ class YamlSource:
             line, col = node.lc.line, node.lc.col
         for i, step in enumerate(path):
             last = i == len(path) - 1
-            if isinstance(node, CommentedMap) and step in node:
-                line, col = node.lc.key(step) if (last and key) else node.lc.value(step)
-                node = node[step]
-            elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
-                line, col = node.lc.item(step)
-                node = node[step]
-            else:
-                break
+            try:
+                if isinstance(node, CommentedMap) and step in node:
+                    line, col = node.lc.key(step) if (last and key) else node.lc.value(step)
+                    node = node[step]
+                elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+                    line, col = node.lc.item(step)
+                    node = node[step]
+                else:
+                    break
+            except (KeyError, IndexError, TypeError):
+                break  # a key merged in by ``<<:`` has no position of its own: the mapping's is the nearest
         return line + 1, col + 1
 
     def problem(self, path: Sequence[PathItem], message: str, hint: str = "", key: bool = False) -> Problem:
@@ -132,6 +138,11 @@ def _deepest_line(text: str) -> tuple[int, int]:
     return 1, 1
 
 
+def _oversized(display: str, size: int) -> Problem:
+    return Problem(display, 1, 1, "", f"the file is too large ({size / 1e6:.1f} MB; at most {MAX_BYTES / 1e6:g} MB)",
+                   "a definition file holds one form or workflow; split it, or remove what was pasted in")
+
+
 def _too_large(display: str, text: str, why: str) -> Problem:
     line, col = _deepest_line(text) if "deep" in why else (1, 1)
     return Problem(display, line, col, "", f"the document is too large: {why}",
@@ -154,6 +165,8 @@ def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem
         raw = path.read_bytes()
     except OSError as exc:
         return None, [Problem(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
+    if len(raw) > MAX_BYTES:
+        return None, [_oversized(display, len(raw))]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -167,6 +180,8 @@ def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem
 def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse definition text that is not (or no longer) a file, e.g. a version kept in the store;
     ``display`` is the virtual file name problems carry (``workflows/leave.yaml@v1``)."""
+    if len(text) > MAX_BYTES:
+        return None, [_oversized(display, len(text.encode("utf-8", "surrogatepass")))]
     # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
     # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
     parser = YAML(typ="rt", pure=True)
