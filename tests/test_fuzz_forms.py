@@ -142,12 +142,13 @@ def _extras(draw: st.DrawFn, form: FormSpec, step: bool) -> list[tuple[str, str]
     """The page's own keys, posted wrongly, and keys no form has."""
     pairs: list[tuple[str, str]] = []
     repeats = [f.id for f in form.fields if f.is_repeat]
-    if draw(st.integers(0, 5)) == 0:
+    # the row and refresh buttons re-render without submitting: now and then, so most posts are submissions
+    if draw(st.integers(0, 11)) == 0:
         pairs.append(("_add_row", draw(st.sampled_from(repeats + ["", "nosuchfield", "\ud800"]))))
-    if draw(st.integers(0, 5)) == 0:
+    if draw(st.integers(0, 11)) == 0:
         name = draw(st.sampled_from(repeats + ["nosuchfield", ""]))
         pairs.append(("_remove_row", f"{name}-{draw(st.sampled_from(['0', '1', '99', '-1', 'x', '9' * 5000]))}"))
-    if draw(st.integers(0, 6)) == 0:
+    if draw(st.integers(0, 15)) == 0:
         pairs.append(("_refresh", "1"))
     if draw(st.booleans()):
         pairs.append(("_errors", draw(st.sampled_from(["", "{}", "[]", "null", '{"name": 1}', '{"x": [1, {"zh": 2}]}',
