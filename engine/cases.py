@@ -12,6 +12,11 @@ CASES = "cases"
 SCHEMA_VERSION = 3
 
 
+def is_case_number(value: Any) -> bool:
+    """A number a case can have: a whole number from 1 to the largest 64-bit id (a URL or a form may say 0 or -1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
+
+
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
     """v2 added the governance mechanics: timers, contributions, objections, rounds, overdue flags."""
     doc.setdefault("timers", [])

@@ -10,6 +10,7 @@ its name in engine/schema/form.schema.json).
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
@@ -56,10 +57,34 @@ def human_size(size: int) -> str:
 
 
 def _number(text: str) -> float | None:
+    """The finite number ``text`` says, or None (``nan``, ``inf`` and ``1e999`` are no amount anyone means)."""
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
+
+
+def _integer(text: str) -> int | None:
+    """The whole number ``text`` says, or None (also for more digits than Python converts, 4300)."""
+    if not _INTEGER_TEXT.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _non_finite(value: Any) -> bool:
+    """A float that JSON cannot hold (NaN, infinity), or text that Python reads as one."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            return not math.isfinite(float(value))
+        except ValueError:
+            return False
+    return False
 
 
 # --------------------------------------------------------------------------- the base type
@@ -136,8 +161,10 @@ class FieldType:
     # ------------------------------------------------------------------ messages
     required_message: ClassVar[str] = "required"  # key in forms.MESSAGES when the field is left out
 
-    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
-        """A message of this type for a failed schema keyword (key in forms.MESSAGES, parameters), or None."""
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
+        """A message of this type for a failed schema keyword (key in forms.MESSAGES, parameters), or None;
+        ``value`` is the value that failed it."""
         return None
 
     # ------------------------------------------------------------------ showing
@@ -316,6 +343,17 @@ class _Numeric(_Range):
     widget = "number"
     search = "range"
 
+    def coerce(self, f: FieldSpec, value: Any) -> Any:
+        value = super().coerce(f, value)
+        # NaN or infinity (typed, computed or posted otherwise) stays text, so the schema rejects it under the
+        # field: JSON, and so every store, cannot hold it.
+        return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
+        # (a whole-number field says "enter a whole number" to these as to any other text)
+        return ("finite", {}) if validator == "type" and limit == "number" and _non_finite(value) else None
+
     def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value  # a number is never a formula; keep it a number so it sums
@@ -350,7 +388,8 @@ class IntegerType(_Bounded):
     attrs = {"inputmode": "numeric"}
 
     def parse(self, f: FieldSpec, text: str) -> Any:
-        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+        number = _integer(text)
+        return text if number is None else number
 
 
 @register
@@ -383,7 +422,8 @@ class RatingType(_Numeric):
         return {"type": "integer", "minimum": 1, "maximum": 5}
 
     def parse(self, f: FieldSpec, text: str) -> Any:
-        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+        number = _integer(text)
+        return text if number is None else number
 
     def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
         return {"min": 1, "max": 5}
@@ -482,7 +522,8 @@ class MultiselectType(_Choices):
     def empty(self) -> Any:
         return []
 
-    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
         return ("choose", {}) if validator == "minItems" else None
 
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
@@ -519,7 +560,8 @@ class CheckboxType(FieldType):
         got = raw.getlist(key)
         return bool(got) and got[-1] not in ("", "0", "false", "off")
 
-    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
         return ("checkbox", {}) if validator == "const" else None
 
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
@@ -563,7 +605,8 @@ class FileType(FieldType):
         # new uploads and files kept from an earlier attempt, checked and saved by the web layer
         return files[key] if key in files else ABSENT
 
-    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
         if validator == "maximum":
             return "file_size", {"limit": human_size(int(limit))}
         if validator == "enum":
@@ -660,7 +703,8 @@ class OrgUnitType(FieldType):
             s["enum"] = [u.id for u in org.at_level(f.level)]
         return s
 
-    def error_message(self, f: FieldSpec, validator: str, limit: Any) -> tuple[str, dict[str, Any]] | None:
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
         return ("enum", {}) if validator == "enum" else None
 
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
@@ -687,7 +731,8 @@ class CaseType(FieldType):
         return {"type": "integer", "minimum": 1}
 
     def parse(self, f: FieldSpec, text: str) -> Any:
-        return int(text) if _INTEGER_TEXT.fullmatch(text) else text
+        number = _integer(text)
+        return text if number is None else number
 
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return f"#{value}"

@@ -181,6 +181,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "choose": {"zh": "请至少选择一项", "en": "Choose at least one option."},
     "integer": {"zh": "请输入整数", "en": "Enter a whole number."},
     "number": {"zh": "请输入数字", "en": "Enter a number."},
+    "finite": {"zh": "请输入有效的数字（不能是 nan、inf 或超出范围的数）",
+               "en": "Enter an ordinary number (not nan, inf or one too large to hold)."},
     "minimum": {"zh": "不能小于 {limit}", "en": "Must be at least {limit}."},
     "maximum": {"zh": "不能大于 {limit}", "en": "Must be at most {limit}."},
     "minLength": {"zh": "至少 {limit} 个字", "en": "Enter at least {limit} characters."},
@@ -210,7 +212,7 @@ def _error_message(f: FieldSpec, error: ValidationError) -> dict[str, str]:
     v = error.validator
     if v == "required":
         return message("required")
-    own = f.kind.error_message(f, v, error.validator_value)
+    own = f.kind.error_message(f, v, error.validator_value, error.instance)
     if own is not None and own[0] == f.kind.required_message:  # an unticked pledge, no choice made
         return dict(f.required_message) if f.required_message else message(own[0], **own[1])
     if f.message:

@@ -17,7 +17,7 @@ from . import forms, readmodel
 from . import transition as moves
 from .access import Access
 from .actions import ACTIONS, ActionContext, ActionRegistry
-from .cases import CASES, Case
+from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
 from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
@@ -168,7 +168,7 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
 
     # ------------------------------------------------------------------ queries
     def get(self, case_id: int, user: User | None = None) -> Case:
-        doc = self.store.get(CASES, case_id)
+        doc = self.store.get(CASES, case_id) if is_case_number(case_id) else None  # /cases/0 is not found
         if doc is None:
             raise NotFound(_msg(f"事项 #{case_id} 不存在", f"case #{case_id} does not exist"))
         case = Case.from_doc(doc, owned=True)

@@ -12,11 +12,22 @@ from typing import Any, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import Problem
 
 PathItem = str | int
+#: Definitions nest a handful of levels; far deeper is a mistake (or an attack) that would exhaust the stack.
+MAX_DEPTH = 64
+#: Values once aliases (``*name``) are expanded: a few anchors can otherwise stand for billions of items.
+MAX_NODES = 100_000
+#: The largest shipped definition is about 7 KB; a file far larger is a mistake (a paste, a log), and reading
+#: its positions with the pure-Python parser would take minutes.
+MAX_BYTES = 1_000_000
+
+
+class TooLarge(ValueError):
+    """A document nested too deeply or too large once its aliases are expanded."""
 
 
 class YamlSource:
@@ -41,7 +52,10 @@ class YamlSource:
     @property
     def tree(self) -> Any:
         if self._tree is None and self._text is not None:
-            self._tree = YAML(typ="rt", pure=True).load(self._text)
+            try:
+                self._tree = YAML(typ="rt", pure=True).load(self._text)
+            except (YAMLError, RecursionError, ValueError):
+                self._text = None  # libyaml read it but the position parser does not: problems go to line 1
         return self._tree
 
     def position(self, path: Sequence[PathItem], key: bool = False) -> tuple[int, int]:
@@ -56,14 +70,17 @@ class YamlSource:
             line, col = node.lc.line, node.lc.col
         for i, step in enumerate(path):
             last = i == len(path) - 1
-            if isinstance(node, CommentedMap) and step in node:
-                line, col = node.lc.key(step) if (last and key) else node.lc.value(step)
-                node = node[step]
-            elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
-                line, col = node.lc.item(step)
-                node = node[step]
-            else:
-                break
+            try:
+                if isinstance(node, CommentedMap) and step in node:
+                    line, col = node.lc.key(step) if (last and key) else node.lc.value(step)
+                    node = node[step]
+                elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+                    line, col = node.lc.item(step)
+                    node = node[step]
+                else:
+                    break
+            except (KeyError, IndexError, TypeError):
+                break  # a key merged in by ``<<:`` has no position of its own: the mapping's is the nearest
         return line + 1, col + 1
 
     def problem(self, path: Sequence[PathItem], message: str, hint: str = "", key: bool = False) -> Problem:
@@ -82,11 +99,22 @@ def format_path(path: Sequence[PathItem]) -> str:
 
 
 def plain(node: Any) -> Any:
-    """ruamel's round-trip types as plain dict/list/str/int/float/bool (dates as ISO text)."""
+    """ruamel's round-trip types as plain dict/list/str/int/float/bool (dates as ISO text).
+
+    Raises :class:`TooLarge` beyond :data:`MAX_DEPTH` levels or :data:`MAX_NODES` values."""
+    return _plain(node, 0, [0])
+
+
+def _plain(node: Any, depth: int, count: list[int]) -> Any:
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise TooLarge(f"more than {MAX_NODES} values (with aliases expanded)")
+    if depth > MAX_DEPTH:
+        raise TooLarge(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, dict):
-        return {str(k): plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, depth + 1, count) for k, v in node.items()}
     if isinstance(node, list):
-        return [plain(v) for v in node]
+        return [_plain(v, depth + 1, count) for v in node]
     if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
         return bool(node)
     if isinstance(node, int):
@@ -98,6 +126,28 @@ def plain(node: Any) -> Any:
     if isinstance(node, dt.date):  # an unquoted 2024-01-01 is a YAML timestamp; JSON data holds text
         return node.isoformat()
     return node
+
+
+def _deepest_line(text: str) -> tuple[int, int]:
+    """Where brackets first nest deeper than :data:`MAX_DEPTH` (1-based line, column), or 1:1."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        for col, char in enumerate(line, start=1):
+            depth += (char in "[{") - (char in "]}")
+            if depth > MAX_DEPTH:
+                return number, col
+    return 1, 1
+
+
+def _oversized(display: str, size: int) -> Problem:
+    return Problem(display, 1, 1, "", f"the file is too large ({size / 1e6:.1f} MB; at most {MAX_BYTES / 1e6:g} MB)",
+                   "a definition file holds one form or workflow; split it, or remove what was pasted in")
+
+
+def _too_large(display: str, text: str, why: str) -> Problem:
+    line, col = _deepest_line(text) if "deep" in why else (1, 1)
+    return Problem(display, line, col, "", f"the document is too large: {why}",
+                   "definitions nest a few levels and use an anchor only for a small shared part")
 
 
 def _fast_parser() -> YAML | None:
@@ -113,9 +163,18 @@ def _fast_parser() -> YAML | None:
 def read_yaml(path: Path, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse one file; a syntax error or duplicate key becomes a positioned Problem."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(display, 1, 1, "", f"cannot read file: {exc}")]
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(display, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
+    if len(raw) > MAX_BYTES:
+        return None, [_oversized(display, len(raw))]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(display, line, col, "", f"not UTF-8 text: byte {raw[exc.start]:#04x} ({exc.reason})",
+                              "save the file as UTF-8 (every editor can; 中文 must not be GBK)")]
     return parse_yaml(text, display)
 
 
@@ -136,6 +195,8 @@ def _bad_date(text: str) -> tuple[int, int]:
 def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem]]:
     """Parse definition text that is not (or no longer) a file, e.g. a version kept in the store;
     ``display`` is the virtual file name problems carry (``workflows/leave.yaml@v1``)."""
+    if len(text) > MAX_BYTES:
+        return None, [_oversized(display, len(text.encode("utf-8", "surrogatepass")))]
     # The round-trip parser builds only plain mappings, sequences and scalars (it never constructs
     # arbitrary Python objects), and unlike the "safe" one it keeps the positions we report.
     parser = YAML(typ="rt", pure=True)
@@ -147,7 +208,10 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
             data = None
         else:
             if data is not None:
-                return YamlSource(display, data=plain(data), text=text), []
+                try:
+                    return YamlSource(display, data=plain(data), text=text), []
+                except TooLarge as exc:
+                    return None, [_too_large(display, text, str(exc))]
     try:
         tree = parser.load(text)
     except MarkedYAMLError as exc:
@@ -160,6 +224,18 @@ def parse_yaml(text: str, display: str) -> tuple[YamlSource | None, list[Problem
         line, col = _bad_date(text)
         return None, [Problem(display, line, col, "", f"YAML error: not a date: {exc}",
                               "write a real day as 2027-10-01, or quote a text that looks like a date")]
+    except YAMLError as exc:  # e.g. a control character (ReaderError): it knows the offset, not the line
+        offset = getattr(exc, "position", None)
+        line, col = ((text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1)
+                     if isinstance(offset, int) else (1, 1))
+        what = str(getattr(exc, "reason", "") or exc).strip().splitlines()[0]
+        return None, [Problem(display, line, col, "", f"YAML error: {what}",
+                              "remove control characters; definitions are plain UTF-8 text")]
+    except RecursionError:
+        return None, [_too_large(display, text, f"nested more than {MAX_DEPTH} levels deep")]
     if tree is None:
         return None, [Problem(display, 1, 1, "", "file is empty", "a definition file holds one mapping")]
-    return YamlSource(display, tree, text=text), []
+    try:
+        return YamlSource(display, tree, text=text), []
+    except TooLarge as exc:
+        return None, [_too_large(display, text, str(exc))]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from engine.actions import ActionRegistry
 from engine.builtin_actions import grant_role, notify_creator, open_points_account
@@ -27,6 +28,9 @@ DEMO_USERS = [
     ("grid", "赵敏", ["grid_worker"], "renjia-g1"),
     ("admin", "管理员", ["admin"], "huizhou"),
 ]
+#: Longer fuzz runs than the suite's (tests/test_fuzz_forms.py: examples per form; tests/test_fuzz_definitions.py:
+#: mutants): ``pytest --hypothesis-profile=fuzz-long tests/test_fuzz_forms.py tests/test_fuzz_definitions.py``.
+settings.register_profile("fuzz-long", max_examples=200, deadline=None)
 _HASH = hash_password(PASSWORD)  # hashing is slow on purpose; do it once
 
 

@@ -27,6 +27,7 @@ DATA = Path(__file__).parent / "data" / "valid"
 AT = dt.datetime(2026, 11, 27, 9, 0, tzinfo=SHANGHAI)
 ID_VALID = "11010519491231002X"     # born 1949-12-31, correct check digit
 ID_WRONG_CHECK = "110105194912310021"
+FINITE = "Enter an ordinary number (not nan, inf or one too large to hold)."
 
 GOOD: dict[str, Any] = {
     "name": "张三", "bio": "", "household": "3", "income": "2500.5", "visit_day": "2026-11-27",
@@ -102,6 +103,12 @@ def test_a_good_submission_is_typed_and_computed(form: FormSpec, defs: Definitio
     ("income", "-1", "Must be at least 0."),
     ("income", "100000.6", "Must be at most 100000.5."),
     ("income", "lots", "Enter a number."),
+    # NaN passes every min / max (no comparison with it is true) and no store can hold it or infinity
+    ("income", "nan", FINITE), ("income", "NaN", FINITE), ("income", "inf", FINITE), ("income", "-inf", FINITE),
+    ("income", "1e999", FINITE), ("income", "9" * 400, FINITE), ("income", float("nan"), FINITE),
+    ("income", float("inf"), FINITE), ("score", "nan", FINITE), ("score", "-Infinity", FINITE),
+    ("household", "nan", "Enter a whole number."), ("household", "9" * 5000, "Enter a whole number."),
+    ("stars", "9" * 5000, "Enter a whole number."),
     ("visit_day", "2026-02-30", "Enter a date such as 2026-11-27."),
     ("visit_day", "2026/11/27", "Enter a date such as 2026-11-27."),
     ("visit_at", "yesterday", "Enter a date and time."),

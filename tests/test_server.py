@@ -227,6 +227,32 @@ def test_secure_cookies_and_a_secret_key_from_the_environment(demo_instance: Pat
         assert "Secure" not in Browser(running.url).request("/login")[1]["Set-Cookie"]
 
 
+def _read_secret_key(instance: str, barrier: Any, keys: Any) -> None:
+    from engine.web import _secret_key
+    barrier.wait()  # every process asks for the key at the same moment, as workers of one server do
+    keys.put(_secret_key(Path(instance)))
+
+
+def test_processes_starting_at_once_on_a_new_instance_share_one_whole_key(tmp_path: Path):
+    """A key created, then written, could be read empty by a second worker ("no secret key was set": 500)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(8):
+        instance = tmp_path / f"instance{attempt}"
+        barrier, keys = ctx.Barrier(6), ctx.Queue()
+        workers = [ctx.Process(target=_read_secret_key, args=(str(instance), barrier, keys)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        got = [keys.get(timeout=30) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert [w.exitcode for w in workers] == [0] * 6
+        assert len(set(got)) == 1 and len(got[0]) == 64, got
+        assert (instance / "secret_key").read_text().strip() == got[0]
+        assert sorted(p.name for p in instance.iterdir()) == ["secret_key"]  # no process's own file left behind
+
+
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "civic.example"}
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import forms, ledger
 from .. import transition as moves
-from ..cases import CASES, Case
+from ..cases import CASES, Case, is_case_number
 from ..clock import iso
 from ..durations import Duration
 from ..workdays import WorkCalendar
@@ -195,7 +195,7 @@ class NoticeMixin(EngineBase):
         return [(case, self.state_of(case)) for case in self.read.public(page, size).items]
 
     def public_case(self, case_id: int) -> tuple[Case, "StateSpec"] | None:
-        doc = self.store.get(CASES, case_id)
+        doc = self.store.get(CASES, case_id) if is_case_number(case_id) else None
         if doc is None:
             return None
         case = Case.from_doc(doc, owned=True)
