@@ -175,9 +175,9 @@ class HttpChannel:
 
     def body(self, doc: "Doc", subject: str, text: str) -> dict[str, Any]:
         if self.format == "wecom":
-            return {"msgtype": "text", "text": {"content": text, "mentioned_mobile_list": [doc["to"]]}}
+            return {"text": {"content": text, "mentioned_mobile_list": [doc["to"]]}, "msgtype": "text"}
         if self.format == "dingtalk":
-            return {"msgtype": "text", "text": {"content": text}, "at": {"atMobiles": [doc["to"]]}}
+            return {"text": {"content": text}, "at": {"atMobiles": [doc["to"]]}, "msgtype": "text"}
         return {"to": doc["to"], "username": doc.get("username"), "subject": subject, "text": text}
 
     def send(self, doc: "Doc", subject: str, body: str) -> tuple[int | None, str]:

@@ -111,6 +111,11 @@ class FieldType:
     attrs: ClassVar[Mapping[str, str]] = {}  # extra attributes of the input (inputmode, capture, ...)
     label_wraps: ClassVar[bool] = False    # the label follows the input inside one <label> (a tick box)
     search: ClassVar[str] = "text"         # the list filter: text | range | choices | orgunit | flag
+    # -- XLSForm (engine.xlsform): the survey type a field of this type is written as; ``xlsform_native``: that
+    #    type says it all (read back as this type without a civicflow_type column); an appearance it needs
+    xlsform: ClassVar[str] = "text"
+    xlsform_native: ClassVar[bool] = False
+    xlsform_appearance: ClassVar[str] = ""
     # -- definition keys that only this type (and its subclasses) take, and what to say when another has one
     keys: ClassVar[tuple[str, ...]] = ()
     elsewhere: ClassVar[tuple[str, str]] = ("", "")  # (message with {key} and {type}, hint)
@@ -234,6 +239,15 @@ def names_where(fact: str) -> frozenset[str]:
     return frozenset(name for name, kind in FIELD_KINDS.items() if getattr(kind, fact))
 
 
+def xlsform_types() -> dict[str, str]:
+    """XLSForm survey type (lower case) -> the field type it is read as, for the types that say it all."""
+    found: dict[str, str] = {}
+    for kind in FIELD_KINDS.values():
+        if kind.xlsform_native and not kind.xlsform_appearance:
+            found.setdefault(kind.xlsform.lower(), kind.name)
+    return found
+
+
 def check_keys(type_name: str, item: Mapping[str, Any], report: Report) -> None:
     """The field's own checks, and every key in it that belongs to another type (``level`` on a text field)."""
     kind = FIELD_KINDS[type_name]
@@ -278,12 +292,14 @@ COMMON_KEYS: dict[str, tuple[Callable[[FieldType], bool], str, str]] = {
 @register
 class TextType(FieldType):
     name = "text"
+    xlsform_native = True
     text_limits = True
 
 
 @register
 class TextareaType(FieldType):
     name = "textarea"
+    xlsform_appearance = "multiline"
     text_limits = True
     widget = "textarea"
     list_column = False  # a paragraph does not fit a list column
@@ -384,6 +400,8 @@ class _Bounded(_Numeric):
 @register
 class IntegerType(_Bounded):
     name = "integer"
+    xlsform = "integer"
+    xlsform_native = True
     json_type = "integer"
     attrs = {"inputmode": "numeric"}
 
@@ -395,6 +413,8 @@ class IntegerType(_Bounded):
 @register
 class NumberType(_Bounded):
     name = "number"
+    xlsform = "decimal"
+    xlsform_native = True
     attrs = {"inputmode": "decimal"}
 
     def parse(self, f: FieldSpec, text: str) -> Any:
@@ -407,6 +427,7 @@ class NumberType(_Bounded):
 @register
 class ScoreType(NumberType):
     name = "score"
+    xlsform_native = False
 
     def check(self, item: Mapping[str, Any], report: Report) -> None:
         if "min" not in item or "max" not in item:
@@ -416,6 +437,7 @@ class ScoreType(NumberType):
 @register
 class RatingType(_Numeric):
     name = "rating"
+    xlsform = "integer"
     widget = "rating"
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -451,6 +473,8 @@ class _DateLike(_Range):
 @register
 class DateType(_DateLike):
     name = "date"
+    xlsform = "date"
+    xlsform_native = True
     widget = "date"
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -460,6 +484,8 @@ class DateType(_DateLike):
 @register
 class DateTimeType(_DateLike):
     name = "datetime"
+    xlsform = "dateTime"
+    xlsform_native = True
     widget = "datetime"
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -483,6 +509,8 @@ class _Choices(FieldType):
 @register
 class SelectType(_Choices):
     name = "select"
+    xlsform = "select_one"
+    xlsform_native = True
     widget = "select"
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
@@ -503,6 +531,8 @@ class SelectType(_Choices):
 @register
 class MultiselectType(_Choices):
     name = "multiselect"
+    xlsform = "select_multiple"
+    xlsform_native = True
     widget = "multiselect"
     required_message = "choose"
 
@@ -541,6 +571,8 @@ class MultiselectType(_Choices):
 @register
 class CheckboxType(FieldType):
     name = "checkbox"
+    xlsform = "acknowledge"
+    xlsform_native = True
     widget = "checkbox"
     label_wraps = True
     tally = True
@@ -584,6 +616,8 @@ class CheckboxType(FieldType):
 @register
 class FileType(FieldType):
     name = "file"
+    xlsform = "file"
+    xlsform_native = True
     widget = "file"
     holds_files = True
     list_column = False
@@ -623,6 +657,8 @@ class FileType(FieldType):
 @register
 class PhotoType(FileType):
     name = "photo"
+    xlsform = "image"
+    xlsform_native = True
     attrs = {"capture": "environment"}  # a phone opens its camera
 
     def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -634,6 +670,8 @@ class PhotoType(FileType):
 @register
 class RepeatType(FieldType):
     name = "repeat"
+    xlsform = "begin_repeat"
+    xlsform_native = True
     widget = "rows"  # rendered by form_fields as a fieldset of rows, not by one input
     holds_rows = True
     list_column = False
@@ -722,6 +760,7 @@ class OrgUnitType(FieldType):
 @register
 class CaseType(FieldType):
     name = "case"
+    xlsform = "integer"
     widget = "case"
     holds_case = True
     keys = ("workflow", "states")
@@ -755,6 +794,8 @@ class TimeType(_Range):
     """A time of day, ``"09:30"`` (an activity's start, a booking slot): text that sorts as time."""
 
     name = "time"
+    xlsform = "time"
+    xlsform_native = True
     input_type = "time"
     attrs = {"inputmode": "numeric"}
 
@@ -778,6 +819,8 @@ class NoteType(FieldType):
     exported, listed or read by expressions."""
 
     name = "note"
+    xlsform = "note"
+    xlsform_native = True
     widget = "note"
     holds_value = False
     list_column = False

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .expressions import BUILTINS
-from .fieldtypes import FIELD_KINDS
+from .fieldtypes import FIELD_KINDS, xlsform_types
 from .loader import lint
 from .loadkit import GUARD_NAMES
 from .spec import FieldSpec, FormSpec
@@ -36,9 +36,6 @@ MAX_BYTES = 5 * 1024 * 1024
 _TRUE = {"yes", "true", "true()", "1", "y", "是"}
 _LANGS = {"zh": "zh", "zh-cn": "zh", "zh_cn": "zh", "chinese": "zh", "中文": "zh", "汉语": "zh", "简体中文": "zh",
           "en": "en", "english": "en", "英文": "en", "英语": "en"}
-#: XLSForm types with one Civicflow type each (more below: select_*, calculate, note, time, range, groups).
-_TYPES = {"text": "text", "integer": "integer", "int": "integer", "decimal": "number", "date": "date",
-          "datetime": "datetime", "image": "photo", "file": "file", "acknowledge": "checkbox"}
 #: Recorded by Civicflow itself (who, when: every case has its history), so dropped without loss.
 _METADATA = {"start", "end", "today", "deviceid", "subscriberid", "simserial", "phonenumber", "username",
              "email", "audit", "start-geopoint", "background-audio", "instanceid"}
@@ -400,8 +397,6 @@ class _Builder:
         appearance = values.get(("appearance", None), "")
         if kind == "text":
             return ("textarea" if "multiline" in appearance else "text"), {}
-        if kind in _TYPES:
-            return _TYPES[kind], {}
         if kind in ("select_one", "select_multiple"):
             if len(words) < 2 or words[1] not in self.choices:
                 self.note("survey", number, "type", f"choice list {words[1] if len(words) > 1 else '?'!r} "
@@ -428,6 +423,10 @@ class _Builder:
             if params.get("step", "1") not in ("1", "1.0"):
                 self.note("survey", number, "parameters", "a range's step is not carried over")
             return ("integer" if all(isinstance(v, int) for v in bounds.values()) else "number"), bounds
+        native = xlsform_types()  # the field types say which XLSForm type they are (engine.fieldtypes)
+        kind = "integer" if kind == "int" else kind
+        if kind in native and not FIELD_KINDS[native[kind]].holds_rows:
+            return native[kind], {}
         self.note("survey", number, "type", f"the type {kind!r} has no Civicflow counterpart; skipped")
         return None, {}
 
@@ -575,10 +574,6 @@ def _problems(imported: Imported, definitions: Path, replace: bool) -> list[str]
 
 # -- writing a workbook -----------------------------------------------------------------------------------
 
-_BACK = {"text": "text", "textarea": "text", "integer": "integer", "number": "decimal", "score": "decimal",
-         "date": "date", "datetime": "dateTime", "photo": "image", "file": "file", "checkbox": "acknowledge",
-         "rating": "integer", "phone": "text", "id_number": "text", "email": "text", "orgunit": "text",
-         "case": "integer", "time": "time", "note": "note"}
 
 
 def _keys(f: FieldSpec, carried: Mapping[str, str]) -> str:
@@ -681,15 +676,15 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
                 write(f.fields)
                 append({"type": "end_repeat"})
                 continue
-            kind = _BACK.get(f.type, "text")
+            kind = f.kind.xlsform  # each field type says which XLSForm type it is written as
             if f.kind.holds_choices:
                 key = tuple((c.value, _zh(c.label), _en(c.label)) for c in f.choices)
                 if key not in lists:
                     lists[key] = f"{f.id}_choices"
                     for value, zh, en in key:
                         choices.append([lists[key], value, zh, en if en != zh else ""])
-                kind = f"{'select_one' if f.type == 'select' else 'select_multiple'} {lists[key]}"
-            elif _BACK.get(f.type) != f.type:
+                kind = f"{f.kind.xlsform} {lists[key]}"
+            elif not f.kind.xlsform_native:
                 row["civicflow_type"] = f.type
             row["type"] = kind
             implied = f.kind.defaults({})
@@ -709,11 +704,11 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
                 row["calculation"] = expression(f.compute.source, f.id, "calculation", key="compute")
             if f.default is not None:
                 row["default"] = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
-            row["appearance"] = "multiline" if f.type == "textarea" else ""
+            row["appearance"] = f.kind.xlsform_appearance
             row["civicflow_sensitive"] = "yes" if f.sensitive else ""
             row["civicflow_keys"] = _keys(f, carried.get(f.id, {}))
             append(row)
-            if f.type in ("orgunit", "case"):
+            if f.kind.holds_unit or f.kind.holds_case:
                 notes.append(Note("survey", survey.max_row, "type", f"{f.id}: a {f.type} picker is written as "
                                   f"{kind}; civicflow_type keeps it for the way back"))
     if description:
