@@ -388,3 +388,21 @@ def test_definitions_figures_and_the_openapi_document(tinydb_app: Any):
     assert "leader_phone" in proposal["required"] and proposal["properties"]["team"]["items"]["required"]
     docs = app.test_client().get("/api/v1/docs").get_data(as_text=True)
     assert "vendor/swagger-ui-bundle-5.35.0.js" in docs and "//cdn" not in docs and "https://" not in docs
+
+
+def test_the_inbox_filters_sorts_and_searches_as_the_page_does(demo_app: Any) -> None:
+    """``/api/v1/inbox`` answers the inbox page's own query (process, state, sort, search) with its counts."""
+    from engine.inbox import InboxQuery
+    from engine.users import find_user
+    engine = demo_app.extensions["civicflow"]
+    client = Browser(demo_app).login("staff")
+    staff = find_user(engine.store, "staff")
+    tried = 0
+    for args in ({}, {"sort": "due"}, {"sort": "recent"}, {"process": "volunteer_registration"}, {"q": "志愿"},
+                 {"page": "2"}):
+        expected = engine.read.work.page(staff, InboxQuery.from_args(args, engine.read), 20)
+        got = client.get("/api/v1/inbox", query_string=args).get_json()
+        assert [c["id"] for c in got["items"]] == [c.id for c in expected.cases.items], args
+        assert got["counts"] == expected.counts and got["total"] == expected.cases.total
+        tried += len(got["items"])
+    assert tried > 0  # the demo's staff has work waiting

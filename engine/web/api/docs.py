@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app, jsonify, render_template, request
 
+from ...inbox import SORTS
 from ...spec import FormSpec, TransitionSpec, WorkflowSpec
 from .. import get_engine
 from . import bp
@@ -69,7 +70,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}},
                        "page": {"type": "integer"}, "pages": {"type": "integer"}, "size": {"type": "integer"},
                        "total": {"type": "integer"}, "state": _STR_OR_NULL,
-                       "counts": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                       "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                       "state_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                       "sort": {"type": "string"}},
     },
     "ObjectionResult": {
         "type": "object", "required": ["id", "state"],
@@ -215,7 +218,11 @@ def build_spec(server: str = "/api/v1") -> dict[str, Any]:
             requestBody={"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["reason"],
                 "properties": {"reason": {"type": "string", "maxLength": 1000}}}}}})},
-        "/inbox": {"get": _op("inbox", "Cases waiting for the caller", "CasePage", "mine", parameters=[_PAGE])},
+        "/inbox": {"get": _op("inbox", "Cases waiting for the caller", "CasePage", "mine", parameters=[
+            _PAGE, {"name": "process", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "state", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "sort", "in": "query", "required": False, "schema": {"enum": list(SORTS)}},
+            {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 100}}])},
         "/mine": {"get": _op("mine", "Cases the caller started", "CasePage", "mine", parameters=[_PAGE])},
         "/notifications": {"get": _op("notifications", "The caller's notifications, newest first", "Notifications",
                                       "mine")},

@@ -8,9 +8,11 @@ from flask import g, jsonify, request
 
 from ... import caseview, forms
 from ...cases import Case
+from ...inbox import InboxQuery
 from ...errors import NotAllowed, NotFound, SubmissionError, TransitionError
 from ...loadkit import msg
 from ...notify import KINDS, NOTIFICATIONS
+from ...readmodel import PAGE_SIZE
 from ...spec import FormSpec, TransitionSpec, WorkflowSpec
 from .. import get_engine
 from ..cases import _initial_values, listed_cases, page_number
@@ -277,7 +279,12 @@ def object_(case_id: int) -> Any:
 
 @bp.get("/inbox")
 def inbox() -> Any:
-    return jsonify(paged_json(get_engine().read.inbox(g.user, page_number())))
+    """The inbox page's own query: ``process``, ``state``, ``sort`` (waiting | due | recent), ``q``, ``page``; with
+    the counts per process (and per state of the process asked for)."""
+    engine = get_engine()
+    query = InboxQuery.from_args(request.args, engine.read)
+    found = engine.read.work.page(g.user, query, PAGE_SIZE)
+    return jsonify(paged_json(found.cases, counts=found.counts, state_counts=found.state_counts, sort=query.sort))
 
 
 @bp.get("/mine")
