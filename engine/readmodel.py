@@ -39,6 +39,7 @@ from .ledger import ACCOUNTS, HEADS, LEDGER
 from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
+from .store.conditions import OneOf
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
@@ -390,7 +391,8 @@ class ReadModel:
         wf = self.definitions.workflows.get(f.workflow)
         if wf is None:
             return []
-        return self.listing(user, wf, where=(lambda d: d["state"] in f.states) if f.states else None, size=limit).items
+        where = OneOf(("state",), tuple(f.states)) if f.states else None
+        return self.listing(user, wf, where=where, size=limit).items
 
     def children(self, case: Case, user: Any) -> list[Case]:
         cases = self._cases([("parent", case.id)], 1, None, check=lambda c: self.access.can_see(c, user)).items

@@ -296,6 +296,20 @@ def page_sql(keys: list[str], newest: bool) -> str:
             f"JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = h.doc_id ORDER BY h.ord {direction}, h.doc_id {direction}")
 
 
+def filtered_page_sql(keys: list[str], newest: bool, cond: str) -> str:
+    """One page of documents under ``keys`` passing the SQL condition ``cond`` (over ``d.doc``), with how many
+    pass in all on each row (``engine.store.pg_conditions``): the database filters, counts and pages."""
+    direction = "DESC" if newest else "ASC"
+    return (f"SELECT d.doc - %(omit)s::text[], count(*) OVER () FROM {_source(keys)} e "
+            f"JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id WHERE {cond} "
+            f"ORDER BY e.ord {direction}, e.doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s")
+
+
+def filtered_count_sql(keys: list[str], cond: str) -> str:
+    return (f"SELECT count(*) FROM {_source(keys)} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
+            f"WHERE {cond}")
+
+
 def count_sql(keys: list[str]) -> str:
     if len(keys) == 1:
         return "SELECT count(*) FROM cf_entries WHERE idx = %(idx)s AND key = %(key)s"

@@ -50,8 +50,9 @@ from psycopg import conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
-from engine.store import pg_indexes as pgi
+from engine.store import pg_conditions, pg_indexes as pgi
 from engine.store import pg_migrations
+from engine.store.conditions import Condition
 from engine.store.base import Doc, Index, Key, Page, Predicate, Store, Tally, Transaction
 from engine.store.fileformat import loads_doc
 from engine.store.memory import StoreError, check_id, check_table
@@ -190,9 +191,13 @@ class PostgresStore(Store):
         self._closed = False
         conn = self._pool.get()
         try:
-            if check_schema:
-                with database_errors():
+            with database_errors():
+                if check_schema:
                     pg_migrations.check(conn)
+                icu = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = %s)",
+                                   (pg_conditions.ICU,)).fetchone()[0]
+            #: The collation conditions lower text with (``engine.store.pg_conditions``).
+            self.lower_collation: str | None = pg_conditions.ICU if icu else None
         finally:
             self._pool.put(conn, False)
 
@@ -251,18 +256,19 @@ class PostgresStore(Store):
         if tx is not None:
             return tx.search(table, predicate)
         check_table(table)
-        with self._conn(snapshot=predicate is not None) as conn:
-            return _search(conn, table, predicate)
+        streamed = predicate is not None and not isinstance(predicate, Condition)
+        with self._conn(snapshot=streamed) as conn:
+            return _search(conn, table, predicate, self.lower_collation)
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         tx = self._current()
         if tx is not None:
             return tx.count(table, predicate)
         check_table(table)
-        if predicate is not None:
+        if predicate is not None and not isinstance(predicate, Condition):
             return len(self.search(table, predicate))
         with self._conn() as conn:
-            return _count(conn, table)
+            return _count(conn, table, predicate, self.lower_collation)
 
     def tables(self) -> list[str]:
         """The names of the tables that hold documents, sorted."""
@@ -275,8 +281,9 @@ class PostgresStore(Store):
         if tx is not None:
             return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where, omit=omit)
         spec = self._index(index)
-        with self._conn(snapshot=where is not None) as conn:  # a streamed lookup needs its cursor's transaction
-            return _lookup(conn, spec, keys, offset, limit, newest, where, omit)
+        streamed = where is not None and not isinstance(where, Condition)
+        with self._conn(snapshot=streamed) as conn:  # a streamed lookup needs its cursor's transaction
+            return _lookup(conn, spec, keys, offset, limit, newest, where, omit, self.lower_collation)
 
     def count_keys(self, index: str, keys: Any) -> int:
         tx = self._current()
@@ -441,21 +448,21 @@ class PgTransaction(Transaction):
     def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
         self._check(table)
         with database_errors():
-            return _search(self._conn, table, predicate)
+            return _search(self._conn, table, predicate, self._store.lower_collation)
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
-        if predicate is not None:
+        if predicate is not None and not isinstance(predicate, Condition):
             return len(self.search(table, predicate))
         self._check(table)
         with database_errors():
-            return _count(self._conn, table)
+            return _count(self._conn, table, predicate, self._store.lower_collation)
 
     def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None, omit: Any = ()) -> Page:
         spec = self._store._index(index)
         self._check(spec.table)
         with database_errors():
-            return _lookup(self._conn, spec, keys, offset, limit, newest, where, omit)
+            return _lookup(self._conn, spec, keys, offset, limit, newest, where, omit, self._store.lower_collation)
 
     def insert(self, table: str, doc: Doc) -> int:
         """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
@@ -547,24 +554,43 @@ def _stream(conn: psycopg.Connection[Any], sql: str, params: Any) -> Iterator[Do
 _stream.serial = 0  # type: ignore[attr-defined]
 
 
-def _search(conn: psycopg.Connection[Any], table: str, predicate: Predicate | None) -> list[Doc]:
+def _search(conn: psycopg.Connection[Any], table: str, predicate: Predicate | None,
+            lower: str | None = pg_conditions.ICU) -> list[Doc]:
+    if isinstance(predicate, Condition):  # filtered by the database
+        cond, params = pg_conditions.compile_where(predicate, lower)
+        return [row[0] for row in conn.execute(
+            f"SELECT d.doc FROM cf_docs d WHERE d.tbl = %(tbl)s AND {cond} ORDER BY d.id", {**params, "tbl": table})]
     sql = "SELECT doc FROM cf_docs WHERE tbl = %s ORDER BY id"
     if predicate is None:
         return [row[0] for row in conn.execute(sql, (table,))]
     return [doc for doc in _stream(conn, sql, (table,)) if predicate(doc.copy())]
 
 
-def _count(conn: psycopg.Connection[Any], table: str) -> int:
-    return conn.execute("SELECT count(*) FROM cf_docs WHERE tbl = %s", (table,)).fetchone()[0]
+def _count(conn: psycopg.Connection[Any], table: str, predicate: Condition | None = None,
+           lower: str | None = pg_conditions.ICU) -> int:
+    if predicate is None:
+        return conn.execute("SELECT count(*) FROM cf_docs WHERE tbl = %s", (table,)).fetchone()[0]
+    cond, params = pg_conditions.compile_where(predicate, lower)
+    return conn.execute(f"SELECT count(*) FROM cf_docs d WHERE d.tbl = %(tbl)s AND {cond}",
+                        {**params, "tbl": table}).fetchone()[0]
 
 
 def _lookup(conn: psycopg.Connection[Any], spec: Index, keys: Any, offset: int, limit: int | None,
-            newest: bool, where: Predicate | None, omit: Any = ()) -> Page:
+            newest: bool, where: Predicate | None, omit: Any = (), lower: str | None = pg_conditions.ICU) -> Page:
     wanted = list(dict.fromkeys(pgi.encode_key(k) for k in keys))
     if not wanted:
         return Page([], 0)
     params = pgi.query_params(spec, wanted)
     skipped = list(omit)
+    if isinstance(where, Condition):  # filtered, counted and paged by the database
+        cond, cond_params = pg_conditions.compile_where(where, lower)
+        params = {**params, **cond_params}
+        if limit != 0:
+            rows = conn.execute(pgi.filtered_page_sql(wanted, newest, cond),
+                                {**params, "offset": offset, "limit": limit, "omit": skipped}).fetchall()
+            if rows:
+                return Page([doc for doc, _total in rows], rows[0][1])
+        return Page([], conn.execute(pgi.filtered_count_sql(wanted, cond), params).fetchone()[0])
     if where is not None:
         docs, total = pgi.window(_stream(conn, pgi.hits_sql(wanted, newest), params), offset, limit, where)
         if skipped:  # ``where`` saw whole documents; the page leaves the keys out
