@@ -367,11 +367,9 @@ class ReadModel:
     def state_counts(self, user: Any, wf: WorkflowSpec) -> dict[str, int]:
         """Cases the user may see per state of the current version, then per state only an older version has
         (where cases still are)."""
-        counts = {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
-        for sid in self.states(wf)[len(wf.states):]:
-            if n := self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])):
-                counts[sid] = n
-        return counts
+        states = self.states(wf)
+        found = self.store.count_groups(CASE_INDEX, {sid: self.visible_keys(user, wf, [sid]) for sid in states})
+        return {sid: n for sid, n in found.items() if sid in wf.states or n}
 
     def version_counts(self, workflow_id: str) -> dict[int, int]:
         """Running cases (not in a final state of their version) per version of the workflow."""

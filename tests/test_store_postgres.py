@@ -256,3 +256,44 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(p
         assert os.waitstatus_to_exitcode(status) == 0
         assert s._pool._idle[0].info.backend_pid == parent_session
         assert [d["owner"] for d in s.search("items")] == ["a", "child"]  # the parent's session still works
+
+
+def test_a_kept_tally_is_read_again_once_any_process_changed_it_and_never_keeps_a_rolled_back_write(pg_url):
+    """``totals`` keeps what it read while the tally's serial stays; a write by another store object (another
+    process), a rebuild, or a tally read inside a transaction that then fails, must all show correctly."""
+    tally = Tally("per_owner", "items", values=lambda d: [(d["owner"], d["amount"])], version="1")
+    with PostgresStore(pg_url) as one, PostgresStore(pg_url) as two:
+        for s in (one, two):
+            s.add_index(by_owner())
+            s.add_index(tally)
+        put(one, {"owner": "a", "at": "1", "amount": 2})
+        assert one.totals("per_owner") == {"a": 2}
+        kept = one.totals("per_owner")
+        kept["a"] = 99  # a copy: changing it changes nothing kept
+        assert one.totals("per_owner") == {"a": 2}
+        put(two, {"owner": "b", "at": "2", "amount": 3})
+        assert one.totals("per_owner") == {"a": 2, "b": 3}
+        with pytest.raises(RuntimeError):
+            with one.transaction() as tx:
+                tx.insert("items", {"owner": "a", "at": "3", "amount": 10})
+                assert one.totals("per_owner") == {"a": 12, "b": 3}  # its own write, seen inside
+                raise RuntimeError("rolled back")
+        assert one.totals("per_owner") == two.totals("per_owner") == {"a": 2, "b": 3}
+        with two.transaction() as tx:
+            tx.replace("items", 1, {"owner": "c", "at": "4", "amount": 1})
+        assert one.totals("per_owner") == {"b": 3, "c": 1}
+        doubled = Tally("per_owner", "items", values=lambda d: [(d["owner"], 2 * d["amount"])], version="2")
+        two.add_index(doubled)  # a rebuild by another process
+        assert one.totals("per_owner") == {"b": 6, "c": 2}
+
+
+def test_counts_of_many_groups_are_one_query_and_equal_counts_of_each(pg_url):
+    with PostgresStore(pg_url) as s:
+        s.add_index(by_owner())
+        put(s, *({"owner": "abc"[n % 3], "at": f"{n:02d}"} for n in range(10)))
+        groups = {"a": [("owner", "a")], "ab": [("owner", "a"), ("owner", "b"), ("owner", "a")], "none": [],
+                  "nobody": [("owner", "z")], ("tuple", 1): [("owner", "c")]}
+        assert s.count_groups("by_owner", groups) == {g: s.count_keys("by_owner", k) for g, k in groups.items()} \
+            == {"a": 4, "ab": 7, "none": 0, "nobody": 0, ("tuple", 1): 3}
+        with s.transaction():  # inside a transaction: the same answer, from its own connection
+            assert s.count_groups("by_owner", groups)["ab"] == 7

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
@@ -159,6 +159,11 @@ class Store(ABC):
     @abstractmethod
     def count_keys(self, index: str, keys: Iterable[Key]) -> int:
         """How many documents are found under any of ``keys`` (each counted once)."""
+
+    def count_groups(self, index: str, groups: Mapping[Hashable, Iterable[Key]]) -> dict[Hashable, int]:
+        """:meth:`count_keys` of each group of keys (a list page's count per state), all at once: a database
+        answers them in one query."""
+        return {name: self.count_keys(index, keys) for name, keys in groups.items()}
 
     @abstractmethod
     def totals(self, tally: str) -> dict[Key, float]:

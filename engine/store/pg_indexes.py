@@ -211,14 +211,15 @@ class Maintenance:
         if not (e_idx or t_name or changes):
             return
         conn.execute(
-            "WITH e AS (INSERT INTO cf_entries (idx, key, ord, doc_id) "
+            "WITH s AS (UPDATE cf_indexes SET serial = serial + 1 WHERE name = ANY(%s)), "
+            "e AS (INSERT INTO cf_entries (idx, key, ord, doc_id) "
             "  SELECT i, k, o, %s FROM unnest(%s::text[], %s::text[], %s::bytea[]) AS u(i, k, o)), "
             "t AS (INSERT INTO cf_tally_docs (tally, doc_id, pairs) "
             "  SELECT n, %s, p::jsonb FROM unnest(%s::text[], %s::text[]) AS u(n, p)) "
             "INSERT INTO cf_tally_sums (tally, key, total) "
             "  SELECT n, k, v::numeric FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(n, k, v) "
             "ON CONFLICT (tally, key) DO UPDATE SET total = cf_tally_sums.total + excluded.total",
-            (doc_id, e_idx, e_key, e_ord, doc_id, t_name, t_pairs,
+            (sorted({c[0] for c in changes}), doc_id, e_idx, e_key, e_ord, doc_id, t_name, t_pairs,
              [c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]))
 
 
@@ -308,6 +309,13 @@ def filtered_page_sql(keys: list[str], newest: bool, cond: str) -> str:
 def filtered_count_sql(keys: list[str], cond: str) -> str:
     return (f"SELECT count(*) FROM {_source(keys)} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
             f"WHERE {cond}")
+
+
+def group_count_sql() -> str:
+    """How many documents are under any key of each group: ``%(groups)s`` and ``%(keys)s`` pair a group
+    number with each key; a group with none is left out."""
+    return ("SELECT u.g, count(DISTINCT e.doc_id) FROM unnest(%(groups)s::int[], %(keys)s::text[]) AS u(g, k) "
+            "JOIN cf_entries e ON e.idx = %(idx)s AND e.key = u.k GROUP BY u.g")
 
 
 def count_sql(keys: list[str]) -> str:

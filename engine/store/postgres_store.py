@@ -188,6 +188,8 @@ class PostgresStore(Store):
         self._pool = _Pool(url, pool_size)
         self._local = threading.local()
         self._specs: dict[str, Index | Tally] = {}
+        #: Per tally: its sums as last read and the ``(serial, xmin)`` of its ``cf_indexes`` row then.
+        self._tallies: dict[str, tuple[Any, dict[Key, float]]] = {}
         self._closed = False
         conn = self._pool.get()
         try:
@@ -293,14 +295,46 @@ class PostgresStore(Store):
         with self._conn() as conn:
             return _count_keys(conn, spec, keys)
 
+    def count_groups(self, index: str, groups: Any) -> dict[Any, int]:
+        """One ``GROUP BY`` query for every group (outside a transaction)."""
+        if self._current() is not None:
+            return super().count_groups(index, groups)
+        spec = self._index(index)
+        names = list(groups)
+        numbers: list[int] = []
+        keys: list[str] = []
+        for n, name in enumerate(names):
+            for key in dict.fromkeys(pgi.encode_key(k) for k in groups[name]):
+                numbers.append(n)
+                keys.append(key)
+        found = {name: 0 for name in names}
+        if keys:
+            with self._conn() as conn:
+                for n, count in conn.execute(pgi.group_count_sql(), {"idx": spec.name, "groups": numbers, "keys": keys}):
+                    found[names[n]] = count
+        return found
+
     def totals(self, tally: str) -> dict[Key, float]:
+        """A tally's sums. Outside a transaction, the sums this process read last time while no write changed
+        them since (one short query checks the tally's ``serial``, bumped by every change of its sums, and its
+        row's ``xmin``, so a database recreated under the same URL is not mistaken for the old one)."""
         if not isinstance(self._specs.get(tally), Tally):
             raise KeyError(f"no tally named {tally!r}")
         tx = self._current()
-        if tx is not None:
+        if tx is not None:  # its own writes, maybe rolled back later: never kept
             return _totals(tx._conn, tally)
         with self._conn() as conn:
-            return _totals(conn, tally)
+            stamp = conn.execute("SELECT serial, xmin::text FROM cf_indexes WHERE name = %s", (tally,)).fetchone()
+            kept = self._tallies.get(tally)
+            if kept is not None and stamp is not None and kept[0] == tuple(stamp):
+                return dict(kept[1])
+            rows = conn.execute(
+                "SELECT i.serial, i.xmin::text, s.key, s.total FROM cf_indexes i LEFT JOIN cf_tally_sums s "
+                "ON s.tally = i.name AND s.total <> 0 WHERE i.name = %s", (tally,)).fetchall()
+        sums = {pgi.decode_key(key): pgi.number(total) for _s, _x, key, total in rows if key is not None}
+        if rows:
+            self._tallies[tally] = ((rows[0][0], rows[0][1]), sums)
+        return dict(sums)
 
     # -- indexes --------------------------------------------------------------------------
 
@@ -316,7 +350,8 @@ class PostgresStore(Store):
                 pgi.rebuild(conn, index)
                 conn.execute("INSERT INTO cf_indexes (name, tbl, kind, version) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (name) DO UPDATE SET tbl = excluded.tbl, kind = excluded.kind, "
-                             "version = excluded.version", (index.name, index.table, kind, index.version))
+                             "version = excluded.version, serial = cf_indexes.serial + 1",
+                             (index.name, index.table, kind, index.version))
         self._specs[index.name] = index  # only once built: a failed build leaves the old declaration
 
     # -- transactions -----------------------------------------------------------------------
