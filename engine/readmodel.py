@@ -264,7 +264,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
     """Declare every index and tally on ``store`` (each is built from what is stored, then kept up to date)."""
     version = fingerprint(definitions, versions)
     resolve = versions.resolve if versions is not None else current_only(definitions)
-    for index in (
+    store.add_indexes((
         Index(CASE_INDEX, CASES, keys=case_keys(definitions, resolve), order=_updated, version=version),
         Index(CASE_VERSION_INDEX, CASES, keys=version_keys(resolve), version=version),
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
@@ -282,8 +282,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(HEAD_INDEX, HEADS, keys=lambda d: [("table", d["table"])]),
         Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
-    ):
-        store.add_index(index)
+    ))
     store.save_indexes()
 
 

@@ -87,6 +87,13 @@ class Transaction(ABC):
     @abstractmethod
     def delete(self, table: str, doc_id: int) -> None: ...
 
+    def replace_many(self, table: str, docs: Iterable[Doc]) -> None:
+        """:meth:`replace` of each document under its own ``"id"`` (a later one of the same id wins): a whole
+        table at once (``db copy``, a restore), which a database writes in bulk. A document that cannot be
+        stored raises ``TypeError``; which of the ones before it are written then differs (PostgreSQL: none)."""
+        for doc in docs:
+            self.replace(table, doc["id"], doc)
+
     @abstractmethod
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
@@ -151,6 +158,15 @@ class Store(ABC):
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         """See :meth:`Transaction.lookup`."""
+
+    def add_indexes(self, indexes: Iterable[Index | Tally]) -> None:
+        """:meth:`add_index` for each, in order; a database builds those it lacks in one pass per table."""
+        for index in indexes:
+            self.add_index(index)
+
+    def analyze(self) -> None:  # noqa: B027 - optional hook
+        """Bring the statistics the store plans its queries by up to date after a bulk load (``db copy``, a
+        restore, building indexes): PostgreSQL's ``VACUUM (ANALYZE)``; nothing to do for the other stores."""
 
     def save_indexes(self) -> None:  # noqa: B027 - optional hook
         """Keep what declaring the indexes computed, if the store can (the file store saves it with a

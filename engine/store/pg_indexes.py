@@ -20,6 +20,7 @@ Two encodings make SQL agree with the other stores:
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterator
@@ -49,7 +50,23 @@ def _plain(key: Any) -> Any:
 
 
 def encode_key(key: Key) -> str:
-    """A key as the text ``cf_entries.key`` and ``cf_tally_sums.key`` hold."""
+    """A key as the text ``cf_entries.key`` and ``cf_tally_sums.key`` hold.
+
+    Remembered for the most recent keys: building an index encodes hundreds of thousands, most of them the same
+    few (``("wf", workflow, state, unit)``). Keys Python finds equal share a cache slot, which is right, since
+    they are one key here too; a key that cannot be hashed (holding a list) is encoded every time."""
+    try:
+        return _encode_key_cached(key)
+    except TypeError:
+        return _encode_key(key)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _encode_key_cached(key: Key) -> str:
+    return _encode_key(key)
+
+
+def _encode_key(key: Key) -> str:
     try:
         return json.dumps(_plain(key), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
@@ -239,32 +256,48 @@ def batches(conn: Any, table: str, size: int = 1000) -> Iterator[list[Doc]]:
 def rebuild(conn: Any, spec: Index | Tally) -> int:
     """Replace every row of ``spec`` with what its functions give for the documents of its table (inside
     the caller's transaction), written with ``COPY``; how many documents were read."""
+    return rebuild_many(conn, [spec])
+
+
+def rebuild_many(conn: Any, specs: list[Index | Tally]) -> int:
+    """:func:`rebuild` for several indexes and tallies of one table in one pass over its documents: each
+    document is read and parsed once, however many of them it feeds (a first start builds six on cases)."""
+    if not specs:
+        return 0
+    tables = {spec.table for spec in specs}
+    if len(tables) != 1:
+        raise ValueError(f"rebuild_many takes the indexes of one table, not of {sorted(tables)}")
+    indexes = [s for s in specs if isinstance(s, Index)]
+    tallies = [s for s in specs if isinstance(s, Tally)]
+    conn.execute("DELETE FROM cf_entries WHERE idx = ANY(%s)", ([s.name for s in indexes],))
+    conn.execute("DELETE FROM cf_tally_docs WHERE tally = ANY(%s)", ([s.name for s in tallies],))
+    conn.execute("DELETE FROM cf_tally_sums WHERE tally = ANY(%s)", ([s.name for s in tallies],))
+    sums: dict[str, dict[str, Any]] = {s.name: {} for s in tallies}
     count = 0
-    if isinstance(spec, Index):
-        conn.execute("DELETE FROM cf_entries WHERE idx = %s", (spec.name,))
-        for docs in batches(conn, spec.table):
-            count += len(docs)
+    for docs in batches(conn, specs[0].table):
+        count += len(docs)
+        if indexes:
             with conn.cursor().copy("COPY cf_entries (idx, key, ord, doc_id) FROM STDIN") as copy:
                 for doc in docs:
-                    for key, order in entries_of(spec, doc):
-                        copy.write_row((spec.name, key, order, doc["id"]))
-        return count
-    conn.execute("DELETE FROM cf_tally_docs WHERE tally = %s", (spec.name,))
-    conn.execute("DELETE FROM cf_tally_sums WHERE tally = %s", (spec.name,))
-    sums: dict[str, Any] = {}
-    for docs in batches(conn, spec.table):
-        count += len(docs)
-        with conn.cursor().copy("COPY cf_tally_docs (tally, doc_id, pairs) FROM STDIN") as copy:
-            for doc in docs:
-                pairs = pairs_of(spec, doc)
-                if pairs:
-                    copy.write_row((spec.name, doc["id"], json.dumps(pairs, ensure_ascii=False, allow_nan=False)))
-                    for key, value in pairs:
-                        sums[key] = sums.get(key, 0) + value
-    with conn.cursor().copy("COPY cf_tally_sums (tally, key, total) FROM STDIN") as copy:
-        for key, value in sums.items():
-            if value:
-                copy.write_row((spec.name, key, repr(value)))
+                    for spec in indexes:
+                        for key, order in entries_of(spec, doc):
+                            copy.write_row((spec.name, key, order, doc["id"]))
+        if tallies:
+            with conn.cursor().copy("COPY cf_tally_docs (tally, doc_id, pairs) FROM STDIN") as copy:
+                for doc in docs:
+                    for spec in tallies:
+                        pairs = pairs_of(spec, doc)
+                        if pairs:
+                            copy.write_row((spec.name, doc["id"], json.dumps(pairs, ensure_ascii=False, allow_nan=False)))
+                            mine = sums[spec.name]
+                            for key, value in pairs:
+                                mine[key] = mine.get(key, 0) + value
+    if tallies:
+        with conn.cursor().copy("COPY cf_tally_sums (tally, key, total) FROM STDIN") as copy:
+            for name, totals in sums.items():
+                for key, value in totals.items():
+                    if value:
+                        copy.write_row((name, key, repr(value)))
     return count
 
 

@@ -88,6 +88,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 def encode_doc(doc: Any, doc_id: int) -> tuple[Doc, str]:
     """A private copy of ``doc`` with ``"id"`` set, as it will read back, and its JSON text."""
+    text = encode_text(doc, doc_id)
+    return json.loads(text), text
+
+
+def encode_text(doc: Any, doc_id: int) -> str:
+    """The JSON text of ``doc`` with ``"id"`` set, or ``TypeError`` saying why it cannot be stored."""
     if not isinstance(doc, dict):
         raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
     data = dict(doc)
@@ -98,7 +104,7 @@ def encode_doc(doc: Any, doc_id: int) -> tuple[Doc, str]:
         raise TypeError(f"document {doc_id} is not plain JSON: {exc}") from exc
     if "\\u0000" in text and _has_nul(data):
         raise TypeError(f"document {doc_id} holds the character U+0000, which PostgreSQL cannot store")
-    return json.loads(text), text
+    return text
 
 
 def _has_nul(value: Any) -> bool:
@@ -341,18 +347,40 @@ class PostgresStore(Store):
     def add_index(self, index: Index | Tally) -> None:
         """Declare an index or tally: reuse its rows if this name, table, kind and version are built, else
         build it from every document of its table, in one transaction."""
-        check_table(index.table)
-        kind = "tally" if isinstance(index, Tally) else "index"
+        self.add_indexes([index])
+
+    def add_indexes(self, indexes: Any) -> None:
+        """Declare several in one transaction: those not built at their version are built together, one pass
+        over the documents of each table (so a first start reads and parses each case once, not once per
+        index), then the planner's statistics are refreshed (:meth:`analyze`)."""
+        wanted = list(indexes)
+        for index in wanted:
+            check_table(index.table)
         with self.transaction() as tx:
             conn = tx._conn
-            row = conn.execute("SELECT tbl, kind, version FROM cf_indexes WHERE name = %s", (index.name,)).fetchone()
-            if row != (index.table, kind, index.version):
-                pgi.rebuild(conn, index)
+            built = {name: (tbl, kind, version) for name, tbl, kind, version in conn.execute(
+                "SELECT name, tbl, kind, version FROM cf_indexes WHERE name = ANY(%s)", ([i.name for i in wanted],))}
+            stale = {i.name: i for i in wanted if built.get(i.name) != (i.table, _kind(i), i.version)}
+            for table in dict.fromkeys(i.table for i in stale.values()):
+                pgi.rebuild_many(conn, [i for i in stale.values() if i.table == table])
+            for index in stale.values():
                 conn.execute("INSERT INTO cf_indexes (name, tbl, kind, version) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (name) DO UPDATE SET tbl = excluded.tbl, kind = excluded.kind, "
                              "version = excluded.version, serial = cf_indexes.serial + 1",
-                             (index.name, index.table, kind, index.version))
-        self._specs[index.name] = index  # only once built: a failed build leaves the old declaration
+                             (index.name, index.table, _kind(index), index.version))
+        for index in wanted:  # only once built: a failed build leaves the old declarations
+            self._specs[index.name] = index
+        if stale:
+            self.analyze()
+
+    def analyze(self) -> None:
+        """``VACUUM (ANALYZE)`` the store's tables: fresh statistics (without them, right after a bulk load, the
+        planner guesses a filtered list is one row and scans every document) and a visibility map, so lookups
+        are index-only scans of ``cf_entries``. Outside a transaction (VACUUM cannot run in one)."""
+        if self._current() is not None:
+            return
+        with self._conn() as conn:
+            conn.execute("VACUUM (ANALYZE) cf_docs, cf_last_ids, cf_indexes, cf_entries, cf_tally_docs, cf_tally_sums")
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -394,6 +422,10 @@ class PostgresStore(Store):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _kind(index: Index | Tally) -> str:
+    return "tally" if isinstance(index, Tally) else "index"
 
 
 class PgLeaderLock:
@@ -528,6 +560,37 @@ class PgTransaction(Transaction):
             self._write(table, doc_id, stored,
                         "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb) "
                         "ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc", (table, doc_id, text))
+
+    def replace_many(self, table: str, docs: Any) -> None:
+        """Every document under its own ``"id"``, written with ``COPY`` into a scratch table and one upsert,
+        when this process keeps no index on ``table`` (``db copy``, a restore: nothing to maintain row by
+        row; indexes other processes built are marked stale at commit as for any write); else one by one."""
+        if self._store.specs_of(table):
+            return super().replace_many(table, docs)
+        self._check(table)
+        # A savepoint: a document that cannot be stored (TypeError while copying) undoes this call only, as
+        # a refused replace would, instead of leaving the whole transaction aborted.
+        with database_errors(), self._conn.transaction():
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS cf_load (n bigint, id bigint, doc text) ON COMMIT DROP")
+            self._conn.execute("TRUNCATE cf_load")
+            top = 0
+            with self._conn.cursor().copy("COPY cf_load (n, id, doc) FROM STDIN") as copy:
+                for n, doc in enumerate(docs):
+                    doc_id = check_id(doc["id"])
+                    copy.write_row((n, doc_id, encode_text(doc, doc_id)))
+                    top = max(top, doc_id)
+            if not top:
+                return
+            before = self._conn.execute(
+                "WITH w AS (INSERT INTO cf_docs (tbl, id, doc) SELECT %s, id, doc::jsonb FROM "
+                "  (SELECT DISTINCT ON (id) id, doc FROM cf_load ORDER BY id, n DESC) AS l "
+                "  ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc), "
+                "old AS (SELECT last_id FROM cf_last_ids WHERE tbl = %s) "
+                "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, %s) ON CONFLICT (tbl) "
+                "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id) "
+                "RETURNING (SELECT last_id FROM old)", (table, table, table, top)).fetchone()[0]
+            self._first_ids.setdefault(table, before or 0)
+            self._written.add(table)
 
     def delete(self, table: str, doc_id: int) -> None:
         """Remove the document; deleting one that does not exist is a no-op."""
