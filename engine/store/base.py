@@ -6,9 +6,9 @@ tests in ``tests/test_store.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
@@ -189,6 +189,16 @@ class Store(ABC):
         """The first document under ``key`` (e.g. a user by username), or None."""
         page = self.lookup(index, [key], limit=1, newest=False)
         return page.docs[0] if page.docs else None
+
+    @contextmanager
+    def reading(self) -> Iterator[Iterator[tuple[str, Iterator[Doc]]]]:
+        """Every table with documents and its documents in id order, all from one committed state, as
+        ``(name, documents)`` pairs to consume in order inside the ``with`` block (a backup writes them as they
+        come). Here: read whole in one transaction (exclusive, so no write lands half-way), then handed out; a
+        database streams them from a snapshot instead, holding neither the documents nor any lock."""
+        with self.transaction() as tx:
+            data = [(table, tx.search(table)) for table in self.tables()]
+        yield ((table, iter(docs)) for table, docs in data)
 
     def leader_lock(self, name: str) -> LeaderLock | None:
         """A lock named ``name`` shared by everyone using this store, wherever they run, or None when the store

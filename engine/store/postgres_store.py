@@ -409,6 +409,16 @@ class PostgresStore(Store):
         finally:
             self._pool.put(conn, self._closed)
 
+    @contextmanager
+    def reading(self) -> Iterator[Iterator[tuple[str, Iterator[Doc]]]]:
+        """Every table's documents streamed from one READ ONLY REPEATABLE READ snapshot (server-side cursors,
+        ``_STREAM_ROWS`` at a time): a consistent state, since each writer commits whole, while writers go on
+        (no write lock is taken) and this process holds a few hundred documents at a time, not the database."""
+        with self._conn(snapshot=True) as conn:
+            names = [row[0] for row in conn.execute("SELECT DISTINCT tbl FROM cf_docs ORDER BY tbl")]
+            yield ((name, _stream(conn, "SELECT doc FROM cf_docs WHERE tbl = %s ORDER BY id", (name,)))
+                   for name in names)
+
     def leader_lock(self, name: str) -> PgLeaderLock:
         return PgLeaderLock(self.url, name)
 
