@@ -27,6 +27,14 @@ Design:
   it in one transaction. A write to a table with a built index this process has not declared marks that
   index stale (it cannot keep it), so the next declaration rebuilds it instead of trusting old rows: every
   process writing to a database must declare the same indexes (Civicflow's ``Engine`` always does).
+- **Queries are SQL**: a lookup's ``where`` that is a :class:`~engine.store.conditions.Condition` (the list
+  pages' filters) is translated into SQL over the JSONB documents (``engine.store.pg_conditions``), so the
+  database filters, counts and pages; only an arbitrary Python predicate is still streamed through Python.
+  ``count_groups`` (a list's count per state) is one ``GROUP BY``; ``totals`` keeps a tally per process until
+  its ``serial`` (bumped in the statement that changes its sums) moves.
+- **Bulk loads**: ``replace_many`` (``db copy``, a restore) writes a table with ``COPY`` and one upsert;
+  ``add_indexes`` builds every stale index of a table in one pass; both are followed by ``VACUUM (ANALYZE)``
+  (:meth:`PostgresStore.analyze`), since a planner without statistics scans every document for a list.
 - **Connections**: a small pool (at most ``pool_size`` idle connections kept; more are opened while many
   threads work at once), so each thread of a threaded server (waitress) borrows one per read or transaction.
   A process forked with connections open (gunicorn ``--preload``) forgets the inherited ones in the child
