@@ -334,14 +334,18 @@ def filtered_page_sql(keys: list[str], newest: bool, cond: str) -> str:
     """One page of documents under ``keys`` passing the SQL condition ``cond`` (over ``d.doc``), with how many
     pass in all on each row (``engine.store.pg_conditions``): the database filters, counts and pages."""
     direction = "DESC" if newest else "ASC"
-    return (f"SELECT d.doc - %(omit)s::text[], count(*) OVER () FROM {_source(keys)} e "
-            f"JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id WHERE {cond} "
-            f"ORDER BY e.ord {direction}, e.doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s")
+    return (f"SELECT d.doc - %(omit)s::text[], count(*) OVER () FROM {_source(keys)} e {_DOC_OF_ENTRY} "
+            f"WHERE {cond} ORDER BY e.ord {direction}, e.doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s")
+
+
+#: Each entry's document, fetched by its primary key. A LATERAL subquery with OFFSET 0 (which the planner does
+#: not flatten) so the condition is tested on the documents the lookup found: the planner cannot estimate a
+#: condition on JSONB (it guesses one row), and with that guess it scans every document of the database first.
+_DOC_OF_ENTRY = "CROSS JOIN LATERAL (SELECT doc FROM cf_docs WHERE tbl = %(tbl)s AND id = e.doc_id OFFSET 0) d"
 
 
 def filtered_count_sql(keys: list[str], cond: str) -> str:
-    return (f"SELECT count(*) FROM {_source(keys)} e JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = e.doc_id "
-            f"WHERE {cond}")
+    return f"SELECT count(*) FROM {_source(keys)} e {_DOC_OF_ENTRY} WHERE {cond}"
 
 
 def group_count_sql() -> str:
