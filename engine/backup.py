@@ -5,6 +5,7 @@ A backup is a directory (not a tarball: it can be checked, listed and restored w
 ``tar czf`` makes one of it when it has to travel)::
 
     DEST/civicflow.json   every table, as a TinyDB store file (``TinyDBStore(path)`` or plain TinyDB reads it)
+    DEST/civicflow.json.offsets  its sidecar: where each document's bytes are, so it is opened without parsing
     DEST/uploads/...      the uploaded files (file and photo fields)
     DEST/manifest.json    counts per table, both ledger chain heads, when, which Civicflow, a sha256 of
                           every file and a checksum of the manifest itself
@@ -15,9 +16,12 @@ line is fsynced; it reaches the ``.json`` only at the next compaction, which hap
 outgrows 1/16 of the snapshot. So the ``.json`` alone silently misses every write since the last
 compaction, and copying the two files one after the other while the app serves can catch a compaction
 between them (an old journal with a new snapshot, or the reverse). Instead the backup reads every table
-inside ONE ``store.transaction()``, which is exclusive across threads and processes, so it sees one
-committed state and no write lands half-way; it holds that lock only while reading (into memory), not while
-writing the backup.
+from one committed state (``Store.reading``) and writes each document into the backup's file as it comes
+(``fileformat.write_store_file``): the TinyDB store reads inside ONE ``store.transaction()``, exclusive
+across threads and processes, so no write lands half-way, and holds the lock only while reading; PostgreSQL
+streams from one REPEATABLE READ snapshot, taking no lock and holding a few hundred documents at a time, so a
+backup of a large database never holds the database in memory. The check after writing opens the file
+through its sidecar and parses only the ledgers.
 
 A restore is likewise ONE transaction on the target (:func:`engine.transfer.write_all`: ids kept, documents
 the backup does not have deleted, atomic on every store, the id counter continuing after the highest id),
@@ -46,15 +50,16 @@ from typing import Any, Iterator
 
 from . import ledger
 from .store.base import Store
-from .transfer import Dump, TransferError, chain_heads, check_store, counts, describe, read_all, store_counts, write_all
+from .store.fileformat import SIDECAR_SUFFIX, write_store_file
+from .transfer import Dump, TransferError, chain_heads, check_store, describe, read_all, store_counts, write_all
 
 FORMAT = "civicflow-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STORE_FILE = "civicflow.json"
+#: The store file's sidecar (where each document's bytes are), so checking or restoring reads it lazily.
+SIDECAR = STORE_FILE + SIDECAR_SUFFIX
 UPLOADS_DIR = "uploads"
-#: What the TinyDB store keeps beside its snapshot; a backup's snapshot is compacted, so it needs none of them.
-_STORE_SIDE_FILES = (".journal", ".lock", ".offsets")
 
 
 class BackupError(TransferError):
@@ -155,13 +160,15 @@ def backup(store: Store, dest: str | os.PathLike[str], uploads: str | os.PathLik
         raise BackupError(f"{target} exists already; a backup never overwrites anything: name a new directory")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        dump = read_all(store)  # the only moment the store is locked
         work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     except OSError as exc:
         raise _os_error(f"make the backup {target}", exc) from exc
     try:
-        _write_backup(work, dump, Path(uploads) if uploads else None, now or dt.datetime.now(dt.timezone.utc))
-        manifest, _dump = check_backup(work)
+        with store.reading() as tables:  # one committed state, streamed into the file as it is read
+            found, kept = write_store_file(str(work / STORE_FILE), tables, keep=(ledger.HEADS,))
+        _write_backup(work, found, chain_heads(kept), Path(uploads) if uploads else None,
+                      now or dt.datetime.now(dt.timezone.utc))
+        manifest = check_backup(work, contents=False)[0]
         if target.exists():
             target.rmdir()
         os.rename(work, target)
@@ -175,9 +182,10 @@ def backup(store: Store, dest: str | os.PathLike[str], uploads: str | os.PathLik
     return manifest
 
 
-def _write_backup(work: Path, dump: Dump, uploads: Path | None, now: dt.datetime) -> None:
-    _write_store_file(work / STORE_FILE, dump)
-    files = {STORE_FILE: _file_entry(work / STORE_FILE)}
+def _write_backup(work: Path, found: dict[str, int], chains: dict[str, Any], uploads: Path | None,
+                  now: dt.datetime) -> None:
+    """The uploads and the manifest beside the store file (and its sidecar) already written."""
+    files = {name: _file_entry(work / name) for name in (STORE_FILE, SIDECAR) if (work / name).exists()}
     if uploads is not None:
         for path in _files_under(uploads):
             name = f"{UPLOADS_DIR}/{path.relative_to(uploads).as_posix()}"
@@ -188,26 +196,12 @@ def _write_backup(work: Path, dump: Dump, uploads: Path | None, now: dt.datetime
             files[name] = _file_entry(copy)
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "civicflow": civicflow_version(),
-        "created_at": now.isoformat(timespec="seconds"), "counts": counts(dump), "chains": chain_heads(dump),
+        "created_at": now.isoformat(timespec="seconds"), "counts": found, "chains": chains,
         "files": files,
     }
     manifest["checksum"] = manifest_checksum(manifest)
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     _fsync(work / MANIFEST)
-
-
-def _write_store_file(path: Path, dump: Dump) -> None:
-    """``dump`` as a compacted TinyDB store file: the snapshot holds everything, so no journal is needed."""
-    from .store.tinydb_store import TinyDBStore
-
-    store = TinyDBStore(path)
-    try:
-        write_all(store, dump, what=str(path))
-        store.compact()
-    finally:
-        store.close()
-    for suffix in _STORE_SIDE_FILES:
-        Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 # -- checking and restoring --------------------------------------------------------------------
@@ -245,9 +239,11 @@ def read_manifest(src: Path) -> Manifest:
         raise BackupError(f"{src / MANIFEST} is malformed ({exc!r}); nothing was restored") from exc
 
 
-def check_backup(src: str | os.PathLike[str]) -> tuple[Manifest, Dump]:
-    """Check the backup ``src`` whole and return its manifest and contents; raise ``BackupError`` listing
-    every problem found (a file missing, truncated or changed, a count or a ledger chain that disagrees)."""
+def check_backup(src: str | os.PathLike[str], contents: bool = True) -> tuple[Manifest, Dump]:
+    """Check the backup ``src`` whole and return its manifest and contents (``contents`` False: an empty dump,
+    so checking a backup just made never holds its documents: the store file is opened through its sidecar and
+    only the ledgers are parsed); raise ``BackupError`` listing every problem found (a file missing, truncated
+    or changed, a count or a ledger chain that disagrees)."""
     folder = Path(src).absolute()
     manifest = read_manifest(folder)
     problems = []
@@ -264,13 +260,13 @@ def check_backup(src: str | os.PathLike[str]) -> tuple[Manifest, Dump]:
         elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{name} was changed after the backup was made (its sha256 differs)")
     if not problems:
-        dump, problems = _read_store_file(folder / STORE_FILE, manifest)
+        dump, problems = _read_store_file(folder / STORE_FILE, manifest, contents)
     if problems:
         raise BackupError(f"{folder} is not a good backup; nothing was restored:\n  " + "\n  ".join(problems))
     return manifest, dump
 
 
-def _read_store_file(path: Path, manifest: Manifest) -> tuple[Dump, list[str]]:
+def _read_store_file(path: Path, manifest: Manifest, contents: bool = True) -> tuple[Dump, list[str]]:
     """Open the backup's store file (a copy of it: opening a TinyDB store creates its lock and journal beside
     it, and a backup may sit on a read-only disk) and check it against the manifest."""
     from .store.memory import StoreError
@@ -279,13 +275,17 @@ def _read_store_file(path: Path, manifest: Manifest) -> tuple[Dump, list[str]]:
     with tempfile.TemporaryDirectory(prefix="civicflow-check-") as tmp:
         copy = Path(tmp) / STORE_FILE
         shutil.copyfile(path, copy)
+        if SIDECAR in manifest.files:  # checked with the other files: lets the copy open without parsing all
+            shutil.copyfile(path.parent / SIDECAR, Path(tmp) / SIDECAR)
+        if SIDECAR in manifest.files:  # checked above with the other files: lets the copy open lazily
+            shutil.copyfile(path.parent / SIDECAR, Path(tmp) / SIDECAR)
         try:
             store = TinyDBStore(copy)
         except StoreError as exc:
             return {}, [f"{STORE_FILE} cannot be opened: {str(exc).replace(str(copy), STORE_FILE)}"]
         try:
             problems = check_store(store, manifest.counts, manifest.chains, "the backup")
-            return read_all(store), problems
+            return (read_all(store) if contents else {}), problems
         finally:
             store.close()
 

@@ -14,6 +14,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
+from .store import conditions as cond
+
 if TYPE_CHECKING:  # the specs import this module; at run time only their attributes are used
     from .spec import FieldSpec, OrgTree
 
@@ -195,8 +197,15 @@ class FieldType:
         """What the user searches this field for, from the query string (None: no filter)."""
         return (args.get(f.id) or "").strip() or None
 
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        """The filter ``wanted`` (what :meth:`wanted` read) as a store condition on a case document: every
+        store answers it (PostgreSQL in SQL), so a filtered list is never a scan in Python. Text: contains,
+        ignoring case."""
+        return cond.Contains(("data", f.id), wanted)
+
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return wanted.lower() in str(value or "").lower()
+        """Whether one value passes the filter: the :meth:`condition`'s own test."""
+        return self.condition(f, wanted, org).test({"data": {f.id: value}})
 
     #: A filter on this type can be answered from the read model's index: ``terms`` says under which terms a
     #: stored value is filed, ``wanted_terms`` which terms a filter value looks up, such that ``matches`` is
@@ -375,12 +384,9 @@ class _Numeric(_Range):
             return value  # a number is never a formula; keep it a number so it sums
         return self.display(f, value, lang, org)
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        low, high = wanted
-        if value is None:
-            return False
-        lo, hi = _number(low) if low else None, _number(high) if high else None
-        return (lo is None or value >= lo) and (hi is None or value <= hi)
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        low, high = wanted  # a bound that is not a number is left open
+        return cond.NumberRange(("data", f.id), _number(low) if low else None, _number(high) if high else None)
 
 
 class _Bounded(_Numeric):
@@ -462,12 +468,9 @@ class _DateLike(_Range):
     date_like = True
     search = "range"
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        low, high = wanted
-        if value is None:
-            return False
-        text = str(value)  # ISO text sorts as time; "to 2026-11" takes the whole month
-        return (not low or text >= low) and (not high or text[:len(high)] <= high)
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        low, high = wanted  # ISO text sorts as time; "to 2026-11" takes the whole month
+        return cond.TextRange(("data", f.id), low, high)
 
 
 @register
@@ -519,8 +522,8 @@ class SelectType(_Choices):
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return f.choice_label(value, lang)
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return str(value) == wanted
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.Equals(("data", f.id), wanted)
 
     indexed = True
 
@@ -559,8 +562,8 @@ class MultiselectType(_Choices):
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return ("、" if lang == "zh" else ", ").join(f.choice_label(v, lang) for v in value)
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return wanted in (value or [])
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.Includes(("data", f.id), wanted)
 
     indexed = True
 
@@ -599,8 +602,8 @@ class CheckboxType(FieldType):
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return ("是" if value else "否") if lang == "zh" else ("Yes" if value else "No")
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return bool(value) == (wanted in ("1", "true", "on", "yes"))
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.Truthy(("data", f.id), wanted in ("1", "true", "on", "yes"))
 
     indexed = True
 
@@ -748,8 +751,8 @@ class OrgUnitType(FieldType):
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return org.path_name(value, lang) if org is not None and value in org.units else str(value)
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return bool(value) and org.contains(wanted, value)  # a unit finds everything below it
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.OneOf(("data", f.id), tuple(org.below(wanted)))  # a unit finds everything below it
 
     indexed = True
 
@@ -776,8 +779,8 @@ class CaseType(FieldType):
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return f"#{value}"
 
-    def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
-        return str(value) == wanted
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.Equals(("data", f.id), wanted)
 
     def check(self, item: Mapping[str, Any], report: Report) -> None:
         if "workflow" not in item:

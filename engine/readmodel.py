@@ -48,6 +48,7 @@ from .notify import NOTIFICATIONS
 from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
 from .tokens import index as tokens_index
+from .store.conditions import OneOf
 from .users import USERS
 from .versions import Versions
 from .versions import index as versions_index
@@ -277,7 +278,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
     """Declare every index and tally on ``store`` (each is built from what is stored, then kept up to date)."""
     version = fingerprint(definitions, versions)
     resolve = versions.resolve if versions is not None else current_only(definitions)
-    for index in (
+    store.add_indexes((
         Index(CASE_INDEX, CASES, keys=case_keys(definitions, resolve), order=_updated, version=version),
         Index(CASE_VERSION_INDEX, CASES, keys=version_keys(resolve), version=version),
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
@@ -300,8 +301,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         *webhooks.indexes(),
         tokens_index(),
         *inbox.indexes(definitions, resolve, version),
-    ):
-        store.add_index(index)
+    ))
     store.save_indexes()
 
 
@@ -386,11 +386,9 @@ class ReadModel:
     def state_counts(self, user: Any, wf: WorkflowSpec) -> dict[str, int]:
         """Cases the user may see per state of the current version, then per state only an older version has
         (where cases still are)."""
-        counts = {sid: self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])) for sid in wf.states}
-        for sid in self.states(wf)[len(wf.states):]:
-            if n := self.store.count_keys(CASE_INDEX, self.visible_keys(user, wf, [sid])):
-                counts[sid] = n
-        return counts
+        states = self.states(wf)
+        found = self.store.count_groups(CASE_INDEX, {sid: self.visible_keys(user, wf, [sid]) for sid in states})
+        return {sid: n for sid, n in found.items() if sid in wf.states or n}
 
     def version_counts(self, workflow_id: str) -> dict[int, int]:
         """Running cases (not in a final state of their version) per version of the workflow."""
@@ -410,7 +408,8 @@ class ReadModel:
         wf = self.definitions.workflows.get(f.workflow)
         if wf is None:
             return []
-        return self.listing(user, wf, where=(lambda d: d["state"] in f.states) if f.states else None, size=limit).items
+        where = OneOf(("state",), tuple(f.states)) if f.states else None
+        return self.listing(user, wf, where=where, size=limit).items
 
     def children(self, case: Case, user: Any) -> list[Case]:
         cases = self._cases([("parent", case.id)], 1, None, check=lambda c: self.access.can_see(c, user)).items

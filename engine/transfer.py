@@ -77,8 +77,8 @@ def write_all(store: Store, dump: Dump, *, force: bool = False, what: str = "the
                 if doc["id"] not in keep:
                     tx.delete(table, doc["id"])
         for table, docs in dump.items():
-            for doc in docs:
-                tx.replace(table, doc["id"], doc)
+            tx.replace_many(table, docs)
+    store.analyze()  # a bulk load: fresh planner statistics (PostgreSQL), before anyone queries it
 
 
 def check_store(store: Store, expected_counts: dict[str, int], expected_heads: dict[str, dict[str, Any]],

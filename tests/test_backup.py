@@ -74,7 +74,7 @@ def test_a_backup_is_an_openable_store_with_a_manifest(source: Store, tmp_path: 
                                "points_accounts": 1, "publications": 4, "uploads": 1, "users": 1}
     assert manifest.chains[ledger.LEDGER]["seq"] == 4 and manifest.uploads == ["uploads/abc.png"]
     assert (tmp_path / "b" / "uploads" / "abc.png").read_bytes() == b"\x89PNG\r\n\x1a\nxyz"
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["civicflow.json", "manifest.json", "uploads"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["civicflow.json", "civicflow.json.offsets", "manifest.json", "uploads"]
     from tinydb import TinyDB  # the backup's store is plain TinyDB JSON, readable without Civicflow
     with TinyDB(tmp_path / "b" / "civicflow.json") as db:
         assert len(db.table("cases")) == 5

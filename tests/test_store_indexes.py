@@ -186,3 +186,10 @@ def test_save_indexes_keeps_what_declaring_an_index_computed(tmp_path, caplog):
             s.add_index(BY_OWNER)
             assert s.lookup("by_owner", [("owner", "o3")]).total == len([i for i in range(1200) if i % 7 == 3])
     assert "computed from" not in caplog.text
+
+
+def test_count_groups_gives_count_keys_of_every_group(store):
+    put(store, {"owner": "a", "tags": ["x", "y"], "at": "1"}, {"owner": "b", "tags": ["y"], "at": "2"},
+        {"owner": "a", "at": "3"})
+    groups = {"x": [("tag", "x")], "y or a": [("tag", "y"), ("owner", "a")], "empty": [], "nobody": [("owner", "z")]}
+    assert store.count_groups("by_owner", groups) == {"x": 1, "y or a": 3, "empty": 0, "nobody": 0}

@@ -6,9 +6,9 @@ tests in ``tests/test_store.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Protocol
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
@@ -87,6 +87,13 @@ class Transaction(ABC):
     @abstractmethod
     def delete(self, table: str, doc_id: int) -> None: ...
 
+    def replace_many(self, table: str, docs: Iterable[Doc]) -> None:
+        """:meth:`replace` of each document under its own ``"id"`` (a later one of the same id wins): a whole
+        table at once (``db copy``, a restore), which a database writes in bulk. A document that cannot be
+        stored raises ``TypeError``; which of the ones before it are written then differs (PostgreSQL: none)."""
+        for doc in docs:
+            self.replace(table, doc["id"], doc)
+
     @abstractmethod
     def lookup(self, index: str, keys: Iterable[Key], *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
@@ -152,6 +159,15 @@ class Store(ABC):
                newest: bool = True, where: Predicate | None = None, omit: Iterable[str] = ()) -> Page:
         """See :meth:`Transaction.lookup`."""
 
+    def add_indexes(self, indexes: Iterable[Index | Tally]) -> None:
+        """:meth:`add_index` for each, in order; a database builds those it lacks in one pass per table."""
+        for index in indexes:
+            self.add_index(index)
+
+    def analyze(self) -> None:  # noqa: B027 - optional hook
+        """Bring the statistics the store plans its queries by up to date after a bulk load (``db copy``, a
+        restore, building indexes): PostgreSQL's ``VACUUM (ANALYZE)``; nothing to do for the other stores."""
+
     def save_indexes(self) -> None:  # noqa: B027 - optional hook
         """Keep what declaring the indexes computed, if the store can (the file store saves it with a
         compaction, so the next open restores the indexes instead of computing them from every document)."""
@@ -159,6 +175,11 @@ class Store(ABC):
     @abstractmethod
     def count_keys(self, index: str, keys: Iterable[Key]) -> int:
         """How many documents are found under any of ``keys`` (each counted once)."""
+
+    def count_groups(self, index: str, groups: Mapping[Hashable, Iterable[Key]]) -> dict[Hashable, int]:
+        """:meth:`count_keys` of each group of keys (a list page's count per state), all at once: a database
+        answers them in one query."""
+        return {name: self.count_keys(index, keys) for name, keys in groups.items()}
 
     @abstractmethod
     def totals(self, tally: str) -> dict[Key, float]:
@@ -168,6 +189,16 @@ class Store(ABC):
         """The first document under ``key`` (e.g. a user by username), or None."""
         page = self.lookup(index, [key], limit=1, newest=False)
         return page.docs[0] if page.docs else None
+
+    @contextmanager
+    def reading(self) -> Iterator[Iterator[tuple[str, Iterator[Doc]]]]:
+        """Every table with documents and its documents in id order, all from one committed state, as
+        ``(name, documents)`` pairs to consume in order inside the ``with`` block (a backup writes them as they
+        come). Here: read whole in one transaction (exclusive, so no write lands half-way), then handed out; a
+        database streams them from a snapshot instead, holding neither the documents nor any lock."""
+        with self.transaction() as tx:
+            data = [(table, tx.search(table)) for table in self.tables()]
+        yield ((table, iter(docs)) for table, docs in data)
 
     def leader_lock(self, name: str) -> LeaderLock | None:
         """A lock named ``name`` shared by everyone using this store, wherever they run, or None when the store

@@ -293,3 +293,68 @@ class _Output:
         if self._parts:
             _write_all(self.fd, b"".join(self._parts))
             self._parts, self._buffered = [], 0
+
+
+#: The sidecar of a store file: beside it, under its name plus this.
+SIDECAR_SUFFIX = ".offsets"
+
+
+def write_store_file(path: str, tables: Any, keep: Any = ()) -> tuple[dict[str, int], dict[str, list[Any]]]:
+    """Write a compacted file store (snapshot and sidecar, no journal) at ``path`` from ``tables``, an iterable
+    of ``(name, documents)`` whose documents may be a stream: each is written as it comes, so writing a whole
+    database holds one document at a time (a backup of PostgreSQL). Opening it reads through the sidecar,
+    parsing a document only when it is used. Returns the count per table and the documents of the tables
+    named in ``keep`` (small ones the caller needs, e.g. the ledgers' chain heads)."""
+    import uuid
+
+    from engine.store.memory import META_TABLE
+
+    token = uuid.uuid4().hex
+    layout: dict[str, list[list[Any]]] = {}
+    last_ids: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    kept: dict[str, list[Any]] = {name: [] for name in keep}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        out = _Output(fd)
+        out.write(b"{")
+        for name, docs in tables:
+            if name == META_TABLE:
+                continue
+            out.write(b'%s%s:{' % (b"," if layout else b"", json.dumps(name).encode()))
+            keys: list[str] = []
+            offsets: list[int] = []
+            lengths: list[int] = []
+            for doc in docs:
+                data = dumps_doc(doc)
+                key = str(int(doc["id"]))
+                out.write(b'%s"%s":' % (b"," if keys else b"", key.encode()))
+                keys.append(key)
+                offsets.append(out.pos)
+                lengths.append(len(data))
+                out.write(data)
+                last_ids[name] = max(last_ids.get(name, 0), int(doc["id"]))
+                if name in kept:
+                    kept[name].append(doc)
+            out.write(b"}")
+            layout[name] = [keys, offsets, lengths]
+            counts[name] = len(keys)
+        meta = dumps_doc({"format": FORMAT, "seq": 0, "last_ids": last_ids, "token": token})
+        out.write(b'%s"%s":{"1":' % (b"," if layout else b"", META_TABLE.encode()))
+        meta_at = out.pos
+        out.write(meta)
+        out.write(b"}}")
+        size = out.pos
+        out.flush()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    body = {"snapshot": {"size": size, "seq": 0, "token": token, "meta": [meta_at, len(meta)]},
+            "tables": layout, "indexes": {}}
+    fd = os.open(path + SIDECAR_SUFFIX, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        _write_all(fd, encode_sidecar(body))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {k: v for k, v in sorted(counts.items()) if v}, kept

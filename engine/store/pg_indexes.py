@@ -20,6 +20,7 @@ Two encodings make SQL agree with the other stores:
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterator
@@ -49,7 +50,23 @@ def _plain(key: Any) -> Any:
 
 
 def encode_key(key: Key) -> str:
-    """A key as the text ``cf_entries.key`` and ``cf_tally_sums.key`` hold."""
+    """A key as the text ``cf_entries.key`` and ``cf_tally_sums.key`` hold.
+
+    Remembered for the most recent keys: building an index encodes hundreds of thousands, most of them the same
+    few (``("wf", workflow, state, unit)``). Keys Python finds equal share a cache slot, which is right, since
+    they are one key here too; a key that cannot be hashed (holding a list) is encoded every time."""
+    try:
+        return _encode_key_cached(key)
+    except TypeError:
+        return _encode_key(key)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _encode_key_cached(key: Key) -> str:
+    return _encode_key(key)
+
+
+def _encode_key(key: Key) -> str:
     try:
         return json.dumps(_plain(key), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError as exc:
@@ -211,14 +228,15 @@ class Maintenance:
         if not (e_idx or t_name or changes):
             return
         conn.execute(
-            "WITH e AS (INSERT INTO cf_entries (idx, key, ord, doc_id) "
+            "WITH s AS (UPDATE cf_indexes SET serial = serial + 1 WHERE name = ANY(%s)), "
+            "e AS (INSERT INTO cf_entries (idx, key, ord, doc_id) "
             "  SELECT i, k, o, %s FROM unnest(%s::text[], %s::text[], %s::bytea[]) AS u(i, k, o)), "
             "t AS (INSERT INTO cf_tally_docs (tally, doc_id, pairs) "
             "  SELECT n, %s, p::jsonb FROM unnest(%s::text[], %s::text[]) AS u(n, p)) "
             "INSERT INTO cf_tally_sums (tally, key, total) "
             "  SELECT n, k, v::numeric FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(n, k, v) "
             "ON CONFLICT (tally, key) DO UPDATE SET total = cf_tally_sums.total + excluded.total",
-            (doc_id, e_idx, e_key, e_ord, doc_id, t_name, t_pairs,
+            (sorted({c[0] for c in changes}), doc_id, e_idx, e_key, e_ord, doc_id, t_name, t_pairs,
              [c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]))
 
 
@@ -238,32 +256,48 @@ def batches(conn: Any, table: str, size: int = 1000) -> Iterator[list[Doc]]:
 def rebuild(conn: Any, spec: Index | Tally) -> int:
     """Replace every row of ``spec`` with what its functions give for the documents of its table (inside
     the caller's transaction), written with ``COPY``; how many documents were read."""
+    return rebuild_many(conn, [spec])
+
+
+def rebuild_many(conn: Any, specs: list[Index | Tally]) -> int:
+    """:func:`rebuild` for several indexes and tallies of one table in one pass over its documents: each
+    document is read and parsed once, however many of them it feeds (a first start builds six on cases)."""
+    if not specs:
+        return 0
+    tables = {spec.table for spec in specs}
+    if len(tables) != 1:
+        raise ValueError(f"rebuild_many takes the indexes of one table, not of {sorted(tables)}")
+    indexes = [s for s in specs if isinstance(s, Index)]
+    tallies = [s for s in specs if isinstance(s, Tally)]
+    conn.execute("DELETE FROM cf_entries WHERE idx = ANY(%s)", ([s.name for s in indexes],))
+    conn.execute("DELETE FROM cf_tally_docs WHERE tally = ANY(%s)", ([s.name for s in tallies],))
+    conn.execute("DELETE FROM cf_tally_sums WHERE tally = ANY(%s)", ([s.name for s in tallies],))
+    sums: dict[str, dict[str, Any]] = {s.name: {} for s in tallies}
     count = 0
-    if isinstance(spec, Index):
-        conn.execute("DELETE FROM cf_entries WHERE idx = %s", (spec.name,))
-        for docs in batches(conn, spec.table):
-            count += len(docs)
+    for docs in batches(conn, specs[0].table):
+        count += len(docs)
+        if indexes:
             with conn.cursor().copy("COPY cf_entries (idx, key, ord, doc_id) FROM STDIN") as copy:
                 for doc in docs:
-                    for key, order in entries_of(spec, doc):
-                        copy.write_row((spec.name, key, order, doc["id"]))
-        return count
-    conn.execute("DELETE FROM cf_tally_docs WHERE tally = %s", (spec.name,))
-    conn.execute("DELETE FROM cf_tally_sums WHERE tally = %s", (spec.name,))
-    sums: dict[str, Any] = {}
-    for docs in batches(conn, spec.table):
-        count += len(docs)
-        with conn.cursor().copy("COPY cf_tally_docs (tally, doc_id, pairs) FROM STDIN") as copy:
-            for doc in docs:
-                pairs = pairs_of(spec, doc)
-                if pairs:
-                    copy.write_row((spec.name, doc["id"], json.dumps(pairs, ensure_ascii=False, allow_nan=False)))
-                    for key, value in pairs:
-                        sums[key] = sums.get(key, 0) + value
-    with conn.cursor().copy("COPY cf_tally_sums (tally, key, total) FROM STDIN") as copy:
-        for key, value in sums.items():
-            if value:
-                copy.write_row((spec.name, key, repr(value)))
+                    for spec in indexes:
+                        for key, order in entries_of(spec, doc):
+                            copy.write_row((spec.name, key, order, doc["id"]))
+        if tallies:
+            with conn.cursor().copy("COPY cf_tally_docs (tally, doc_id, pairs) FROM STDIN") as copy:
+                for doc in docs:
+                    for spec in tallies:
+                        pairs = pairs_of(spec, doc)
+                        if pairs:
+                            copy.write_row((spec.name, doc["id"], json.dumps(pairs, ensure_ascii=False, allow_nan=False)))
+                            mine = sums[spec.name]
+                            for key, value in pairs:
+                                mine[key] = mine.get(key, 0) + value
+    if tallies:
+        with conn.cursor().copy("COPY cf_tally_sums (tally, key, total) FROM STDIN") as copy:
+            for name, totals in sums.items():
+                for key, value in totals.items():
+                    if value:
+                        copy.write_row((name, key, repr(value)))
     return count
 
 
@@ -294,6 +328,31 @@ def page_sql(keys: list[str], newest: bool) -> str:
     return (f"SELECT d.doc - %(omit)s::text[], h.total FROM (SELECT ord, doc_id, count(*) OVER () AS total FROM {_source(keys)} e "
             f"ORDER BY ord {direction}, doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s) h "
             f"JOIN cf_docs d ON d.tbl = %(tbl)s AND d.id = h.doc_id ORDER BY h.ord {direction}, h.doc_id {direction}")
+
+
+def filtered_page_sql(keys: list[str], newest: bool, cond: str) -> str:
+    """One page of documents under ``keys`` passing the SQL condition ``cond`` (over ``d.doc``), with how many
+    pass in all on each row (``engine.store.pg_conditions``): the database filters, counts and pages."""
+    direction = "DESC" if newest else "ASC"
+    return (f"SELECT d.doc - %(omit)s::text[], count(*) OVER () FROM {_source(keys)} e {_DOC_OF_ENTRY} "
+            f"WHERE {cond} ORDER BY e.ord {direction}, e.doc_id {direction} OFFSET %(offset)s LIMIT %(limit)s")
+
+
+#: Each entry's document, fetched by its primary key. A LATERAL subquery with OFFSET 0 (which the planner does
+#: not flatten) so the condition is tested on the documents the lookup found: the planner cannot estimate a
+#: condition on JSONB (it guesses one row), and with that guess it scans every document of the database first.
+_DOC_OF_ENTRY = "CROSS JOIN LATERAL (SELECT doc FROM cf_docs WHERE tbl = %(tbl)s AND id = e.doc_id OFFSET 0) d"
+
+
+def filtered_count_sql(keys: list[str], cond: str) -> str:
+    return f"SELECT count(*) FROM {_source(keys)} e {_DOC_OF_ENTRY} WHERE {cond}"
+
+
+def group_count_sql() -> str:
+    """How many documents are under any key of each group: ``%(groups)s`` and ``%(keys)s`` pair a group
+    number with each key; a group with none is left out."""
+    return ("SELECT u.g, count(DISTINCT e.doc_id) FROM unnest(%(groups)s::int[], %(keys)s::text[]) AS u(g, k) "
+            "JOIN cf_entries e ON e.idx = %(idx)s AND e.key = u.k GROUP BY u.g")
 
 
 def count_sql(keys: list[str]) -> str:

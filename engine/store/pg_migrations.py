@@ -20,7 +20,8 @@ UPGRADE_LOCK = 0x43465F5550  # "CF_UP"
 #:
 #: ``cf_docs``        every document: logical table, id, the document as JSONB
 #: ``cf_last_ids``    the highest id ever used per logical table (ids are never handed out twice)
-#: ``cf_indexes``     which index or tally is built, on which table, at which version (NULL: stale)
+#: ``cf_indexes``     which index or tally is built, on which table, at which version (NULL: stale), and
+#:                    how many times a tally's sums changed (``serial``, from version 2)
 #: ``cf_entries``     index entries: (index, key, order, document); the primary key is the B-tree lookups walk
 #: ``cf_tally_docs``  what each document adds to a tally (so a replace or delete takes exactly that away)
 #: ``cf_tally_sums``  each tally's sum per key
@@ -65,6 +66,11 @@ CREATE TABLE cf_tally_sums (
     total numeric NOT NULL,
     PRIMARY KEY (tally, key)
 );
+"""),
+    # ``serial`` counts the changes of a tally's sums (bumped in the same statement as the sums), so a process
+    # keeps a tally it read and reads it again only once another write changed it (``PostgresStore.totals``).
+    (2, """
+ALTER TABLE cf_indexes ADD COLUMN serial bigint NOT NULL DEFAULT 0;
 """),
 ]
 

@@ -27,6 +27,14 @@ Design:
   it in one transaction. A write to a table with a built index this process has not declared marks that
   index stale (it cannot keep it), so the next declaration rebuilds it instead of trusting old rows: every
   process writing to a database must declare the same indexes (Civicflow's ``Engine`` always does).
+- **Queries are SQL**: a lookup's ``where`` that is a :class:`~engine.store.conditions.Condition` (the list
+  pages' filters) is translated into SQL over the JSONB documents (``engine.store.pg_conditions``), so the
+  database filters, counts and pages; only an arbitrary Python predicate is still streamed through Python.
+  ``count_groups`` (a list's count per state) is one ``GROUP BY``; ``totals`` keeps a tally per process until
+  its ``serial`` (bumped in the statement that changes its sums) moves.
+- **Bulk loads**: ``replace_many`` (``db copy``, a restore) writes a table with ``COPY`` and one upsert;
+  ``add_indexes`` builds every stale index of a table in one pass; both are followed by ``VACUUM (ANALYZE)``
+  (:meth:`PostgresStore.analyze`), since a planner without statistics scans every document for a list.
 - **Connections**: a small pool (at most ``pool_size`` idle connections kept; more are opened while many
   threads work at once), so each thread of a threaded server (waitress) borrows one per read or transaction.
   A process forked with connections open (gunicorn ``--preload``) forgets the inherited ones in the child
@@ -50,8 +58,9 @@ from psycopg import conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
-from engine.store import pg_indexes as pgi
+from engine.store import pg_conditions, pg_indexes as pgi
 from engine.store import pg_migrations
+from engine.store.conditions import Condition
 from engine.store.base import Doc, Index, Key, Page, Predicate, Store, Tally, Transaction
 from engine.store.fileformat import loads_doc
 from engine.store.memory import StoreError, check_id, check_table
@@ -87,6 +96,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 def encode_doc(doc: Any, doc_id: int) -> tuple[Doc, str]:
     """A private copy of ``doc`` with ``"id"`` set, as it will read back, and its JSON text."""
+    text = encode_text(doc, doc_id)
+    return json.loads(text), text
+
+
+def encode_text(doc: Any, doc_id: int) -> str:
+    """The JSON text of ``doc`` with ``"id"`` set, or ``TypeError`` saying why it cannot be stored."""
     if not isinstance(doc, dict):
         raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
     data = dict(doc)
@@ -97,7 +112,7 @@ def encode_doc(doc: Any, doc_id: int) -> tuple[Doc, str]:
         raise TypeError(f"document {doc_id} is not plain JSON: {exc}") from exc
     if "\\u0000" in text and _has_nul(data):
         raise TypeError(f"document {doc_id} holds the character U+0000, which PostgreSQL cannot store")
-    return json.loads(text), text
+    return text
 
 
 def _has_nul(value: Any) -> bool:
@@ -187,12 +202,18 @@ class PostgresStore(Store):
         self._pool = _Pool(url, pool_size)
         self._local = threading.local()
         self._specs: dict[str, Index | Tally] = {}
+        #: Per tally: its sums as last read and the ``(serial, xmin)`` of its ``cf_indexes`` row then.
+        self._tallies: dict[str, tuple[Any, dict[Key, float]]] = {}
         self._closed = False
         conn = self._pool.get()
         try:
-            if check_schema:
-                with database_errors():
+            with database_errors():
+                if check_schema:
                     pg_migrations.check(conn)
+                icu = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = %s)",
+                                   (pg_conditions.ICU,)).fetchone()[0]
+            #: The collation conditions lower text with (``engine.store.pg_conditions``).
+            self.lower_collation: str | None = pg_conditions.ICU if icu else None
         finally:
             self._pool.put(conn, False)
 
@@ -251,18 +272,19 @@ class PostgresStore(Store):
         if tx is not None:
             return tx.search(table, predicate)
         check_table(table)
-        with self._conn(snapshot=predicate is not None) as conn:
-            return _search(conn, table, predicate)
+        streamed = predicate is not None and not isinstance(predicate, Condition)
+        with self._conn(snapshot=streamed) as conn:
+            return _search(conn, table, predicate, self.lower_collation)
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
         tx = self._current()
         if tx is not None:
             return tx.count(table, predicate)
         check_table(table)
-        if predicate is not None:
+        if predicate is not None and not isinstance(predicate, Condition):
             return len(self.search(table, predicate))
         with self._conn() as conn:
-            return _count(conn, table)
+            return _count(conn, table, predicate, self.lower_collation)
 
     def tables(self) -> list[str]:
         """The names of the tables that hold documents, sorted."""
@@ -275,8 +297,9 @@ class PostgresStore(Store):
         if tx is not None:
             return tx.lookup(index, keys, offset=offset, limit=limit, newest=newest, where=where, omit=omit)
         spec = self._index(index)
-        with self._conn(snapshot=where is not None) as conn:  # a streamed lookup needs its cursor's transaction
-            return _lookup(conn, spec, keys, offset, limit, newest, where, omit)
+        streamed = where is not None and not isinstance(where, Condition)
+        with self._conn(snapshot=streamed) as conn:  # a streamed lookup needs its cursor's transaction
+            return _lookup(conn, spec, keys, offset, limit, newest, where, omit, self.lower_collation)
 
     def count_keys(self, index: str, keys: Any) -> int:
         tx = self._current()
@@ -286,31 +309,86 @@ class PostgresStore(Store):
         with self._conn() as conn:
             return _count_keys(conn, spec, keys)
 
+    def count_groups(self, index: str, groups: Any) -> dict[Any, int]:
+        """One ``GROUP BY`` query for every group (outside a transaction)."""
+        if self._current() is not None:
+            return super().count_groups(index, groups)
+        spec = self._index(index)
+        names = list(groups)
+        numbers: list[int] = []
+        keys: list[str] = []
+        for n, name in enumerate(names):
+            for key in dict.fromkeys(pgi.encode_key(k) for k in groups[name]):
+                numbers.append(n)
+                keys.append(key)
+        found = {name: 0 for name in names}
+        if keys:
+            with self._conn() as conn:
+                for n, count in conn.execute(pgi.group_count_sql(), {"idx": spec.name, "groups": numbers, "keys": keys}):
+                    found[names[n]] = count
+        return found
+
     def totals(self, tally: str) -> dict[Key, float]:
+        """A tally's sums. Outside a transaction, the sums this process read last time while no write changed
+        them since (one short query checks the tally's ``serial``, bumped by every change of its sums, and its
+        row's ``xmin``, so a database recreated under the same URL is not mistaken for the old one)."""
         if not isinstance(self._specs.get(tally), Tally):
             raise KeyError(f"no tally named {tally!r}")
         tx = self._current()
-        if tx is not None:
+        if tx is not None:  # its own writes, maybe rolled back later: never kept
             return _totals(tx._conn, tally)
         with self._conn() as conn:
-            return _totals(conn, tally)
+            stamp = conn.execute("SELECT serial, xmin::text FROM cf_indexes WHERE name = %s", (tally,)).fetchone()
+            kept = self._tallies.get(tally)
+            if kept is not None and stamp is not None and kept[0] == tuple(stamp):
+                return dict(kept[1])
+            rows = conn.execute(
+                "SELECT i.serial, i.xmin::text, s.key, s.total FROM cf_indexes i LEFT JOIN cf_tally_sums s "
+                "ON s.tally = i.name AND s.total <> 0 WHERE i.name = %s", (tally,)).fetchall()
+        sums = {pgi.decode_key(key): pgi.number(total) for _s, _x, key, total in rows if key is not None}
+        if rows:
+            self._tallies[tally] = ((rows[0][0], rows[0][1]), sums)
+        return dict(sums)
 
     # -- indexes --------------------------------------------------------------------------
 
     def add_index(self, index: Index | Tally) -> None:
         """Declare an index or tally: reuse its rows if this name, table, kind and version are built, else
         build it from every document of its table, in one transaction."""
-        check_table(index.table)
-        kind = "tally" if isinstance(index, Tally) else "index"
+        self.add_indexes([index])
+
+    def add_indexes(self, indexes: Any) -> None:
+        """Declare several in one transaction: those not built at their version are built together, one pass
+        over the documents of each table (so a first start reads and parses each case once, not once per
+        index), then the planner's statistics are refreshed (:meth:`analyze`)."""
+        wanted = list(indexes)
+        for index in wanted:
+            check_table(index.table)
         with self.transaction() as tx:
             conn = tx._conn
-            row = conn.execute("SELECT tbl, kind, version FROM cf_indexes WHERE name = %s", (index.name,)).fetchone()
-            if row != (index.table, kind, index.version):
-                pgi.rebuild(conn, index)
+            built = {name: (tbl, kind, version) for name, tbl, kind, version in conn.execute(
+                "SELECT name, tbl, kind, version FROM cf_indexes WHERE name = ANY(%s)", ([i.name for i in wanted],))}
+            stale = {i.name: i for i in wanted if built.get(i.name) != (i.table, _kind(i), i.version)}
+            for table in dict.fromkeys(i.table for i in stale.values()):
+                pgi.rebuild_many(conn, [i for i in stale.values() if i.table == table])
+            for index in stale.values():
                 conn.execute("INSERT INTO cf_indexes (name, tbl, kind, version) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (name) DO UPDATE SET tbl = excluded.tbl, kind = excluded.kind, "
-                             "version = excluded.version", (index.name, index.table, kind, index.version))
-        self._specs[index.name] = index  # only once built: a failed build leaves the old declaration
+                             "version = excluded.version, serial = cf_indexes.serial + 1",
+                             (index.name, index.table, _kind(index), index.version))
+        for index in wanted:  # only once built: a failed build leaves the old declarations
+            self._specs[index.name] = index
+        if stale:
+            self.analyze()
+
+    def analyze(self) -> None:
+        """``VACUUM (ANALYZE)`` the store's tables: fresh statistics (without them, right after a bulk load, the
+        planner guesses a filtered list is one row and scans every document) and a visibility map, so lookups
+        are index-only scans of ``cf_entries``. Outside a transaction (VACUUM cannot run in one)."""
+        if self._current() is not None:
+            return
+        with self._conn() as conn:
+            conn.execute("VACUUM (ANALYZE) cf_docs, cf_last_ids, cf_indexes, cf_entries, cf_tally_docs, cf_tally_sums")
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -339,6 +417,16 @@ class PostgresStore(Store):
         finally:
             self._pool.put(conn, self._closed)
 
+    @contextmanager
+    def reading(self) -> Iterator[Iterator[tuple[str, Iterator[Doc]]]]:
+        """Every table's documents streamed from one READ ONLY REPEATABLE READ snapshot (server-side cursors,
+        ``_STREAM_ROWS`` at a time): a consistent state, since each writer commits whole, while writers go on
+        (no write lock is taken) and this process holds a few hundred documents at a time, not the database."""
+        with self._conn(snapshot=True) as conn:
+            names = [row[0] for row in conn.execute("SELECT DISTINCT tbl FROM cf_docs ORDER BY tbl")]
+            yield ((name, _stream(conn, "SELECT doc FROM cf_docs WHERE tbl = %s ORDER BY id", (name,)))
+                   for name in names)
+
     def leader_lock(self, name: str) -> PgLeaderLock:
         return PgLeaderLock(self.url, name)
 
@@ -352,6 +440,10 @@ class PostgresStore(Store):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _kind(index: Index | Tally) -> str:
+    return "tally" if isinstance(index, Tally) else "index"
 
 
 class PgLeaderLock:
@@ -441,21 +533,21 @@ class PgTransaction(Transaction):
     def search(self, table: str, predicate: Predicate | None = None) -> list[Doc]:
         self._check(table)
         with database_errors():
-            return _search(self._conn, table, predicate)
+            return _search(self._conn, table, predicate, self._store.lower_collation)
 
     def count(self, table: str, predicate: Predicate | None = None) -> int:
-        if predicate is not None:
+        if predicate is not None and not isinstance(predicate, Condition):
             return len(self.search(table, predicate))
         self._check(table)
         with database_errors():
-            return _count(self._conn, table)
+            return _count(self._conn, table, predicate, self._store.lower_collation)
 
     def lookup(self, index: str, keys: Any, *, offset: int = 0, limit: int | None = None,
                newest: bool = True, where: Predicate | None = None, omit: Any = ()) -> Page:
         spec = self._store._index(index)
         self._check(spec.table)
         with database_errors():
-            return _lookup(self._conn, spec, keys, offset, limit, newest, where, omit)
+            return _lookup(self._conn, spec, keys, offset, limit, newest, where, omit, self._store.lower_collation)
 
     def insert(self, table: str, doc: Doc) -> int:
         """Store a copy of ``doc`` under the next id of ``table`` (highest id ever used + 1)."""
@@ -486,6 +578,37 @@ class PgTransaction(Transaction):
             self._write(table, doc_id, stored,
                         "INSERT INTO cf_docs (tbl, id, doc) VALUES (%s, %s, %s::jsonb) "
                         "ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc", (table, doc_id, text))
+
+    def replace_many(self, table: str, docs: Any) -> None:
+        """Every document under its own ``"id"``, written with ``COPY`` into a scratch table and one upsert,
+        when this process keeps no index on ``table`` (``db copy``, a restore: nothing to maintain row by
+        row; indexes other processes built are marked stale at commit as for any write); else one by one."""
+        if self._store.specs_of(table):
+            return super().replace_many(table, docs)
+        self._check(table)
+        # A savepoint: a document that cannot be stored (TypeError while copying) undoes this call only, as
+        # a refused replace would, instead of leaving the whole transaction aborted.
+        with database_errors(), self._conn.transaction():
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS cf_load (n bigint, id bigint, doc text) ON COMMIT DROP")
+            self._conn.execute("TRUNCATE cf_load")
+            top = 0
+            with self._conn.cursor().copy("COPY cf_load (n, id, doc) FROM STDIN") as copy:
+                for n, doc in enumerate(docs):
+                    doc_id = check_id(doc["id"])
+                    copy.write_row((n, doc_id, encode_text(doc, doc_id)))
+                    top = max(top, doc_id)
+            if not top:
+                return
+            before = self._conn.execute(
+                "WITH w AS (INSERT INTO cf_docs (tbl, id, doc) SELECT %s, id, doc::jsonb FROM "
+                "  (SELECT DISTINCT ON (id) id, doc FROM cf_load ORDER BY id, n DESC) AS l "
+                "  ON CONFLICT (tbl, id) DO UPDATE SET doc = excluded.doc), "
+                "old AS (SELECT last_id FROM cf_last_ids WHERE tbl = %s) "
+                "INSERT INTO cf_last_ids (tbl, last_id) VALUES (%s, %s) ON CONFLICT (tbl) "
+                "DO UPDATE SET last_id = greatest(cf_last_ids.last_id, excluded.last_id) "
+                "RETURNING (SELECT last_id FROM old)", (table, table, table, top)).fetchone()[0]
+            self._first_ids.setdefault(table, before or 0)
+            self._written.add(table)
 
     def delete(self, table: str, doc_id: int) -> None:
         """Remove the document; deleting one that does not exist is a no-op."""
@@ -547,24 +670,43 @@ def _stream(conn: psycopg.Connection[Any], sql: str, params: Any) -> Iterator[Do
 _stream.serial = 0  # type: ignore[attr-defined]
 
 
-def _search(conn: psycopg.Connection[Any], table: str, predicate: Predicate | None) -> list[Doc]:
+def _search(conn: psycopg.Connection[Any], table: str, predicate: Predicate | None,
+            lower: str | None = pg_conditions.ICU) -> list[Doc]:
+    if isinstance(predicate, Condition):  # filtered by the database
+        cond, params = pg_conditions.compile_where(predicate, lower)
+        return [row[0] for row in conn.execute(
+            f"SELECT d.doc FROM cf_docs d WHERE d.tbl = %(tbl)s AND {cond} ORDER BY d.id", {**params, "tbl": table})]
     sql = "SELECT doc FROM cf_docs WHERE tbl = %s ORDER BY id"
     if predicate is None:
         return [row[0] for row in conn.execute(sql, (table,))]
     return [doc for doc in _stream(conn, sql, (table,)) if predicate(doc.copy())]
 
 
-def _count(conn: psycopg.Connection[Any], table: str) -> int:
-    return conn.execute("SELECT count(*) FROM cf_docs WHERE tbl = %s", (table,)).fetchone()[0]
+def _count(conn: psycopg.Connection[Any], table: str, predicate: Condition | None = None,
+           lower: str | None = pg_conditions.ICU) -> int:
+    if predicate is None:
+        return conn.execute("SELECT count(*) FROM cf_docs WHERE tbl = %s", (table,)).fetchone()[0]
+    cond, params = pg_conditions.compile_where(predicate, lower)
+    return conn.execute(f"SELECT count(*) FROM cf_docs d WHERE d.tbl = %(tbl)s AND {cond}",
+                        {**params, "tbl": table}).fetchone()[0]
 
 
 def _lookup(conn: psycopg.Connection[Any], spec: Index, keys: Any, offset: int, limit: int | None,
-            newest: bool, where: Predicate | None, omit: Any = ()) -> Page:
+            newest: bool, where: Predicate | None, omit: Any = (), lower: str | None = pg_conditions.ICU) -> Page:
     wanted = list(dict.fromkeys(pgi.encode_key(k) for k in keys))
     if not wanted:
         return Page([], 0)
     params = pgi.query_params(spec, wanted)
     skipped = list(omit)
+    if isinstance(where, Condition):  # filtered, counted and paged by the database
+        cond, cond_params = pg_conditions.compile_where(where, lower)
+        params = {**params, **cond_params}
+        if limit != 0:
+            rows = conn.execute(pgi.filtered_page_sql(wanted, newest, cond),
+                                {**params, "offset": offset, "limit": limit, "omit": skipped}).fetchall()
+            if rows:
+                return Page([doc for doc, _total in rows], rows[0][1])
+        return Page([], conn.execute(pgi.filtered_count_sql(wanted, cond), params).fetchone()[0])
     if where is not None:
         docs, total = pgi.window(_stream(conn, pgi.hits_sql(wanted, newest), params), offset, limit, where)
         if skipped:  # ``where`` saw whole documents; the page leaves the keys out

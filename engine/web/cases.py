@@ -7,7 +7,6 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from types import SimpleNamespace
 
 from .. import forms
 from ..notify import NOTIFICATIONS
@@ -382,18 +381,14 @@ def listed_cases(workflow_id: str, size: int | None = PAGE_SIZE) -> tuple[Workfl
     if chosen:
         org = engine.definitions.org
         by_id = {f.id: f for f in fields}
-        # One filter the read model indexes is the lookup itself (exact: see FieldType.terms); ``where`` checks
-        # the others on what it finds (a scan of the narrowed list, needed to count the matches).
+        # One filter the read model indexes is the lookup itself (exact: see FieldType.terms); the others are
+        # a store condition on what it finds, which the store answers its own way (PostgreSQL: in SQL).
         indexed = next((k for k in chosen if by_id[k].kind.indexed), None)
         if indexed is not None:
             term = (indexed, by_id[indexed].kind.wanted_terms(by_id[indexed], chosen[indexed]))
         rest = {k: v for k, v in chosen.items() if k != indexed}
-
-        def where(doc: dict[str, Any]) -> bool:
-            case = SimpleNamespace(data=doc.get("data") or {})
-            return all(filters.matches(case, by_id[k], v, org) for k, v in rest.items())  # type: ignore[arg-type]
-        if not rest:
-            where = None  # type: ignore[assignment]
+        if rest:
+            where = filters.condition(fields, rest, org)
     shown = engine.read.listing(g.user, wf, state, where, page_number() if size else 1, size, term=term)
     return wf, state, shown, counts
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..cases import Case
+from ..store.conditions import All
 from ..spec import FieldSpec, FormSpec, OrgTree, WorkflowSpec
 
 
@@ -26,6 +27,12 @@ def active(fields: list[FieldSpec], args: Mapping[str, str]) -> dict[str, Any]:
         if wanted is not None:
             chosen[f.id] = wanted
     return chosen
+
+
+def condition(fields: list[FieldSpec], chosen: Mapping[str, Any], org: OrgTree) -> All:
+    """The filters ``chosen`` as one store condition on case documents (every one must hold)."""
+    by_id = {f.id: f for f in fields}
+    return All(tuple(by_id[k].kind.condition(by_id[k], v, org) for k, v in chosen.items()))
 
 
 def matches(case: Case, f: FieldSpec, wanted: Any, org: OrgTree) -> bool:
