@@ -501,6 +501,14 @@ class ReadModel:
     def user_count(self, unit: str) -> int:
         return self.store.count_keys(USER_INDEX, [("unit", unit)])
 
+    def display_names(self, usernames: Iterable[str]) -> list[str]:
+        """Each person's name (the username when nobody has it any more)."""
+        names = []
+        for username in usernames:
+            doc = self.user_doc(username)
+            names.append((doc.get("name") or username) if doc else username)
+        return names
+
     def inactive_users(self, units: Iterable[str]) -> list[Doc]:
         return self.store.lookup(USER_INDEX, [("inactive", u) for u in units], newest=False).docs
 

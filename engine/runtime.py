@@ -203,13 +203,6 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
         return self.read.inbox(user, size=None).items
 
-    def display_names(self, usernames: Iterable[str]) -> list[str]:
-        names = []
-        for username in usernames:
-            doc = self.read.user_doc(username)
-            names.append((doc.get("name") or username) if doc else username)
-        return names
-
     def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
         return [User.from_doc(d) for d in self.read.user_docs(tx, role)]
 

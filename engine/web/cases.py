@@ -284,7 +284,7 @@ def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
     wf = engine.workflow_of(case)
     state = engine.state_of(case)
     mechanics = {"progress": engine.progress(case, g.user), "results": engine.results(case),
-                 "notice_ends": engine.notice_ends(case), "assignee_names": engine.display_names(case.assignees),
+                 "notice_ends": engine.notice_ends(case), "assignee_names": engine.read.display_names(case.assignees),
                  "may_contribute": engine.may_contribute(case, g.user)[0],
                  "approval": engine.approval_status(case, g.user)}
     links = {"children": engine.children(case, g.user),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE, Server, login
+from tests.browser.conftest import PHONE, Server, login, open_menu
 
 pytestmark = pytest.mark.browser
 
@@ -27,6 +27,7 @@ def call(server: Server, token: str) -> int:
 
 def test_a_token_is_made_used_and_revoked_on_a_phone(phone: Any, shipped_server: Server):
     login(phone, shipped_server, "resident")
+    open_menu(phone)  # on a phone the account link sits behind the menu
     phone.click("header a.who")
     phone.wait_for_url("**/account")
     phone.fill("#token-name", "考勤脚本")

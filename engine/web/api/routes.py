@@ -242,7 +242,7 @@ def claim(case_id: int) -> Any:
     if not claims:
         declared = any(t.assign and t.assign.mode == "self" for t in wf.transitions())
         if declared and current.assignees:
-            holder = engine.display_names(current.assignees[:1])[0]
+            holder = engine.read.display_names(current.assignees[:1])[0]
             raise TransitionError(msg(f"已被 {holder} 认领，您来晚了一步。", f"Already claimed by {holder}."))
         raise TransitionError(msg("此事项现在不能认领。", "This case cannot be claimed now."))
     open_to_me = [t for t in claims if t in engine.available_transitions(current, g.user)]
