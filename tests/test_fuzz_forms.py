@@ -433,9 +433,17 @@ def _fuzz(fuzz: Fuzz, form: FormSpec, step: bool, where: Any) -> None:
             _post(fuzz, target[1], url, form, body)  # the live re-render (htmx) of the same input
 
     if where() is None:
+        # no demo case is where a demo user may submit it (e.g. a guard waits for contributions): counted, and
+        # test_only_the_known_forms_are_out_of_the_demos_reach fails if a form not listed there joins them
         fuzz.figures.unreachable.append(form.id)
-        pytest.skip(f"no demo case is where a demo user may submit {form.id} (e.g. a guard waits for contributions)")
+        return
     attack()
+
+
+#: Forms no demo case lets a demo user submit (their guards wait for contributions or a ranking first). The
+#: engine tests of those processes cover them; a form joining this list means the demo lost coverage.
+OUT_OF_REACH = {"appraisal_determination", "appraisal_resident_rating", "award_score_sheet", "four_deliberations_result",
+                "project_completion", "project_signature", "venture_grant"}
 
 
 @pytest.mark.parametrize("workflow", _start_targets())
@@ -496,3 +504,8 @@ def test_a_start_posted_with_parent_0_is_refused_not_500(fuzz: Fuzz) -> None:
     b, _token = fuzz.browser(fuzz.starter("talent_pool"))
     response = b.post("/start/talent_pool", {"parent": "0", "name": "王芳"}, page="/start/talent_pool")
     assert response.status_code == 404
+
+
+def test_only_the_known_forms_are_out_of_the_demos_reach(fuzz: Fuzz) -> None:
+    """Runs after the fuzz targets above (file order): what they could not reach is only what is known."""
+    assert set(fuzz.figures.unreachable) <= OUT_OF_REACH, sorted(set(fuzz.figures.unreachable) - OUT_OF_REACH)
