@@ -288,6 +288,16 @@ def results(case: "Case", wf: "WorkflowSpec", found: list[dict[str, Any]], form_
 class CollectMixin(EngineBase):
     """Contributions on one case (mixed into :class:`engine.runtime.Engine`)."""
 
+    def contribution_form(self, case: "Case", user: "User") -> tuple["CollectSpec", Any, dict[str, Any] | None]:
+        """The state's collect spec, the form ``user`` contributes with on ``case`` now and their earlier
+        contribution (None); raises :class:`TransitionError` (with the reason) when they may not contribute."""
+        spec = self.state_of(case).collect
+        allowed, reason = self.may_contribute(case, user)
+        if spec is None or not allowed:
+            raise TransitionError(reason or msg("现在不需要您提交。", "Nothing to submit here now."))
+        form = self.definitions.form_of(self.workflow_of(case), spec.form)
+        return spec, form, case.contributions.get(case.state, {}).get(user.username)
+
     def may_contribute(self, case: "Case", user: "User") -> tuple[bool, dict[str, str] | None]:
         """Whether ``user`` may submit their own input on ``case`` now, and if not, why."""
         wf = self.spec_of(case)

@@ -25,12 +25,7 @@ bp = Blueprint("governance", __name__)
 def contribute(case_id: int) -> Any:
     engine = get_engine()
     case = engine.get(case_id, g.user)
-    spec = engine.state_of(case).collect
-    allowed, reason = engine.may_contribute(case, g.user)
-    if spec is None or not allowed:
-        raise TransitionError(reason or {"zh": "现在不需要您提交。", "en": "Nothing to submit here now."})
-    form = engine.definitions.form_of(engine.workflow_of(case), spec.form)
-    mine = case.contributions.get(case.state, {}).get(g.user.username)
+    spec, form, mine = engine.contribution_form(case, g.user)
     if request.method == "GET":
         values = dict(mine["data"]) if mine else {}
         return render_form_page("contribute.html", form, values, {}, case=case, spec=spec, mine=mine)

@@ -253,12 +253,7 @@ def claim(case_id: int) -> Any:
 def contribute(case_id: int) -> Any:
     engine = get_engine()
     current = engine.get(case_id, g.user)
-    spec = engine.state_of(current).collect
-    allowed, reason = engine.may_contribute(current, g.user)
-    if spec is None or not allowed:
-        raise TransitionError(reason or {"zh": "现在不需要您提交。", "en": "Nothing to submit here now."})
-    form = engine.definitions.form_of(engine.workflow_of(current), spec.form)
-    mine = current.contributions.get(current.state, {}).get(g.user.username)
+    _spec, form, mine = engine.contribution_form(current, g.user)  # the page's own check
     values = _values(form, body().get("data"), dict(mine["data"]) if mine else {})
     return jsonify(case_json(engine.contribute(case_id, g.user, values)))
 
