@@ -67,7 +67,9 @@ def inbox_page() -> Any:
     cards = []
     for case in found.cases:
         due = due_of({"timers": case.timers, "state": case.state})
-        bulk = tuple(t for t in engine.available_transitions(case, g.user) if t.bulk)
+        # the available steps are worked out again only where the state has a bulk step at all (few do)
+        bulk = (tuple(t for t in engine.available_transitions(case, g.user) if t.bulk)
+                if any(t.bulk for t in engine.state_of(case).transitions) else ())
         cards.append(Card(case, shown_time(due) if due else "", case.overdue or bool(due and _before(due, now)),
                           waited(case.entered_at, now), bulk))
     actions: dict[tuple[str, str], int] = {}
