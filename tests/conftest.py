@@ -271,3 +271,14 @@ def purchase_app(tmp_path: Path, registry: Any) -> Any:
                       "ACTIONS": registry})
     add_users(app.extensions["civicflow"].store)
     return app
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print the figures past pytest's capture, so that every run shows them (also with -q, without -s)."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is None or capture is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("\n" + line)

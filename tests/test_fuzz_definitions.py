@@ -31,6 +31,7 @@ from engine import loader
 from engine.errors import DefinitionError
 from engine.web import create_app
 from engine.web.cli import cli
+from tests.conftest import report
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(p.relative_to(ROOT) for d in ("org", "forms", "workflows") for p in (ROOT / d).glob("*.yaml"))
@@ -134,17 +135,6 @@ def mutants(count: int, seed: int) -> Iterator[Mutant]:
     for _ in range(count):
         file = rng.choice(FILES)
         yield _mutate(rng, file, originals[file])
-
-
-def report(request: pytest.FixtureRequest, line: str) -> None:
-    """Print the figures past pytest's capture, so that every run shows them (also with -q, without -s)."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("\n" + line)
 
 
 # --------------------------------------------------------------------------- running a mutant

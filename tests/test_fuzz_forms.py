@@ -42,7 +42,7 @@ from engine.loader import load_definitions
 from engine.spec import FieldSpec, FormSpec
 from engine.users import USERS, User, find_user
 from engine.web import create_app
-from tests.conftest import _HASH, Browser
+from tests.conftest import Browser, _HASH, report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFS = load_definitions(ROOT)
@@ -338,17 +338,6 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
             f"answers {dict(sorted(fig.statuses.items()))}; demo files replayed {fig.replayed}x; "
             f"{fig.no_case} examples found no case left; not reachable with the demo data: {sorted(set(fig.unreachable))}")
     report(request, line)
-
-
-def report(request: pytest.FixtureRequest, line: str) -> None:
-    """Print the figures past pytest's capture, so that every run shows them (also with -q, without -s)."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    if reporter is None or capture is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("\n" + line)
 
 
 # --------------------------------------------------------------------------- the checks
