@@ -19,17 +19,23 @@ class Problem:
     path: str
     message: str
     hint: str = field(default="", compare=False)
+    #: the definition loads all the same (an old spelling, ``engine.spelling``): ``civicflow lint`` prints it
+    #: as ``file:line:col: warning: ...`` and still passes
+    warning: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
-        text = f"{self.file}:{self.line}:{self.col}: {self.path or '<document>'}: {self.message}"
+        text = (f"{self.file}:{self.line}:{self.col}: {'warning: ' if self.warning else ''}"
+                f"{self.path or '<document>'}: {self.message}")
         return f"{text} ({self.hint})" if self.hint else text
 
 
 class DefinitionError(EngineError):
     """One or more mistakes in the YAML definitions (for admins)."""
 
-    def __init__(self, problems: Iterable[Problem]):
+    def __init__(self, problems: Iterable[Problem], warnings: Iterable[Problem] = ()):
         self.problems = sorted(set(problems))
+        #: what would load but is still said (``Problem.warning``), found on the way
+        self.warnings = sorted(set(warnings))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

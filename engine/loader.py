@@ -31,7 +31,7 @@ from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .form_loader import build_form, load_form_files, parse_size  # noqa: F401 - parse_size for callers
 from .loadkit import GUARD_NAMES, did_you_mean, text  # noqa: F401 - GUARD_NAMES for callers
-from . import workdays
+from . import spelling, workdays
 from .mechanics import spawn
 from .spec import LEVELS, ActionCall, Definitions, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
 from .workdays import WorkCalendar
@@ -147,6 +147,9 @@ class Loader:
         #: share parsed files and schema results by text with earlier loads (drafts, reloads after a save)
         self.cache = cache or bool(overlay)
         self.problems: list[Problem] = []
+        #: what loads but ``civicflow lint`` should still say (old spellings, ``engine.spelling``; a state's
+        #: ``public`` / ``public_record`` mix-ups)
+        self.warnings: list[Problem] = []
         self.broken_ids: set[str] = set()  # ids of files that failed the schema: no cascades
         # references to other workflows, checked once every workflow is loaded: (source, path, workflow id, extra)
         self.case_refs: list[tuple[YamlSource, list[PathItem], str, tuple[str, ...]]] = []
@@ -193,6 +196,13 @@ class Loader:
         self.sources[source.file] = source.text
         if not isinstance(source.data, dict):
             self.problems.append(source.problem([], "expected a mapping at the top of the file"))
+            return None
+        source, warnings, problems = spelling.respell(source, kind)
+        self.warnings += warnings
+        if problems:
+            self.problems += problems
+            if isinstance(source.data.get("id"), str):
+                self.broken_ids.add(source.data["id"])
             return None
         schema_problems = (_draft_cached(("schema", source.file, source.text, kind), lambda: _schema_problems(source, kind))
                            if self.cache else _schema_problems(source, kind))
@@ -358,10 +368,10 @@ class Loader:
                 workflows[wid] = wf
         self.check_references(forms, workflows, set(workflow_files) | self.broken_ids)
         if self.problems:
-            raise DefinitionError(self.problems)
+            raise DefinitionError(self.problems, self.warnings)
         return Definitions(forms=forms, workflows=workflows, roles=roles, org=org, choice_lists=choice_lists,
                            calendar=calendar,
-                           sources=self.sources)
+                           sources=self.sources, warnings=tuple(sorted(set(self.warnings))))
 
     def load_text(self, workflow: tuple[str, str], forms: Iterable[tuple[str, str]], base: Definitions) -> WorkflowSpec:
         """One workflow and its forms from text ``(virtual file name, text)`` (a version kept in the store),
@@ -445,9 +455,11 @@ def load_draft(root: str | Path, overlay: Mapping[str, str], actions: ActionRegi
     return Loader(Path(root).resolve(), actions or ACTIONS, overlay, cache=True).load()
 
 
-def lint(root: str | Path, actions: ActionRegistry | None = None) -> list[Problem]:
+def lint(root: str | Path, actions: ActionRegistry | None = None, *, warnings: bool = False) -> list[Problem]:
+    """Every problem of the definitions under ``root``; ``warnings``: when there are none, what loads but
+    should still be said (``Problem.warning``: old spellings and the like)."""
     try:
-        load_definitions(root, actions)
+        definitions = load_definitions(root, actions)
     except DefinitionError as exc:
-        return exc.problems
-    return []
+        return exc.problems + (exc.warnings if warnings else [])
+    return list(definitions.warnings) if warnings else []

@@ -477,6 +477,8 @@ class Definitions:
     #: the text of every workflow and form file as loaded (file name as problems show it -> text): what a
     #: version kept in the store is made of
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: what loads but ``civicflow lint`` says (``Problem.warning``: old spellings, ``engine.spelling``)
+    warnings: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def form(self, form_id: str) -> FormSpec:
         return self.forms[form_id]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
+from . import spelling
 from .loadkit import GUARD_NAMES, did_you_mean, text
 from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
@@ -17,7 +18,7 @@ from .mechanics.points import build as build_points
 from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
-from .mechanics.timers import build_after, build_deadline
+from .mechanics.timers import build_deadline, build_timeout
 from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
 from .yamlsource import PathItem, YamlSource
 
@@ -47,6 +48,22 @@ def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, 
     ld.problems.append(source.problem(path + ["bulk"], f"transition {t['id']!r} cannot be taken in bulk: {why[0]}",
                                       why[1]))
     return False
+
+
+def check_public(ld: "Loader", source: YamlSource, here: list[PathItem], state: dict) -> None:
+    """``public`` (listed on the public page) and ``public_record`` (a tamper-evident record) both show a
+    state's ``public_fields``; fields listed for neither, or beside a notice (which shows its own), have no
+    effect: a warning, since one of the two was probably meant."""
+    if "public_fields" not in state:
+        return
+    if "notice" in state:
+        ld.warnings.append(spelling.warning(source, here + ["public_fields"], "'public_fields' of a notice state has "
+                                            "no effect: the notice shows its own", "move them into notice: {public_fields: [...]}"))
+    elif not state.get("public") and not state.get("public_record"):
+        ld.warnings.append(spelling.warning(
+            source, here + ["public_fields"], "'public_fields' has no effect: the state is neither public nor recorded",
+            "add public: true to list its cases on the public page (居务公开), or public_record: true to keep a "
+            "tamper-evident record of these fields (公示存证)"))
 
 
 def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
@@ -144,7 +161,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                                                     did_you_mean(t["to"], states) or f"states: {', '.join(states)}"))
             check_roles(tpath + ["roles"], t["roles"], wf_roles, "the workflow's roles (or creator / assignee)")
             # with a form missing, the names a guard may use are not all known: check syntax only
-            guard = ld.expression(source, tpath + ["guard"], t.get("guard"),
+            guard = ld.expression(source, tpath + ["when"], t.get("when"),
                                     None if missing_forms else data_names | GUARD_NAMES, f"transition {t['id']!r}")
             bulk = check_bulk(ld, source, tpath, t, forms)
             transitions.append(TransitionSpec(
@@ -161,26 +178,27 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 bulk=bulk,
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
-        timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()
-        timed |= {state["notice"]["on_expiry"]} if "notice" in state else set()
-        timed |= {state["collect"]["on_deadline"]} if "on_deadline" in state.get("collect", {}) else set()
+        timed = {state["timeout"]["then"]} if "timeout" in state else set()
+        timed |= {state["notice"]["then"]} if "notice" in state else set()
+        timed |= {state["collect"]["then"]} if "then" in state.get("collect", {}) else set()
         for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
             if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
                 ld.problems.append(source.problem(
                     here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
-                    "name it in the state's after, notice.on_expiry or collect.on_deadline, or add a role that takes it"))
+                    "name it in the state's timeout, notice or collect (then: ...), or add a role that takes it"))
+        check_public(ld, source, here, state)
         built_states[sid] = StateSpec(
             sid, text(state["title"]) or {}, final, tuple(state["inbox"]) if "inbox" in state else None, tuple(transitions),
             collect=build_collect(ld, source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
                                  None if missing_forms else data_names),
-            after=build_after(ld, source, here + ["after"], state.get("after"), by_id),
+            after=build_timeout(ld, source, here + ["timeout"], state.get("timeout"), by_id),
             deadline=build_deadline(ld, source, here + ["deadline"], state.get("deadline"), wf_roles,
                                    None if missing_forms else {f.id for form in step_forms for f in form.fields
                                                                if f.kind.date_like}),
             notice=build_notice(ld, source, here + ["notice"], state.get("notice"), states, by_id, wf_roles, data_names),
             public=state.get("public", False),
             public_fields=ld.field_names(source, here + ["public_fields"], state.get("public_fields", []), data_names),
-            publish=state.get("publish", False),
+            publish=state.get("public_record", False),
             offers=build_spawns(ld, source, here + ["offers"], state.get("offers", []), None if missing_forms else data_names,
                                step_forms, rows_allowed=False),
             certificate=state.get("certificate", False),

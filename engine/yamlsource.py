@@ -43,6 +43,23 @@ class YamlSource:
         self._tree = tree
         self._text = text
         self.data = plain(tree) if data is None else data
+        #: paths of keys written in an old spelling, as the rewritten ``data`` has them -> as the file has them
+        #: (``engine.spelling``): problems point at, and name, what the file says
+        self.renamed: dict[tuple[PathItem, ...], tuple[PathItem, ...]] = {}
+
+    def respelled(self, data: Any, renamed: dict[tuple[PathItem, ...], tuple[PathItem, ...]]) -> "YamlSource":
+        """The same file with ``data`` rewritten to the new spelling; positions still come from the file."""
+        copy = YamlSource(self.file, self._tree, data=data, text=self._text)
+        copy.renamed = dict(renamed)
+        return copy
+
+    def original(self, path: Sequence[PathItem]) -> list[PathItem]:
+        """``path`` in the data as the file writes it (the longest renamed prefix replaced)."""
+        steps = tuple(path)
+        for n in range(len(steps), 0, -1):
+            if steps[:n] in self.renamed:
+                return list(self.renamed[steps[:n]]) + list(steps[n:])
+        return list(steps)
 
     @property
     def text(self) -> str:
@@ -64,6 +81,7 @@ class YamlSource:
         ``key=True`` points at the last mapping key instead of its value (for
         "unknown key" problems).
         """
+        path = self.original(path)
         node = self.tree
         line, col = 0, 0
         if isinstance(node, (CommentedMap, CommentedSeq)) and node.lc.line is not None:
@@ -85,7 +103,7 @@ class YamlSource:
 
     def problem(self, path: Sequence[PathItem], message: str, hint: str = "", key: bool = False) -> Problem:
         line, col = self.position(path, key=key)
-        return Problem(self.file, line, col, format_path(path), message, hint)
+        return Problem(self.file, line, col, format_path(self.original(path)), message, hint)
 
 
 def format_path(path: Sequence[PathItem]) -> str:

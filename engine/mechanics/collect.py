@@ -85,14 +85,15 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
     who = raw.get("who", "roles")
     if who == "roles" and not roles:
         ld.problems.append(source.problem(path, "collect needs 'roles' (who may contribute) or who: assignees"))
-    for key in ("on_deadline",):
-        if key in raw and raw[key] not in transition_ids:
-            ld.problems.append(source.problem(path + [key], f"unknown transition {raw[key]!r} in this state",
-                                              did_you_mean(raw[key], transition_ids) or f"transitions here: {', '.join(sorted(transition_ids))}"))
-    if "on_deadline" in raw and "deadline" not in raw:
-        ld.problems.append(source.problem(path + ["on_deadline"], "on_deadline needs a deadline", key=True))
-    if "on_deadline" in raw:
-        timers.clock_takes(ld, source, path + ["on_deadline"], raw["on_deadline"], transition_ids)
+    # ``after`` / ``then``: the timed move, spelt as everywhere (old ``deadline`` / ``on_deadline``: engine.spelling)
+    if "then" in raw and raw["then"] not in transition_ids:
+        ld.problems.append(source.problem(path + ["then"], f"unknown transition {raw['then']!r} in this state",
+                                          did_you_mean(raw["then"], transition_ids) or f"transitions here: {', '.join(sorted(transition_ids))}"))
+    if "then" in raw and "after" not in raw:
+        ld.problems.append(source.problem(path + ["then"], "'then' needs 'after': the move is taken when that time has passed",
+                                          "add e.g. after: 7d", key=True))
+    if "then" in raw:
+        timers.clock_takes(ld, source, path + ["then"], raw["then"], transition_ids)
     for i, role in enumerate(raw.get("visible_to", [])):
         if role not in wf_roles - {"system"}:
             ld.problems.append(source.problem(path + ["visible_to", i], f"unknown role {role!r}",
@@ -108,8 +109,8 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
         aggregate_spec = build_aggregate(ld, source, path + ["aggregate"], raw["aggregate"], raw["form"], form, fields, people)
     return CollectSpec(
         form=raw["form"], label=text(raw["label"]) or {}, roles=tuple(roles), who=who, min=raw.get("min"),
-        once=raw.get("once", "replace"), deadline=Duration.parse(raw["deadline"]) if "deadline" in raw else None,
-        on_deadline=raw.get("on_deadline"), recuse=tuple(raw.get("recuse", [])),
+        once=raw.get("once", "replace"), deadline=Duration.parse(raw["after"]) if "after" in raw else None,
+        on_deadline=raw.get("then"), recuse=tuple(raw.get("recuse", [])),
         visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate_spec)
 
 

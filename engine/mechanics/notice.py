@@ -58,10 +58,11 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
           transition_ids: dict[str, list[str]], wf_roles: set[str], data_names: set[str]) -> NoticeSpec | None:
     if raw is None:
         return None
-    if raw["on_expiry"] not in transition_ids:
-        ld.problems.append(source.problem(path + ["on_expiry"], f"unknown transition {raw['on_expiry']!r} in this state",
-                                          did_you_mean(raw["on_expiry"], transition_ids) or "name one of this state's transitions"))
-    timers.clock_takes(ld, source, path + ["on_expiry"], raw["on_expiry"], transition_ids)
+    # ``after`` / ``then``: the timed move, spelt as everywhere (old ``duration`` / ``on_expiry``: engine.spelling)
+    if raw["then"] not in transition_ids:
+        ld.problems.append(source.problem(path + ["then"], f"unknown transition {raw['then']!r} in this state",
+                                          did_you_mean(raw["then"], transition_ids) or "name one of this state's transitions"))
+    timers.clock_takes(ld, source, path + ["then"], raw["then"], transition_ids)
     target = raw["objection"]["to"]
     if target not in states:
         ld.problems.append(source.problem(path + ["objection", "to"], f"unknown state {target!r}", did_you_mean(target, states)))
@@ -76,7 +77,7 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
         if role not in people:
             ld.problems.append(source.problem(path + ["objection", "roles", i], f"unknown role {role!r}",
                                               did_you_mean(role, people) or "list it in the workflow's roles"))
-    return NoticeSpec(Duration.parse(raw["duration"]), raw["on_expiry"], tuple(roles), target,
+    return NoticeSpec(Duration.parse(raw["after"]), raw["then"], tuple(roles), target,
                       ld.field_names(source, path + ["public_fields"], raw.get("public_fields", []), data_names))
 
 

@@ -1,7 +1,7 @@
-"""Clocks: ``after: 3d -> close`` timers, deadlines (overdue flag, notification, escalation) and ``tick``.
+"""Clocks: ``timeout: {after: 3d, then: close}`` timers, deadlines (overdue flag, notification, escalation) and ``tick``.
 
 Holds the specs (:class:`TimerSpec`, :class:`DeadlineSpec`), their load-time checks (:func:`clock_takes`,
-:func:`build_after`, :func:`build_deadline`) and their runtime: :func:`arm` (the timers a case gets on entering
+:func:`build_timeout`, :func:`build_deadline`) and their runtime: :func:`arm` (the timers a case gets on entering
 a state), :func:`overdue` and :class:`TimersMixin` (the Engine's ``tick``). Every transition a clock takes
 goes through the one transition path as :data:`SYSTEM`. Notice expiry and collect deadlines are timers too:
 ``notice.arm`` and ``collect.arm`` add them.
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TimerSpec:
-    """``after: 3d -> close``: the system takes ``transition`` that long after the case entered the state."""
+    """``timeout: {after: 3d, then: close}``: the system takes ``transition`` that long after the case entered
+    the state."""
 
     after: Duration
     transition: str
@@ -42,7 +43,7 @@ class TimerSpec:
 
 @dataclass(frozen=True)
 class DeadlineSpec:
-    """The case is overdue ``within`` after entering the state, or after the day in its date field ``at``:
+    """The case is overdue ``within`` (YAML ``after``) after entering the state, or after the day in its date field ``at``:
     flagged, notified, optionally escalated."""
 
     within: Duration | None
@@ -61,16 +62,18 @@ def clock_takes(ld: "Loader", source: "YamlSource", path: list["PathItem"], targ
                                           key=key))
 
 
-def build_after(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: str | None,
-                transition_ids: dict[str, list[str]]) -> TimerSpec | None:
+def build_timeout(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict | None,
+                  transition_ids: dict[str, list[str]]) -> TimerSpec | None:
+    """A state's ``timeout: {after: 7d, then: auto_close}`` (old spelling ``after: 7d -> auto_close``:
+    ``engine.spelling`` rewrites it)."""
     if raw is None:
         return None
-    duration, _, target = (part.strip() for part in raw.partition("->"))
+    target = raw["then"]
     if target not in transition_ids:
-        ld.problems.append(source.problem(path, f"unknown transition {target!r} in this state",
+        ld.problems.append(source.problem(path + ["then"], f"unknown transition {target!r} in this state",
                                           did_you_mean(target, transition_ids) or "the timer takes one of this state's transitions"))
-    clock_takes(ld, source, path, target, transition_ids)
-    return TimerSpec(Duration.parse(duration), target)
+    clock_takes(ld, source, path + ["then"], target, transition_ids)
+    return TimerSpec(Duration.parse(raw["after"]), target)
 
 
 def build_deadline(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict | None, wf_roles: set[str],
@@ -86,7 +89,7 @@ def build_deadline(ld: "Loader", source: "YamlSource", path: list["PathItem"], r
         ld.problems.append(source.problem(path + ["at"], f"{raw['at']!r} is not a date field of this workflow",
                                           did_you_mean(raw["at"], date_fields) or
                                           (f"date fields: {', '.join(sorted(date_fields))}" if date_fields else "add a date field")))
-    return DeadlineSpec(Duration.parse(raw["within"]) if "within" in raw else None,
+    return DeadlineSpec(Duration.parse(raw["after"]) if "after" in raw else None,
                         assign.build(ld, source, path + ["escalate"], raw.get("escalate"), wf_roles), raw.get("at"))
 
 

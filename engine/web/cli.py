@@ -126,7 +126,9 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
     failed = False
     for target in targets:
         root, only = _definitions_root(target)
-        problems = lint_definitions(root)
+        found = lint_definitions(root, warnings=True)  # old spellings are warnings: said, and lint passes
+        problems = [p for p in found if not p.warning]
+        warnings = [p for p in found if p.warning]
         store = store_path or (_instance_store() if root == home.resolve() else None)
         if not problems and store:
             problems = _store_problems(root, store)
@@ -134,7 +136,8 @@ def lint_command(paths: tuple[Path, ...], store_path: str | None) -> None:
         if only is not None:
             rel = str(only.relative_to(root))
             problems = [p for p in problems if p.file == rel]
-        for problem in problems:
+            warnings = [p for p in warnings if p.file == rel]
+        for problem in sorted(problems + warnings, key=lambda p: (p.file, p.line, p.col, p.warning)):
             click.echo(f"{root / problem.file if not Path(problem.file).is_absolute() else problem.file}"
                        f"{str(problem)[len(problem.file):]}")
         failed = failed or bool(problems)
