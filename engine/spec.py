@@ -162,7 +162,7 @@ class TransitionSpec:
     target: str
     label: Text
     roles: tuple[str, ...]
-    guard: Expression | None = None
+    guard: Expression | None = None     # YAML ``when``: the step is offered only while it is true
     form: str | None = None
     comment: str = "optional"          # "required" | "optional" | "none"
     before_actions: tuple[ActionCall, ...] = ()
@@ -182,12 +182,12 @@ class StateSpec:
     inbox: tuple[str, ...] | None = None    # None: whoever may take a transition; () : nobody's inbox
     transitions: tuple[TransitionSpec, ...] = ()
     collect: CollectSpec | None = None
-    after: TimerSpec | None = None
+    after: TimerSpec | None = None      # YAML ``timeout: {after, then}``
     deadline: DeadlineSpec | None = None
     notice: NoticeSpec | None = None
     public: bool = False                # cases in this state are listed on the public page (居务公开)
     public_fields: tuple[str, ...] = ()
-    publish: bool = False               # entering this state appends to the tamper-evident publication chain
+    publish: bool = False               # YAML ``public_record``: entering this state appends to the tamper-evident publication chain
     offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
     certificate: bool = False           # cases in this state have a printable certificate
     approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
@@ -196,9 +196,10 @@ class StateSpec:
         return next((t for t in self.transitions if t.id == transition_id), None)
 
 
-#: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
-#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
-TRIGGERS = ("after", "notice_expiry", "collect_deadline")
+#: The clocks that take a transition by themselves (``EdgeSpec.triggers``), named by the YAML block whose
+#: ``then:`` names it: the state's ``timeout``, the end of its public ``notice`` and the end of its ``collect``
+#: (each ``{after: <duration>, then: <transition>}``).
+TRIGGERS = ("timeout", "notice", "collect")
 EDGE_KINDS = ("transition", "objection", "ranking", "approval")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
@@ -269,9 +270,9 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
     for sid, state in states.items():
         for t in state.transitions:
             triggers = tuple(name for name, takes in (
-                ("after", state.after is not None and state.after.transition == t.id),
-                ("notice_expiry", state.notice is not None and state.notice.on_expiry == t.id),
-                ("collect_deadline", state.collect is not None and state.collect.deadline is not None
+                ("timeout", state.after is not None and state.after.transition == t.id),
+                ("notice", state.notice is not None and state.notice.on_expiry == t.id),
+                ("collect", state.collect is not None and state.collect.deadline is not None
                  and state.collect.on_deadline == t.id)) if takes)
             edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
         if state.approval is not None:

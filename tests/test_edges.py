@@ -60,9 +60,9 @@ def test_award_selection_leaves_ranked_by_the_two_ranking_outcomes(shipped: Any)
     assert objection is not None and objection.via == "object" and objection.roles == ("resident",)
     assert objection.label == {"zh": "提出异议", "en": "Objection filed"}
     # the clocks: the notice's end and the scoring deadline
-    assert wf.edge("on_notice", "awarded", via="confirm").triggers == ("notice_expiry",)
+    assert wf.edge("on_notice", "awarded", via="confirm").triggers == ("notice",)
     scoring = wf.edge("district_review", "ranked", via="done_scoring")
-    assert scoring.triggers == ("collect_deadline",) and scoring.roles == ("district_evaluator", "system")
+    assert scoring.triggers == ("collect",) and scoring.roles == ("district_evaluator", "system")
     assert wf.edge("nominated", "street_review", via="recommend").triggers == ()  # people only
     assert {e.source for e in wf.edges_to("on_notice")} == {"ranked", "objection_review"}
 
@@ -73,17 +73,17 @@ def test_annual_appraisal_notice_state_has_an_objection_edge(shipped: Any):
     kinds = [(e.kind, e.target) for e in wf.edges_from("on_notice")]
     assert ("objection", notice.objection_to) in kinds and ("transition", "result") in kinds
     assert wf.edge("on_notice", notice.objection_to, "objection").roles == notice.objection_roles
-    assert wf.edge("on_notice", "result", via=notice.on_expiry).triggers == ("notice_expiry",)
-    assert wf.edge("resident_rating", "org_rating", via="close_rating").triggers == ("collect_deadline",)
+    assert wf.edge("on_notice", "result", via=notice.on_expiry).triggers == ("notice",)
+    assert wf.edge("resident_rating", "org_rating", via="close_rating").triggers == ("collect",)
 
 
 def test_every_clock_of_a_shipped_workflow_is_on_its_edge(shipped: Any):
     seen: set[str] = set()
     for wf in shipped.workflows.values():
         for sid, state in wf.states.items():
-            clocks = {"after": state.after.transition if state.after else None,
-                      "notice_expiry": state.notice.on_expiry if state.notice else None,
-                      "collect_deadline": state.collect.on_deadline if state.collect and state.collect.deadline else None}
+            clocks = {"timeout": state.after.transition if state.after else None,
+                      "notice": state.notice.on_expiry if state.notice else None,
+                      "collect": state.collect.on_deadline if state.collect and state.collect.deadline else None}
             for e in wf.edges_from(sid):
                 expected = tuple(name for name in TRIGGERS if e.kind == "transition" and clocks[name] == e.via)
                 assert e.triggers == expected, (wf.id, e.key)

@@ -204,13 +204,13 @@ def duration_text(d: Duration, lang: str) -> str:
 def clock_text(state: StateSpec, trigger: str, lang: str) -> str:
     """When the clock takes a transition: 3天后自动 / automatic after 3 days."""
     zh = lang == "zh"
-    if trigger == "after" and state.after is not None:
+    if trigger == "timeout" and state.after is not None:
         d = duration_text(state.after.after, lang)
         return f"{d}后自动" if zh else f"automatic after {d}"
-    if trigger == "notice_expiry" and state.notice is not None:
+    if trigger == "notice" and state.notice is not None:
         d = duration_text(state.notice.duration, lang)
         return f"公示{d}期满自动" if zh else f"automatic when the notice ends ({d})"
-    if trigger == "collect_deadline" and state.collect is not None and state.collect.deadline is not None:
+    if trigger == "collect" and state.collect is not None and state.collect.deadline is not None:
         d = duration_text(state.collect.deadline, lang)
         return f"{d}截止时自动" if zh else f"automatic at the deadline ({d})"
     return tr(AUTOMATIC, lang)
