@@ -30,6 +30,7 @@ from .test_loader import INVALID, read_case
 
 ROOT = Path(__file__).parent.parent
 DOC = ROOT / "docs" / "definitions.md"
+OLD_SPELLING = ROOT / "tests" / "data" / "old_spelling"
 TEXT = DOC.read_text(encoding="utf-8")
 SCHEMAS = {name: json.loads((ROOT / "engine" / "schema" / f"{name}.schema.json").read_text(encoding="utf-8"))
            for name in SCHEMA_FILES}
@@ -228,7 +229,25 @@ def test_there_are_error_examples_for_every_file_kind() -> None:
     assert {m["file"].split("/")[0] for m in EXAMPLES} == {"org", "forms", "workflows"}
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[m["file"] for m in EXAMPLES])
+WARNING_EXAMPLES = [m for m in EXAMPLES if m["rest"].split(": ", 2)[1] == "warning"]
+
+
+@pytest.mark.parametrize("example", WARNING_EXAMPLES, ids=[m["file"] for m in WARNING_EXAMPLES])
+def test_every_warning_example_is_real_output(example: re.Match[str]) -> None:
+    """A ``file:line:col: warning: ...`` example is a warning one of tests/data/old_spelling/ gives (its
+    ``# warn:`` lines, which tests/test_spelling.py checks against the loader)."""
+    old = OLD_SPELLING / Path(example["file"]).name
+    said = {f"{w[:w.index(': ') + 2]}warning: {w[w.index(': ') + 2:]}"
+            for w in re.findall(r"^# warn: (.+)$", old.read_text(encoding="utf-8"), re.MULTILINE)} if old.exists() else set()
+    assert example["rest"] in said, f"{example[0]!r} is not a warning of tests/data/old_spelling/"
+
+
+def test_there_are_warning_examples() -> None:
+    assert len(WARNING_EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("example", [m for m in EXAMPLES if m not in WARNING_EXAMPLES],
+                         ids=[m["file"] for m in EXAMPLES if m not in WARNING_EXAMPLES])
 def test_every_error_example_is_real_output(example: re.Match[str]) -> None:
     cases = [read_case(p) for p in INVALID]
     expected = {e for c in cases if c.target == example["file"] for e in c.expects}
