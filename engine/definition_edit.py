@@ -84,6 +84,7 @@ class Checked:
     here: list[Problem] = field(default_factory=list)
     elsewhere: list[Problem] = field(default_factory=list)
     known: list[Problem] = field(default_factory=list)  # in other files already before this draft
+    warnings: list[Problem] = field(default_factory=list)  # in the edited file, not refusing a save (old spellings)
     definitions: Any = None                               # the draft loaded, when it loads
 
     @property
@@ -134,6 +135,8 @@ class DefinitionEditor:
         text = as_typed(text)
         found = self._problems({item.file: text})
         result = Checked(definitions=found[1])
+        if found[1] is not None:
+            result.warnings = [w for w in found[1].warnings if w.file == item.file]
         baseline = None
         for problem in found[0]:
             if problem.file == item.file:

@@ -46,7 +46,8 @@ def _shown(key: str, value: Any) -> str:
     return f"{key}: ..."
 
 
-#: Every old spelling of a workflow key (the state-level ``after: 3d -> close`` is :func:`_timeout`).
+#: Every old spelling of a workflow key that is a plain rename (a state's ``after: 3d -> close``, which
+#: becomes a block, is rewritten in :func:`respell` itself).
 WORKFLOW: tuple[Renamed, ...] = (
     Renamed(("states", "*", "notice"), "duration", "after"),
     Renamed(("states", "*", "notice"), "on_expiry", "then"),
@@ -144,4 +145,4 @@ def _rename(mapping: dict, old: str, new: str, value: Any) -> None:
 def warning(source: YamlSource, path: list[PathItem], message: str, hint: str) -> Problem:
     """A warning at the key ``path`` ends in: the definition loads, ``civicflow lint`` still says it."""
     line, col = source.position(path, key=True)
-    return Problem(source.file, line, col, format_path(path), message, hint, warning=True)
+    return Problem(source.file, line, col, format_path(source.original(path)), message, hint, warning=True)

@@ -102,11 +102,15 @@
         showProblems(result);
         if (result.ok) refreshPreview(text);
         var doc = v.state.doc;
-        return result.here.map(function (p) {
-          var r = range(doc, p);
-          return {from: r.from, to: r.to, severity: "error", source: "civicflow lint",
-                  message: p.message + (p.hint ? " (" + p.hint + ")" : "")};
-        });
+        function diagnostic(severity) {
+          return function (p) {
+            var r = range(doc, p);
+            return {from: r.from, to: r.to, severity: severity, source: "civicflow lint",
+                    message: p.message + (p.hint ? " (" + p.hint + ")" : "")};
+          };
+        }
+        // warnings (an old spelling) are marked in the gutter but do not refuse the save
+        return result.here.map(diagnostic("error")).concat((result.warnings || []).map(diagnostic("warning")));
       }).catch(function () {
         if (mine === asked) {
           problemsBox.textContent = "";

@@ -118,7 +118,18 @@ def test_the_lint_endpoint_gives_each_problem_at_its_line_and_column(admin: Brow
     assert [(p["line"], p["col"], p["path"]) for p in found["here"]] == [
         (16, 27, "states.review.transitions[0].to")]
     assert "unknown state 'dne'" in found["here"][0]["message"] and found["here"][0]["hint"] == "did you mean 'done'?"
-    assert lint(admin, WORKFLOW) == {"file": "workflows/permit.yaml", "here": [], "elsewhere": [], "known": [], "ok": True}
+    assert lint(admin, WORKFLOW) == {"file": "workflows/permit.yaml", "here": [], "elsewhere": [], "known": [],
+                                     "warnings": [], "ok": True}
+
+
+def test_the_lint_endpoint_gives_an_old_spelling_as_a_warning_that_does_not_refuse(admin: Browser):
+    old = WORKFLOW.replace("roles: [community_secretary]}", "roles: [community_secretary], guard: subject}")
+    found = lint(admin, old)
+    assert found["ok"] and found["here"] == []
+    assert [(p["line"], p["col"], p["path"], p["hint"]) for p in found["warnings"]] == [
+        (16, 106, "states.review.transitions[0].guard", "write when: subject")]
+    assert found["warnings"][0]["message"] == "'guard' is the old spelling of 'when'"
+    assert ": warning: " in found["warnings"][0]["text"]
 
 
 def test_a_yaml_syntax_error_is_placed_too(admin: Browser):

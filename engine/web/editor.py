@@ -141,7 +141,8 @@ def lint(admin: UserAdmin, editor: DefinitionEditor, kind: str, name: str) -> An
     item = _file(editor, kind, name)
     checked = editor.check(item, _typed())
     return jsonify({"file": item.file, "here": problem_json(checked.here), "elsewhere": problem_json(checked.elsewhere),
-                    "known": problem_json(checked.known), "ok": not checked.blocking})
+                    "known": problem_json(checked.known), "warnings": problem_json(checked.warnings),
+                    "ok": not checked.blocking})
 
 
 @bp.route("/<kind>/<name>/preview", methods=["POST"])
