@@ -14,12 +14,17 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from engine import migration
 from engine.actions import ACTIONS
+from engine.cases import CASES
 from engine.loader import Loader, lint, load_definitions
+from engine.runtime import Engine
+from engine.versions import DEFINITIONS
 from engine.yamlsource import plain
 
 from .conftest import governance_dir
 from .test_cli import civicflow
+from .test_versions import FORM_V1, WORKFLOW_V1, engine_on, store, user, write  # noqa: F401 - store: the fixture
 
 DATA = Path(__file__).parent / "data"
 OLD = sorted((DATA / "old_spelling").glob("*.yaml"))
@@ -160,3 +165,35 @@ def test_public_fields_neither_public_nor_recorded_nor_beside_a_notice_are_warne
                         r"the notice shows its own \(move them into notice: \{public_fields: \[\.\.\.\]\}\)", found[0])
     assert re.fullmatch(r"\d+:5: states\.published\.public_fields: 'public_fields' has no effect: the state is "
                         r"neither public nor recorded \(add public: true .*public_record: true .*\)", found[1])
+
+
+# ------------------------------------------------------------------ versions kept in the store (engine.versions)
+
+OLD_PERMIT = WORKFLOW_V1.replace(
+    "    title: {zh: 已提交, en: Submitted}\n",
+    "    title: {zh: 已提交, en: Submitted}\n    after: 30d -> expire\n").replace(
+    "roles: [community_staff]}\n",
+    "roles: [community_staff]}\n      - {id: expire, to: done, label: {zh: 逾期办结, en: Expired}, roles: [system]}\n").replace(
+    "roles: [community_secretary]}", "roles: [community_secretary], guard: \"subject != ''\"}")
+NEW_PERMIT = OLD_PERMIT.replace("after: 30d -> expire", "timeout: {after: 30d, then: expire}").replace("guard:", "when:")
+
+
+def test_a_version_kept_in_the_old_spelling_keeps_loading_and_respelling_needs_no_new_version(tmp_path: Path, store: Any):
+    assert OLD_PERMIT != WORKFLOW_V1 and "guard" not in NEW_PERMIT and "->" not in NEW_PERMIT
+    root = write(tmp_path / "defs", OLD_PERMIT, FORM_V1)
+    v1 = engine_on(root, store)
+    assert len(v1.definitions.warnings) == 2
+    case = v1.start("permit", user(v1, "resident"), {"subject": "s"})
+    assert [t["kind"] for t in store.get(CASES, case.id)["timers"]] == ["after"]
+    assert store.search(DEFINITIONS)[0]["files"][0]["text"] == OLD_PERMIT  # kept as written
+    # the files respelt, the same version: the same workflow, so nothing to bump and nothing broken
+    write(root, NEW_PERMIT, FORM_V1)
+    respelt = Engine(load_definitions(root, fresh=True), store)
+    assert respelt.definitions.warnings == () and migration.lint(respelt) == []
+    # bumped: a case of version 1 runs on the kept old text, which still loads, to the same states
+    write(root, NEW_PERMIT.replace("version: 1", "version: 2"), FORM_V1)
+    v2 = Engine(load_definitions(root, fresh=True), store)
+    kept = v2.kept.spec("permit", 1)
+    assert kept is not None and not v2.kept.broken
+    assert kept.states == v2.definitions.workflows["permit"].states
+    assert migration.lint(v2) == []
