@@ -126,3 +126,19 @@ def test_without_javascript_the_check_button_lists_the_lines(chromium: Any, edit
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+def test_an_old_spelling_is_marked_as_a_warning_that_does_not_block(phone: Any, editor_server: Server):
+    """``guard:`` still loads (it is ``when:`` now): the gutter marks it as a warning, not a problem, and the text
+    still checks clean (a save is not refused)."""
+    page = phone
+    login(page, editor_server, "admin")
+    page.goto(editor_server.url + "/admin/definitions/workflow/permit")
+    page.wait_for_selector("#definition-editor .cm-content")
+    put_cursor(page, "roles: [community_secretary]}", len("roles: [community_secretary]"))
+    page.keyboard.type(", guard: subject")
+    page.wait_for_selector(".cm-lint-marker-warning")      # the gutter mark, from the server's lint warnings
+    page.wait_for_selector("#definition-problems .ok")
+    assert page.locator(".cm-lint-marker-error").count() == 0
+    assert not violations(page)
+    assert fits(page)
