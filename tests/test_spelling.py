@@ -197,3 +197,18 @@ def test_a_version_kept_in_the_old_spelling_keeps_loading_and_respelling_needs_n
     assert kept is not None and not v2.kept.broken
     assert kept.states == v2.definitions.workflows["permit"].states
     assert migration.lint(v2) == []
+
+
+def test_the_app_starts_on_old_spellings_and_logs_them_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine.web import create_app
+
+    root = governance_dir(tmp_path)
+    shutil.copy(DATA / "old_spelling" / "service_order.yaml", root / "workflows" / "service_order.yaml")
+    with caplog.at_level("WARNING"):
+        app = create_app({"TESTING": True, "SECRET_KEY": "t", "DEFINITIONS": str(root),
+                          "STORE": str(tmp_path / "store.json"), "UPLOADS": str(tmp_path / "up")}, start_timers=False)
+    said = [r.getMessage() for r in caplog.records if "old spelling" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("definitions: 2 old spelling(s), still read")
+    assert "workflows/service_order.yaml:24:16: warning: states.dispatched.deadline.within" in said[0]
+    assert "service_order" in app.extensions["civicflow"].definitions.workflows
+    app.extensions["civicflow"].store.close()

@@ -107,6 +107,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
         raise settings.SettingsError(str(exc)) from None
     actions = app.config.get("ACTIONS") or ACTIONS
     definitions = load_definitions(app.config["DEFINITIONS"], actions)
+    if definitions.warnings:  # old spellings load; say once where, so the admin can respell them
+        app.logger.warning("definitions: %d old spelling(s), still read; `civicflow lint` lists them, e.g. %s",
+                           len(definitions.warnings), definitions.warnings[0])
     actions.close()
     store = open_store(app.config["STORE"])
     kwargs = {"clock": app.config["CLOCK"]} if app.config["CLOCK"] else {}
