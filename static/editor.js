@@ -31,6 +31,29 @@
       return node;
     }
 
+    function placed(p) {
+      var item = el("li");
+      var where = el("a", "where", data.line.replace("{line}", p.line).replace("{col}", p.col));
+      where.href = "#definition-text";
+      where.addEventListener("click", function (event) { event.preventDefault(); goTo(p); });
+      item.appendChild(where);
+      item.appendChild(document.createTextNode(" "));
+      if (p.path) { item.appendChild(el("code", "", p.path)); item.appendChild(document.createTextNode(" ")); }
+      item.appendChild(document.createTextNode(p.message));
+      if (p.hint) { item.appendChild(document.createTextNode(" ")); item.appendChild(el("span", "muted", "(" + p.hint + ")")); }
+      return item;
+    }
+
+    function showWarnings(warnings) {
+      // old spellings (engine/spelling.py): they load, so they never stop a save; listed with the new spelling
+      if (!warnings || !warnings.length) return;
+      problemsBox.appendChild(el("p", "help", data.warnings));
+      var list = el("ul", "problems");
+      list.id = "problem-warnings";
+      warnings.forEach(function (p) { list.appendChild(placed(p)); });
+      problemsBox.appendChild(list);
+    }
+
     function showProblems(result) {
       var here = result.here, elsewhere = result.elsewhere, count = here.length + elsewhere.length;
       problemsBox.textContent = "";
@@ -38,6 +61,7 @@
         var ok = el("p", "ok", data.noProblems);
         ok.id = "problem-count";
         problemsBox.appendChild(ok);
+        showWarnings(result.warnings);
         return;
       }
       var head = el("p", "alert", count === 1 ? data.problemsOne : data.problemsMany.replace("{n}", count));
@@ -46,18 +70,7 @@
       if (here.length) {
         var list = el("ul", "problems");
         list.id = "problem-list";
-        here.forEach(function (p) {
-          var item = el("li");
-          var where = el("a", "where", data.line.replace("{line}", p.line).replace("{col}", p.col));
-          where.href = "#definition-text";
-          where.addEventListener("click", function (event) { event.preventDefault(); goTo(p); });
-          item.appendChild(where);
-          item.appendChild(document.createTextNode(" "));
-          if (p.path) { item.appendChild(el("code", "", p.path)); item.appendChild(document.createTextNode(" ")); }
-          item.appendChild(document.createTextNode(p.message));
-          if (p.hint) { item.appendChild(document.createTextNode(" ")); item.appendChild(el("span", "muted", "(" + p.hint + ")")); }
-          list.appendChild(item);
-        });
+        here.forEach(function (p) { list.appendChild(placed(p)); });
         problemsBox.appendChild(list);
       }
       if (elsewhere.length) {

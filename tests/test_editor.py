@@ -132,6 +132,15 @@ def test_the_lint_endpoint_gives_an_old_spelling_as_a_warning_that_does_not_refu
     assert ": warning: " in found["warnings"][0]["text"]
 
 
+def test_without_javascript_the_check_button_lists_old_spellings_and_saving_them_works(app: Any, admin: Browser):
+    old = WORKFLOW.replace("roles: [community_secretary]}", "roles: [community_secretary], guard: subject}")
+    page = admin.post(EDIT, {"text": old, "action": "check"}, page=EDIT).get_data(as_text=True)
+    assert 'id="problem-warnings"' in page and "旧写法" in page and "(write when: subject)" in page
+    assert "没有问题" in page
+    response = save(admin, old)  # an old spelling loads: it does not refuse the save
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+
+
 def test_a_yaml_syntax_error_is_placed_too(admin: Browser):
     found = lint(admin, WORKFLOW.replace("initial: submitted", "initial: [submitted"))
     assert not found["ok"] and found["here"][0]["line"] in (7, 8, 9)

@@ -140,5 +140,8 @@ def test_an_old_spelling_is_marked_as_a_warning_that_does_not_block(phone: Any, 
     page.wait_for_selector(".cm-lint-marker-warning")      # the gutter mark, from the server's lint warnings
     page.wait_for_selector("#definition-problems .ok")
     assert page.locator(".cm-lint-marker-error").count() == 0
+    listed = page.locator("#problem-warnings").inner_text()
+    assert "旧写法" in page.locator("#definition-problems").inner_text()
+    assert "states.review.transitions[0].guard" in listed and "(write when: subject)" in listed
     assert not violations(page)
     assert fits(page)
