@@ -456,8 +456,8 @@ def load_draft(root: str | Path, overlay: Mapping[str, str], actions: ActionRegi
 
 
 def lint(root: str | Path, actions: ActionRegistry | None = None, *, warnings: bool = False) -> list[Problem]:
-    """Every problem of the definitions under ``root``; ``warnings``: when there are none, what loads but
-    should still be said (``Problem.warning``: old spellings and the like)."""
+    """Every problem of the definitions under ``root``; with ``warnings``, also what loads but should still be
+    said (``Problem.warning``: old spellings and the like), which ``civicflow lint`` prints without failing."""
     try:
         definitions = load_definitions(root, actions)
     except DefinitionError as exc:
