@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .mechanics.approval import ApprovalSpec
     from .mechanics.assign import AssignSpec
     from .mechanics.collect import AggregateSpec, CollectSpec
+    from .mechanics.links import MoveSpec, WaitSpec
     from .mechanics.notice import NoticeSpec
     from .mechanics.points import PointsSpec
     from .mechanics.ranking import LevelSpec, RankingSpec
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 MOVED = {
     "ApprovalSpec": "approval", "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
+    "MoveSpec": "links", "WaitSpec": "links",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
 }
 
@@ -172,6 +174,7 @@ class TransitionSpec:
     points: tuple[PointsSpec, ...] = ()
     spawn: tuple[SpawnSpec, ...] = ()
     bulk: bool = False                 # offered in the inbox for several cases at once (nothing asked per case)
+    moves: tuple[MoveSpec, ...] = ()   # afterwards, linked cases take a transition of theirs (engine.mechanics.links)
 
 
 @dataclass(frozen=True)
@@ -191,14 +194,16 @@ class StateSpec:
     offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
     certificate: bool = False           # cases in this state have a printable certificate
     approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
+    waits_for: WaitSpec | None = None   # moves on by itself when its children reach given states (links)
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
 
 
 #: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
-#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
-TRIGGERS = ("after", "notice_expiry", "collect_deadline")
+#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``); and
+#: ``children``: the state's ``waits_for`` (its children reached the awaited states).
+TRIGGERS = ("after", "notice_expiry", "collect_deadline", "children")
 EDGE_KINDS = ("transition", "objection", "ranking", "approval")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
@@ -272,7 +277,8 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
                 ("after", state.after is not None and state.after.transition == t.id),
                 ("notice_expiry", state.notice is not None and state.notice.on_expiry == t.id),
                 ("collect_deadline", state.collect is not None and state.collect.deadline is not None
-                 and state.collect.on_deadline == t.id)) if takes)
+                 and state.collect.on_deadline == t.id),
+                ("children", state.waits_for is not None and state.waits_for.take == t.id)) if takes)
             edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
         if state.approval is not None:
             from .mechanics import approval  # imported here: the mechanics modules import this one

@@ -12,6 +12,7 @@ from .loadkit import GUARD_NAMES, did_you_mean, text
 from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
 from .mechanics.collect import build as build_collect
+from .mechanics.links import build_moves, build_wait
 from .mechanics.notice import build as build_notice
 from .mechanics.points import build as build_points
 from .mechanics.ranking import build as build_ranking
@@ -88,6 +89,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                     step_forms.append(f)
     for f in step_forms:
         data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
+    case_fields = {fld.id: fld for f in step_forms for fld in f.fields if fld.kind.holds_case}
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
@@ -159,11 +161,14 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
                                   step_forms, rows_allowed=True),
                 bulk=bulk,
+                moves=build_moves(ld, source, tpath + ["moves"], t.get("moves", []),
+                                  None if missing_forms else case_fields, doc["id"], t["id"]),
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()
         timed |= {state["notice"]["on_expiry"]} if "notice" in state else set()
         timed |= {state["collect"]["on_deadline"]} if "on_deadline" in state.get("collect", {}) else set()
+        timed |= {state["waits_for"]["take"]} if "waits_for" in state else set()
         for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
             if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
                 ld.problems.append(source.problem(
@@ -186,6 +191,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             certificate=state.get("certificate", False),
             approval=build_approval(ld, source, here + ["approval"], state.get("approval"), sid, states, wf_roles,
                                     None if missing_forms else data_names),
+            waits_for=build_wait(ld, source, here + ["waits_for"], state.get("waits_for"), by_id, doc["id"]),
         )
 
     ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)

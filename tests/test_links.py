@@ -1,0 +1,145 @@
+"""Linked cases that move each other (issue 12.4.1), through the engine on TinyDB and PostgreSQL: a parent waiting
+for all (or any) of its children, a parent moving its children, a child moving the case a field names; every move
+through the one transition path, as the system, in the step's transaction, with a history entry on both cases."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import transition
+from engine.cases import CASES
+from engine.clock import FrozenClock
+from engine.errors import TransitionError
+from engine.loader import load_definitions
+from engine.mechanics import links
+from engine.mechanics.base import SYSTEM, Step
+from engine.runtime import Engine
+from engine.store import open_store
+from engine.users import User
+from tests.conftest import DURABLE_STORES, GOVERNANCE_USERS, ROOT, add_users, store_location
+
+DEFS = Path(__file__).parent / "data" / "valid" / "links"
+U = {name: User(name, full, tuple(roles), unit) for name, full, roles, unit in GOVERNANCE_USERS}
+PLAN = {"subject": "楼道环境整治", "unit": "renjia", "tasks": [{"task": "清理杂物"}, {"task": "更换灯泡"}]}
+
+
+@pytest.fixture(params=DURABLE_STORES)
+def eng(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    root = tmp_path / "defs"
+    shutil.copytree(DEFS, root)
+    shutil.copytree(ROOT / "org", root / "org")
+    store = open_store(store_location(request.param, request, tmp_path, "links.json"))
+    add_users(store, GOVERNANCE_USERS)
+    engine = Engine(load_definitions(root), store, clock=FrozenClock("2026-11-27T09:00:00"))
+    yield engine
+    store.close()
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str]]:
+    """Every call of the real ``transition.take``: (case id, via, actor)."""
+    calls: list[tuple[int, str, str]] = []
+    real = transition.take
+
+    def observed(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
+        calls.append((case.id, edge.via, actor.username))
+        return real(engine, tx, case, edge, actor, step)
+    monkeypatch.setattr(transition, "take", observed)
+    return calls
+
+
+def launched(engine: Engine, workflow: str = "plan") -> tuple[int, list[int]]:
+    plan = engine.start(workflow, U["staff"], PLAN).id
+    engine.fire(plan, "launch", U["staff"])
+    children = [c.id for c in engine.children(engine.get(plan), U["staff"])]
+    assert len(children) == 2
+    return plan, children
+
+
+def entries(engine: Engine, cid: int) -> list[tuple[str, str, str | None, str]]:
+    return [(h["action"], h["by"], h["from"], h["to"]) for h in engine.get(cid).history]
+
+
+def test_the_plan_moves_on_by_itself_when_its_last_task_is_done(eng: Engine, taken: list[tuple[int, str, str]]):
+    plan, (first, second) = launched(eng)
+    eng.fire(first, "finish", U["staff"])
+    assert eng.get(plan).state == "working"  # one of two: still waiting
+    version = eng.get(plan).version
+    eng.fire(second, "finish", U["staff"])
+    done = eng.get(plan)
+    assert done.state == "finished" and done.version > version
+    assert taken[-2:] == [(second, "finish", "staff"), (plan, "all_done", "system")]  # one path, as the system
+    last = done.history[-1]
+    assert (last["action"], last["by"], last["from"], last["to"]) == ("all_done", "system", "working", "finished")
+    assert last["comment"] == f"由 #{second}（任务）带动 · 陈静"
+    child = entries(eng, second)
+    assert child[-2:] == [("finish", "staff", "open", "done"), ("linked", "staff", "done", "done")]
+    assert eng.get(second).history[-1]["comment"] == f"#{plan}（工作计划）→ 已完成"
+    assert eng.workflow_of(done).edge("working", "finished", via="all_done").triggers == ("children",)
+
+
+def test_any_child_is_enough_for_a_pilot(eng: Engine):
+    pilot, (first, second) = launched(eng, "pilot")
+    eng.fire(second, "finish", U["staff"])
+    assert eng.get(pilot).state == "proven"
+    assert eng.get(first).state == "open"
+
+
+def test_cancelling_the_plan_drops_every_task_in_the_same_transaction(eng: Engine, taken: list[tuple[int, str, str]]):
+    plan, children = launched(eng)
+    eng.fire(children[0], "finish", U["staff"])
+    eng.fire(plan, "cancel", U["secretary"], comment="街道统一安排")
+    assert eng.get(plan).state == "cancelled"
+    assert [eng.get(c).state for c in children] == ["done", "dropped"]  # a done task has no drop: it stays
+    assert (children[1], "drop", "system") in taken
+    notes = [h["comment"] for h in eng.get(plan).history if h["action"] == "linked"]
+    assert notes == [f"#{children[1]}（任务）→ 已撤销"]
+    assert entries(eng, children[1])[-1] == ("drop", "system", "open", "dropped")
+
+
+def test_a_refused_linked_move_refuses_the_whole_step(eng: Engine, monkeypatch: pytest.MonkeyPatch):
+    plan, children = launched(eng)
+    before = [eng.get(c).version for c in [plan, *children]]
+    real = transition.take
+
+    def refuse_drop(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
+        if edge.via == "drop" and case.id == children[1]:
+            raise TransitionError({"zh": "不行", "en": "no"})
+        return real(engine, tx, case, edge, actor, step)
+    monkeypatch.setattr(transition, "take", refuse_drop)
+    with pytest.raises(TransitionError):
+        eng.fire(plan, "cancel", U["secretary"], comment="街道统一安排")
+    assert [eng.get(c).version for c in [plan, *children]] == before  # nothing was written, not even the first task
+    assert [eng.get(c).state for c in children] == ["open", "open"]
+
+
+def test_a_chain_that_comes_back_to_a_case_is_refused(eng: Engine):
+    plan, children = launched(eng)
+    with eng.store.transaction() as tx:
+        case = eng._load(tx, plan, None)
+        edge = transition.find(eng, case, "cancel")
+        with pytest.raises(TransitionError) as info:  # the task already moved in this chain would be moved again
+            transition.take(eng, tx, case, edge, U["secretary"], Step(comment="x", chain=(children[0],)))
+        assert f"#{children[0]}" in info.value.message["zh"]
+    assert eng.get(plan).state == "working"
+    with eng.store.transaction() as tx:
+        case = eng._load(tx, children[0], None)
+        with pytest.raises(TransitionError):
+            links.after(eng, tx, case, transition.find(eng, case, "finish"), SYSTEM,
+                        Step(chain=tuple(range(1000, 1000 + links.MAX_CHAIN))), eng.clock())
+
+
+def test_the_linked_cases_are_found_through_the_parent_index(eng: Engine):
+    plan, children = launched(eng)
+    searched: list[str] = []
+    with eng.store.transaction() as tx:
+        real_search = tx.search
+        tx.search = lambda table, predicate=None: searched.append(table) or real_search(table, predicate)  # type: ignore
+        case = eng._load(tx, plan, None)
+        transition.take(eng, tx, case, transition.find(eng, case, "cancel"), U["secretary"], Step(comment="取消"))
+        tx.replace(CASES, plan, case.to_doc())
+    assert searched == []  # no table scan: the children came from the ("parent", id) index
+    assert [eng.get(c).state for c in children] == ["dropped", "dropped"]
