@@ -118,6 +118,8 @@ def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", 
     if left is not None and left.notice is not None and source != target:
         webhooks.emit(tx, engine.definitions, "notice_closed", case, now, state=source, by=actor.username)
     if reenter:
+        if source != target:  # entered again from elsewhere, not a step that stays (a self-loop)
+            collect.start_round(case, wf.states[target], now)
         enter(engine, tx, case, wf, target, actor, now)
 
 

@@ -143,3 +143,83 @@ def test_the_linked_cases_are_found_through_the_parent_index(eng: Engine):
         tx.replace(CASES, plan, case.to_doc())
     assert searched == []  # no table scan: the children came from the ("parent", id) index
     assert [eng.get(c).state for c in children] == ["dropped", "dropped"]
+
+
+# --------------------------------------------------------------------------- collect: a new round on re-entry
+
+TASK = {"task": "清理杂物", "unit": "renjia"}
+
+
+def scored(engine: Engine, workflow: str, points: tuple[int, int]) -> int:
+    cid = engine.start(workflow, U["staff"], TASK).id
+    for who, p in zip(("secretary", "secretary2"), points):
+        engine.contribute(cid, U[who], {"points": str(p)})
+    return cid
+
+
+def test_a_case_sent_back_and_resubmitted_is_scored_afresh(eng: Engine):
+    cid = scored(eng, "review", (80, 90))
+    assert eng.get(cid).data["score"]["total"] == 85
+    eng.fire(cid, "send_back", U["staff"], comment="材料不全")
+    eng.fire(cid, "resubmit", U["staff"])
+    case = eng.get(cid)
+    assert case.contributions["scoring"] == {} and case.data["score"]["count"] == 0  # a new round
+    assert eng.may_contribute(case, U["secretary"]) == (True, None)  # once: refuse counts this round only
+    with pytest.raises(TransitionError):
+        eng.fire(cid, "decide", U["staff"])  # the earlier round's sheets do not complete this one
+    (earlier,) = eng.earlier_rounds(case, U["secretary"])
+    (first,) = earlier["rounds"]
+    assert (first["round"], first["count"], first["result"]["total"]) == (1, 2, 85)
+    assert sorted(c["data"]["points"] for c in first["contributions"]) == [80, 90]
+    assert eng.earlier_rounds(case, U["staff"])[0]["rounds"][0]["contributions"] == []  # not visible_to staff
+    eng.contribute(cid, U["secretary"], {"points": "60"})
+    eng.contribute(cid, U["secretary2"], {"points": "70"})
+    assert eng.fire(cid, "decide", U["staff"]).data["score"]["total"] == 65
+
+
+def test_a_state_that_keeps_its_contributions_carries_them_over(eng: Engine):
+    cid = scored(eng, "review_keep", (80, 90))
+    eng.fire(cid, "send_back", U["staff"], comment="材料不全")
+    eng.fire(cid, "resubmit", U["staff"])
+    case = eng.get(cid)
+    assert len(case.contributions["scoring"]) == 2 and case.earlier_contributions == {}
+    assert eng.may_contribute(case, U["secretary"])[0] is False  # already submitted, once: refuse
+    assert eng.fire(cid, "decide", U["staff"]).state == "decided"
+
+
+# --------------------------------------------------------------------------- through the pages
+
+@pytest.fixture
+def web(tmp_path: Path) -> Any:
+    from engine.web import create_app
+    root = tmp_path / "defs"
+    shutil.copytree(DEFS, root)
+    shutil.copytree(ROOT / "org", root / "org")
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "web.json"), "UPLOADS": str(tmp_path / "up"),
+                      "DEFINITIONS": str(root), "CLOCK": FrozenClock("2026-11-27T09:00:00")})
+    add_users(app.extensions["civicflow"].store, GOVERNANCE_USERS)
+    yield app
+    app.extensions["civicflow"].store.close()
+
+
+def test_the_case_page_shows_the_earlier_round_and_what_a_plan_waits_for(web: Any):
+    from tests.conftest import Browser, act, started
+    staff, secretary = Browser(web).login("staff"), Browser(web).login("secretary")
+    cid = started(staff.post("/start/review", TASK))
+    assert secretary.post(f"/cases/{cid}/contribute", {"points": "80"}).status_code == 302
+    assert Browser(web).login("secretary2").post(f"/cases/{cid}/contribute", {"points": "90"}).status_code == 302
+    assert act(staff, cid, "send_back", comment="材料不全").status_code == 302
+    assert act(staff, cid, "resubmit").status_code == 302
+    page = secretary.get(f"/cases/{cid}").get_data(as_text=True)
+    assert "往轮记录" in page and "第 1 轮" in page and "共 2 份" in page and "<strong>85" in page
+    assert "已完成 0 / 2" in page  # the new round
+    assert "钱刚" in page  # who scored in round 1 (secretary2), for those the scores are visible to
+    assert "钱刚" not in staff.get(f"/cases/{cid}").get_data(as_text=True)
+
+    engine = web.extensions["civicflow"]
+    plan = engine.start("plan", U["staff"], PLAN).id
+    assert act(staff, plan, "launch").status_code == 302
+    first = engine.children(engine.get(plan), U["staff"])[0].id
+    assert act(staff, first, "finish").status_code == 302
+    page = staff.get(f"/cases/{plan}").get_data(as_text=True)
+    assert "等待关联事项" in page and "关联事项已完成 1 / 2" in page
