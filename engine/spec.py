@@ -201,14 +201,16 @@ class StateSpec:
 
 
 #: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
-#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``); and
-#: ``children``: the state's ``waits_for`` (its children reached the awaited states).
-TRIGGERS = ("after", "notice_expiry", "collect_deadline", "children")
+#: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
+TRIGGERS = ("after", "notice_expiry", "collect_deadline")
+#: Besides the clocks, a trigger of an edge the system takes: the state's ``waits_for`` (its children arrived).
+CHILDREN_TRIGGER = "children"
 EDGE_KINDS = ("transition", "objection", "ranking", "approval")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
     "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
     "rest": {"zh": "确定排名 · 未入选", "en": "Ranking closed · not selected"},
+    "reopen": {"zh": "重新开启排名", "en": "Ranking reopened"},
 }
 
 
@@ -221,7 +223,8 @@ class EdgeSpec:
     * kind ``objection``: during the public notice in ``source`` a holder of one of ``roles`` objects and the
       case moves to ``notice.objection_to``; ``via`` is ``object``.
     * kind ``ranking``: closing the round moves a case waiting in ``ranking.state`` to ``ranking.selected``
-      (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``.
+      (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``. A round
+      that may be reopened (``round.reopen``) has the way back from both, ``via`` and ``outcome`` ``reopen``.
     * kind ``approval`` (``engine.mechanics.approval``): an approver's act, a self-loop with ``via``
       ``approve`` or ``reject``; and the round's outcome, ``via`` ``approved`` (to ``approval.approved``) or
       ``rejected`` (to ``approval.rejected``); ``outcome`` is the same as ``via``.
@@ -257,19 +260,28 @@ class EdgeSpec:
         return self.source == self.target
 
 
-def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) -> tuple[EdgeSpec, ...]:
+def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, ...] | RankingSpec | None") -> tuple[EdgeSpec, ...]:
     """Every way a case can move, in definition order: per state its transitions, its approval's acts and
-    outcomes, then its objection; the ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
+    outcomes, then its objection; the rankings' two edges after the state cases wait in (and, for a round that
+    may be reopened, the way back from where they went). Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
     """
     edges: list[EdgeSpec] = []
 
-    def ranking_edges() -> list[EdgeSpec]:
-        assert ranking is not None
-        return [EdgeSpec(ranking.state, target, "ranking", "ranking", RANKING_LABELS[outcome], ranking.roles,
-                         outcome=outcome) for outcome, target in (("selected", ranking.selected), ("rest", ranking.rest))]
+    from .mechanics import ranking as ranking_mod  # imported here: the mechanics modules import this one
+    if rankings is None:
+        rankings = ()
+    elif not isinstance(rankings, tuple):
+        rankings = (rankings,)
+    ranked = ranking_mod.edges(rankings)
+    ranking_sources = {source for source, _, _, _ in ranked}
+
+    def ranking_edges(sid: str) -> list[EdgeSpec]:
+        return [EdgeSpec(source, target, "ranking", "reopen" if outcome == "reopen" else "ranking",
+                         RANKING_LABELS[outcome], roles, outcome=outcome)
+                for source, target, outcome, roles in ranked if source == sid]
 
     for sid, state in states.items():
         for t in state.transitions:
@@ -278,7 +290,7 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
                 ("notice_expiry", state.notice is not None and state.notice.on_expiry == t.id),
                 ("collect_deadline", state.collect is not None and state.collect.deadline is not None
                  and state.collect.on_deadline == t.id),
-                ("children", state.waits_for is not None and state.waits_for.take == t.id)) if takes)
+                (CHILDREN_TRIGGER, state.waits_for is not None and state.waits_for.take == t.id)) if takes)
             edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
         if state.approval is not None:
             from .mechanics import approval  # imported here: the mechanics modules import this one
@@ -286,10 +298,9 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
         if state.notice is not None:
             edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
                                   state.notice.objection_roles))
-        if ranking is not None and ranking.state == sid:
-            edges += ranking_edges()
-    if ranking is not None and ranking.state not in states:
-        edges += ranking_edges()
+        edges += ranking_edges(sid)
+    for sid in ranking_sources - set(states):
+        edges += ranking_edges(sid)
     return tuple(edges)
 
 
@@ -341,7 +352,8 @@ class WorkflowSpec:
     file: str = ""
     round: str | None = None            # month | quarter | year: cases belong to a round by start date
     round_title: Text | None = None
-    ranking: RankingSpec | None = None
+    ranking: RankingSpec | None = None  # the first ranking (of several closed together: ``rankings``)
+    more_rankings: tuple[RankingSpec, ...] = ()
     role_scope: Mapping[str, str] = field(default_factory=dict)   # role -> level it reaches in this workflow
     #: who sees sensitive values unmasked besides the case's creator (``engine.access.Access.may_see_sensitive``);
     #: None: the roles that take a transition, within their reach
@@ -362,6 +374,11 @@ class WorkflowSpec:
     def key(self) -> tuple[str, int, str]:
         """Tells apart the current version of a workflow and every kept one (caches of per-workflow facts)."""
         return (self.id, self.version, self.digest)
+
+    @property
+    def rankings(self) -> tuple[RankingSpec, ...]:
+        """Every ranking closed in a round, in definition order (one per award title...)."""
+        return ((self.ranking,) if self.ranking is not None else ()) + self.more_rankings
 
     def form_ids(self) -> list[str]:
         """The forms a case of this workflow fills in: the start form, step forms, contribution forms."""

@@ -93,8 +93,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
-    if "ranking" in doc:
-        data_names.add(doc["ranking"].get("into", "award_level"))
+    for item in ([doc["ranking"]] if isinstance(doc.get("ranking"), dict) else doc.get("ranking", [])):
+        data_names.add(item.get("into", "award_level"))
     if "round" in doc:
         data_names.add("round")
 
@@ -194,7 +194,15 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             waits_for=build_wait(ld, source, here + ["waits_for"], state.get("waits_for"), by_id, doc["id"]),
         )
 
-    ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)
+    reopen = doc.get("round", {}).get("reopen")
+    if reopen is not None:
+        people = wf_roles - PSEUDO_ROLES
+        check_roles(["round", "reopen", "roles"], reopen["roles"], people, "the workflow's roles")
+        if "ranking" not in doc:
+            ld.problems.append(source.problem(["round", "reopen"], "round.reopen needs a ranking",
+                                              "a round is reopened to rank it again: add a ranking, or remove reopen", key=True))
+    rankings = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names,
+                             reopen["roles"] if reopen is not None else None)
     if "ranking" in doc and "round" not in doc:
         ld.problems.append(source.problem(["ranking"], "a ranking needs a round",
                                             "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
@@ -203,9 +211,11 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     if sensitive_to is not None:
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
-    edges = state_graph(built_states, ranking)
-    check_graph(ld, source, built_states, doc["initial"], edges,
-                     doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
+    edges = state_graph(built_states, rankings or ())
+    unbuilt = None
+    if rankings is None:  # a ranking that could not be built: the state its cases wait in (of the first one)
+        unbuilt = (doc["ranking"] if isinstance(doc["ranking"], dict) else doc["ranking"][0])["state"]
+    check_graph(ld, source, built_states, doc["initial"], edges, unbuilt)
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
@@ -217,7 +227,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
         states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
-        ranking=ranking, role_scope=role_scope,
+        ranking=rankings[0] if rankings else None, more_rankings=tuple(rankings[1:]) if rankings else (),
+        role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
         migrations=migrations,
     )
