@@ -223,3 +223,5 @@ def test_the_case_page_shows_the_earlier_round_and_what_a_plan_waits_for(web: An
     assert act(staff, first, "finish").status_code == 302
     page = staff.get(f"/cases/{plan}").get_data(as_text=True)
     assert "等待关联事项" in page and "关联事项已完成 1 / 2" in page
+    diagram = staff.get("/workflows/plan/diagram").get_data(as_text=True)
+    assert "任务全部完成" in diagram and "子事项全部到达后自动" in diagram  # the edge waits_for takes, marked

@@ -43,6 +43,8 @@ def test_each_award_title_is_ranked_on_its_own_with_its_own_quota(app: Any, who:
     assert "最美楼栋长 · 当选" in who("district").get(f"/cases/{heads[1]}").get_data(as_text=True)
     (record,) = app.extensions["civicflow"].store.search(ROUNDS)
     assert {(r["case"], r["ranking"]) for r in record["results"]} == {(steward, "steward")} | {(c, "building_head") for c in heads}
+    diagram = who("district").get("/workflows/award_selection/diagram").get_data(as_text=True)
+    assert 'data-edge="not_selected:ranking:reopen"' in diagram and "重新开启排名" in diagram  # the way back is an edge
     closed = who("district").get(URL).get_data(as_text=True)
     assert "张桂兰" in closed.split("最美楼栋长")[1] and "重新开启排名的理由" in closed
 

@@ -213,6 +213,10 @@ def clock_text(state: StateSpec, trigger: str, lang: str) -> str:
     if trigger == "collect_deadline" and state.collect is not None and state.collect.deadline is not None:
         d = duration_text(state.collect.deadline, lang)
         return f"{d}截止时自动" if zh else f"automatic at the deadline ({d})"
+    if trigger == "children" and state.waits_for is not None:  # engine.mechanics.links
+        every = state.waits_for.when == "all"
+        return ("子事项全部到达后自动" if every else "任一子事项到达后自动") if zh else \
+            ("automatic when all its linked cases arrive" if every else "automatic when one of its linked cases arrives")
     return tr(AUTOMATIC, lang)
 
 
