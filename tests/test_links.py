@@ -3,6 +3,7 @@ for all (or any) of its children, a parent moving its children, a child moving t
 through the one transition path, as the system, in the step's transaction, with a history entry on both cases."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,13 @@ def test_the_case_page_shows_the_earlier_round_and_what_a_plan_waits_for(web: An
     assert "等待关联事项" in page and "关联事项已完成 1 / 2" in page
     diagram = staff.get("/workflows/plan/diagram").get_data(as_text=True)
     assert "任务全部完成" in diagram and "子事项全部到达后自动" in diagram  # the edge waits_for takes, marked
+
+
+def test_the_diagram_says_what_a_step_does_to_linked_cases(app: Any, who: Any):
+    """The shipped projects list: signing and accepting name the need's and the resource's steps they take."""
+    page = who("staff").get("/workflows/projects_list/diagram").get_data(as_text=True)
+    sign = re.search(r'<li data-edge="to_sign.sign">(.*?)</li>', page, re.S).group(1)
+    assert "带动关联事项：需求清单：已签约立项；资源清单：已签约使用" in sign
+    accept = re.search(r'<li data-edge="to_accept.accept">(.*?)</li>', page, re.S).group(1)
+    assert "需求清单：需求已满足；资源清单：项目结束，可再认领" in accept
+
