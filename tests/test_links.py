@@ -101,6 +101,17 @@ def test_cancelling_the_plan_drops_every_task_in_the_same_transaction(eng: Engin
     assert entries(eng, children[1])[-1] == ("drop", "system", "open", "dropped")
 
 
+def test_a_blocked_task_pauses_its_plan_but_not_a_pilot(eng: Engine):
+    plan, (first, _) = launched(eng)
+    eng.fire(first, "block", U["staff"])
+    assert eng.get(plan).state == "paused"
+    assert entries(eng, plan)[-1] == ("pause", "system", "working", "paused")
+    assert eng.get(first).history[-1]["comment"] == f"#{plan}（工作计划）→ 已暂停"
+    pilot, (task, _) = launched(eng, "pilot")
+    eng.fire(task, "block", U["staff"])  # its parent is a pilot: moves names the plan workflow only
+    assert eng.get(pilot).state == "trying" and entries(eng, task)[-1][0] == "block"
+
+
 def test_a_refused_linked_move_refuses_the_whole_step(eng: Engine, monkeypatch: pytest.MonkeyPatch):
     plan, children = launched(eng)
     before = [eng.get(c).version for c in [plan, *children]]

@@ -202,6 +202,7 @@ def after(engine: Any, tx: "Transaction", case: Case, edge: "EdgeSpec", actor: "
         state = engine.workflow_of(parent).states.get(parent.state) if parent is not None else None
         wait = state.waits_for if state is not None else None
         if parent is not None and wait is not None and wait.children == case.workflow and _ready(engine, tx, parent, wait, case):
+            tx.replace(CASES, case.id, case.to_doc())  # the parent's own checks read its children from the store
             if _take(engine, tx, parent, wait.take, case, actor, chain, now):
                 _note(engine, case, parent, actor, now)
     state = engine.workflow_of(case).states.get(case.state)
