@@ -112,6 +112,18 @@ def test_a_blocked_task_pauses_its_plan_but_not_a_pilot(eng: Engine):
     assert eng.get(pilot).state == "trying" and entries(eng, task)[-1][0] == "block"
 
 
+def test_a_plan_whose_tasks_were_done_meanwhile_moves_on_when_it_is_resumed(eng: Engine):
+    plan, (first, second) = launched(eng)
+    eng.fire(first, "block", U["staff"])  # the plan is paused
+    eng.fire(first, "unblock", U["staff"])
+    for task in (first, second):
+        eng.fire(task, "finish", U["staff"])
+    assert eng.get(plan).state == "paused"  # it waits only in working
+    eng.fire(plan, "resume", U["secretary"])
+    assert entries(eng, plan)[-2:] == [("resume", "secretary", "paused", "working"), ("all_done", "system", "working", "finished")]
+    assert eng.get(plan).history[-1]["comment"] == f"全部子事项已到达：#{first}、#{second}"
+
+
 def test_a_refused_linked_move_refuses_the_whole_step(eng: Engine, monkeypatch: pytest.MonkeyPatch):
     plan, children = launched(eng)
     before = [eng.get(c).version for c in [plan, *children]]
