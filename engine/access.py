@@ -29,8 +29,8 @@ class Access:
             roles |= {r for state in wf.states.values() for r in state.inbox or ()}
             roles |= {r for state in wf.states.values() if state.collect for r in state.collect.roles}
             roles |= {r for state in wf.states.values() if state.approval for r in state.approval.approvers.roles}
-            if wf.ranking:
-                roles |= set(wf.ranking.roles)
+            for spec in wf.rankings:
+                roles |= set(spec.roles) | set(spec.reopen or ())
             self._acting[wf.key] = frozenset(roles - PSEUDO_ROLES)
         return self._acting[wf.key]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 CASES = "cases"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def is_case_number(value: Any) -> bool:
@@ -36,8 +36,14 @@ def _v2_to_v3(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def _v3_to_v4(doc: dict[str, Any]) -> dict[str, Any]:
+    """v4 kept the earlier rounds of a collecting state the case entered again (``collect.on_reenter: fresh``)."""
+    doc.setdefault("earlier_contributions", {})
+    return doc
+
+
 #: schema_version -> function upgrading a stored record to schema_version + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 @dataclass
@@ -66,6 +72,8 @@ class Case:
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
     entered_at: str = ""                                                     # when the case entered its state
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)       # state -> its approval round
+    #: state -> the rounds of contributions before it was entered again: [{"round", "ended_at", "contributions", "result"}]
+    earlier_contributions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: read without its history (a list page's row): shown, never written back
     summary: bool = field(default=False, compare=False, repr=False)
 
@@ -84,7 +92,7 @@ class Case:
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
                    escalated_to=doc["escalated_to"], entered_at=entered_at(doc), approvals=doc["approvals"],
-                   summary=summary)
+                   earlier_contributions=doc["earlier_contributions"], summary=summary)
 
     def to_doc(self) -> dict[str, Any]:
         if self.summary:
@@ -96,7 +104,8 @@ class Case:
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
                 "overdue": self.overdue, "parent": self.parent,
-                "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals}
+                "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals,
+                "earlier_contributions": self.earlier_contributions}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

@@ -32,7 +32,7 @@ from .expressions import BUILTINS, Expression, ExpressionSyntaxError
 from .form_loader import build_form, load_form_files, parse_size  # noqa: F401 - parse_size for callers
 from .loadkit import GUARD_NAMES, did_you_mean, text  # noqa: F401 - GUARD_NAMES for callers
 from . import spelling, workdays
-from .mechanics import spawn
+from .mechanics import links, spawn
 from .spec import LEVELS, ActionCall, Definitions, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
 from .workdays import WorkCalendar
 from .workflow_loader import build_workflow
@@ -154,6 +154,8 @@ class Loader:
         # references to other workflows, checked once every workflow is loaded: (source, path, workflow id, extra)
         self.case_refs: list[tuple[YamlSource, list[PathItem], str, tuple[str, ...]]] = []
         self.spawn_refs: list[tuple[YamlSource, list[PathItem], SpawnSpec]] = []
+        self.link_refs: list[tuple[YamlSource, list[PathItem], str, str, Any]] = []   # moves: (…, workflow, transition, spec)
+        self.wait_refs: list[tuple[YamlSource, list[PathItem], str, Any]] = []        # waits_for: (…, workflow, spec)
         self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
         self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
         self.sources: dict[str, str] = {}  # text of each workflow and form file read (kept versions are text)
@@ -318,6 +320,7 @@ class Loader:
                                                             did_you_mean(state, workflows[wid].states) or
                                                             f"states: {', '.join(workflows[wid].states)}"))
         spawn.check_refs(self, forms, workflows, known)
+        links.check_refs(self, forms, workflows, known)
 
     def role_scope(self, source: YamlSource, raw: dict[str, str], roles: list[str]) -> dict[str, str]:
         for role in raw:

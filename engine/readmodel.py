@@ -295,7 +295,8 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
         Index(ACCOUNT_INDEX, ACCOUNTS, keys=lambda d: [("owner", d["owner"])]),
         Index(LEDGER_INDEX, LEDGER, keys=lambda d: [("account", d["account"])], order=lambda d: d.get("seq", 0)),
         Index(HEAD_INDEX, HEADS, keys=lambda d: [("table", d["table"])]),
-        Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round", d["workflow"], d["round"])]),
+        # a reopened round (closed_at cleared) is found under ("reopened", …): it may be closed again
+        Index(ROUND_INDEX, ROUNDS, keys=lambda d: [("round" if d.get("closed_at") else "reopened", d["workflow"], d["round"])]),
         Index(UPLOAD_INDEX, UPLOADS, keys=lambda d: [("key", d["key"])]),
         login_index(),
         *webhooks.indexes(),
@@ -488,6 +489,10 @@ class ReadModel:
 
     def round_closed(self, workflow_id: str, round_id: str, tx: Any = None) -> Doc | None:
         return (tx or self.store).first(ROUND_INDEX, ("round", workflow_id, round_id))
+
+    def round_reopened(self, workflow_id: str, round_id: str) -> list[Doc]:
+        """The earlier closings of a round that was reopened, oldest first."""
+        return self.store.lookup(ROUND_INDEX, [("reopened", workflow_id, round_id)], newest=False).docs
 
     # -- the admin area ----------------------------------------------------------------
     def users_in(self, units: Iterable[str], match: Predicate | None = None, page: int = 1,

@@ -141,8 +141,8 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         for state in wf.states.values():
             if state.collect and state.collect.aggregate:
                 ctx[state.collect.aggregate.into] = case.data.get(state.collect.aggregate.into) or {}
-        if wf.ranking:
-            ctx[wf.ranking.into] = case.data.get(wf.ranking.into)
+        for spec in wf.rankings:
+            ctx[spec.into] = case.data.get(spec.into)
         if wf.round:
             ctx["round"] = case.round
         ctx.update(user=user.public(), state=case.state,

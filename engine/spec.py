@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .mechanics.approval import ApprovalSpec
     from .mechanics.assign import AssignSpec
     from .mechanics.collect import AggregateSpec, CollectSpec
+    from .mechanics.links import MoveSpec, WaitSpec
     from .mechanics.notice import NoticeSpec
     from .mechanics.points import PointsSpec
     from .mechanics.ranking import LevelSpec, RankingSpec
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 MOVED = {
     "ApprovalSpec": "approval", "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
+    "MoveSpec": "links", "WaitSpec": "links",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
 }
 
@@ -172,6 +174,7 @@ class TransitionSpec:
     points: tuple[PointsSpec, ...] = ()
     spawn: tuple[SpawnSpec, ...] = ()
     bulk: bool = False                 # offered in the inbox for several cases at once (nothing asked per case)
+    moves: tuple[MoveSpec, ...] = ()   # afterwards, linked cases take a transition of theirs (engine.mechanics.links)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class StateSpec:
     offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
     certificate: bool = False           # cases in this state have a printable certificate
     approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
+    waits_for: WaitSpec | None = None   # moves on by itself when its children reach given states (links)
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
@@ -200,11 +204,14 @@ class StateSpec:
 #: ``then:`` names it: the state's ``timeout``, the end of its public ``notice`` and the end of its ``collect``
 #: (each ``{after: <duration>, then: <transition>}``).
 TRIGGERS = ("timeout", "notice", "collect")
+#: Besides the clocks, a trigger of an edge the system takes: the state's ``waits_for`` (its children arrived).
+CHILDREN_TRIGGER = "children"
 EDGE_KINDS = ("transition", "objection", "ranking", "approval")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
     "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
     "rest": {"zh": "确定排名 · 未入选", "en": "Ranking closed · not selected"},
+    "reopen": {"zh": "重新开启排名", "en": "Ranking reopened"},
 }
 
 
@@ -217,7 +224,8 @@ class EdgeSpec:
     * kind ``objection``: during the public notice in ``source`` a holder of one of ``roles`` objects and the
       case moves to ``notice.objection_to``; ``via`` is ``object``.
     * kind ``ranking``: closing the round moves a case waiting in ``ranking.state`` to ``ranking.selected``
-      (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``.
+      (``outcome`` ``selected``) or ``ranking.rest`` (``outcome`` ``rest``); ``via`` is ``ranking``. A round
+      that may be reopened (``round.reopen``) has the way back from both, ``via`` and ``outcome`` ``reopen``.
     * kind ``approval`` (``engine.mechanics.approval``): an approver's act, a self-loop with ``via``
       ``approve`` or ``reject``; and the round's outcome, ``via`` ``approved`` (to ``approval.approved``) or
       ``rejected`` (to ``approval.rejected``); ``outcome`` is the same as ``via``.
@@ -253,19 +261,28 @@ class EdgeSpec:
         return self.source == self.target
 
 
-def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) -> tuple[EdgeSpec, ...]:
+def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, ...] | RankingSpec | None") -> tuple[EdgeSpec, ...]:
     """Every way a case can move, in definition order: per state its transitions, its approval's acts and
-    outcomes, then its objection; the ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
+    outcomes, then its objection; the rankings' two edges after the state cases wait in (and, for a round that
+    may be reopened, the way back from where they went). Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
     """
     edges: list[EdgeSpec] = []
 
-    def ranking_edges() -> list[EdgeSpec]:
-        assert ranking is not None
-        return [EdgeSpec(ranking.state, target, "ranking", "ranking", RANKING_LABELS[outcome], ranking.roles,
-                         outcome=outcome) for outcome, target in (("selected", ranking.selected), ("rest", ranking.rest))]
+    from .mechanics import ranking as ranking_mod  # imported here: the mechanics modules import this one
+    if rankings is None:
+        rankings = ()
+    elif not isinstance(rankings, tuple):
+        rankings = (rankings,)
+    ranked = ranking_mod.edges(rankings)
+    ranking_sources = {source for source, _, _, _ in ranked}
+
+    def ranking_edges(sid: str) -> list[EdgeSpec]:
+        return [EdgeSpec(source, target, "ranking", "reopen" if outcome == "reopen" else "ranking",
+                         RANKING_LABELS[outcome], roles, outcome=outcome)
+                for source, target, outcome, roles in ranked if source == sid]
 
     for sid, state in states.items():
         for t in state.transitions:
@@ -273,7 +290,8 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
                 ("timeout", state.after is not None and state.after.transition == t.id),
                 ("notice", state.notice is not None and state.notice.on_expiry == t.id),
                 ("collect", state.collect is not None and state.collect.deadline is not None
-                 and state.collect.on_deadline == t.id)) if takes)
+                 and state.collect.on_deadline == t.id),
+                (CHILDREN_TRIGGER, state.waits_for is not None and state.waits_for.take == t.id)) if takes)
             edges.append(EdgeSpec(sid, t.target, "transition", t.id, t.label, t.roles, triggers))
         if state.approval is not None:
             from .mechanics import approval  # imported here: the mechanics modules import this one
@@ -281,10 +299,9 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
         if state.notice is not None:
             edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
                                   state.notice.objection_roles))
-        if ranking is not None and ranking.state == sid:
-            edges += ranking_edges()
-    if ranking is not None and ranking.state not in states:
-        edges += ranking_edges()
+        edges += ranking_edges(sid)
+    for sid in ranking_sources - set(states):
+        edges += ranking_edges(sid)
     return tuple(edges)
 
 
@@ -336,7 +353,8 @@ class WorkflowSpec:
     file: str = ""
     round: str | None = None            # month | quarter | year: cases belong to a round by start date
     round_title: Text | None = None
-    ranking: RankingSpec | None = None
+    ranking: RankingSpec | None = None  # the first ranking (of several closed together: ``rankings``)
+    more_rankings: tuple[RankingSpec, ...] = ()
     role_scope: Mapping[str, str] = field(default_factory=dict)   # role -> level it reaches in this workflow
     #: who sees sensitive values unmasked besides the case's creator (``engine.access.Access.may_see_sensitive``);
     #: None: the roles that take a transition, within their reach
@@ -357,6 +375,11 @@ class WorkflowSpec:
     def key(self) -> tuple[str, int, str]:
         """Tells apart the current version of a workflow and every kept one (caches of per-workflow facts)."""
         return (self.id, self.version, self.digest)
+
+    @property
+    def rankings(self) -> tuple[RankingSpec, ...]:
+        """Every ranking closed in a round, in definition order (one per award title...)."""
+        return ((self.ranking,) if self.ranking is not None else ()) + self.more_rankings
 
     def form_ids(self) -> list[str]:
         """The forms a case of this workflow fills in: the start form, step forms, contribution forms."""

@@ -10,7 +10,8 @@ the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge
 4. before-actions
 5. state change + data merge (:func:`move`: the edge must exist; then what entering the state means)
 6. history entry (``Engine._record``, the one place history is written; it bumps the case version)
-7. after-actions (registered actions, points, linked cases, notifications)
+7. after-actions (registered actions, points, spawned cases, notifications; then linked cases that move with
+   this one: ``mechanics.links``)
 
 What each kind of edge adds at a step lives with its mechanism (:class:`engine.mechanics.base.EdgeKind`):
 transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``, approvers'
@@ -26,7 +27,7 @@ from . import forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from .mechanics import approval, assign, collect, notice, points, ranking, spawn, timers
+from .mechanics import approval, assign, collect, links, notice, points, ranking, spawn, timers
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify
 from .spec import tr
@@ -91,6 +92,7 @@ def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", ac
     move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
          kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge))
     kind.after(engine, tx, case, edge, actor, step, now)                     # 7. after-actions
+    links.after(engine, tx, case, edge, actor, step, now)                    # 7. ... linked cases moved
     return step
 
 
@@ -116,6 +118,8 @@ def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", 
     if left is not None and left.notice is not None and source != target:
         webhooks.emit(tx, engine.definitions, "notice_closed", case, now, state=source, by=actor.username)
     if reenter:
+        if source != target:  # entered again from elsewhere, not a step that stays (a self-loop)
+            collect.start_round(case, wf.states[target], now)
         enter(engine, tx, case, wf, target, actor, now)
 
 

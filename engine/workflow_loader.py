@@ -13,6 +13,7 @@ from .loadkit import GUARD_NAMES, did_you_mean, text
 from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
 from .mechanics.collect import build as build_collect
+from .mechanics.links import build_moves, build_wait
 from .mechanics.notice import build as build_notice
 from .mechanics.points import build as build_points
 from .mechanics.ranking import build as build_ranking
@@ -105,11 +106,12 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                     step_forms.append(f)
     for f in step_forms:
         data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
+    case_fields = {fld.id: fld for f in step_forms for fld in f.fields if fld.kind.holds_case}
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
-    if "ranking" in doc:
-        data_names.add(doc["ranking"].get("into", "award_level"))
+    for item in ([doc["ranking"]] if isinstance(doc.get("ranking"), dict) else doc.get("ranking", [])):
+        data_names.add(item.get("into", "award_level"))
     if "round" in doc:
         data_names.add("round")
 
@@ -176,11 +178,14 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
                                   step_forms, rows_allowed=True),
                 bulk=bulk,
+                moves=build_moves(ld, source, tpath + ["moves"], t.get("moves", []),
+                                  None if missing_forms else case_fields, doc["id"], t["id"]),
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["timeout"]["then"]} if "timeout" in state else set()
         timed |= {state["notice"]["then"]} if "notice" in state else set()
         timed |= {state["collect"]["then"]} if "then" in state.get("collect", {}) else set()
+        timed |= {state["waits_for"]["take"]} if "waits_for" in state else set()
         for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
             if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
                 ld.problems.append(source.problem(
@@ -204,9 +209,18 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             certificate=state.get("certificate", False),
             approval=build_approval(ld, source, here + ["approval"], state.get("approval"), sid, states, wf_roles,
                                     None if missing_forms else data_names),
+            waits_for=build_wait(ld, source, here + ["waits_for"], state.get("waits_for"), by_id, doc["id"]),
         )
 
-    ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)
+    reopen = doc.get("round", {}).get("reopen")
+    if reopen is not None:
+        people = wf_roles - PSEUDO_ROLES
+        check_roles(["round", "reopen", "roles"], reopen["roles"], people, "the workflow's roles")
+        if "ranking" not in doc:
+            ld.problems.append(source.problem(["round", "reopen"], "round.reopen needs a ranking",
+                                              "a round is reopened to rank it again: add a ranking, or remove reopen", key=True))
+    rankings = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names,
+                             reopen["roles"] if reopen is not None else None)
     if "ranking" in doc and "round" not in doc:
         ld.problems.append(source.problem(["ranking"], "a ranking needs a round",
                                             "add e.g. round: {period: quarter}; cases are ranked round by round", key=True))
@@ -215,9 +229,11 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     if sensitive_to is not None:
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
-    edges = state_graph(built_states, ranking)
-    check_graph(ld, source, built_states, doc["initial"], edges,
-                     doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
+    edges = state_graph(built_states, rankings or ())
+    unbuilt = None
+    if rankings is None:  # a ranking that could not be built: the state its cases wait in (of the first one)
+        unbuilt = (doc["ranking"] if isinstance(doc["ranking"], dict) else doc["ranking"][0])["state"]
+    check_graph(ld, source, built_states, doc["initial"], edges, unbuilt)
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
@@ -229,7 +245,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         start_form=start["form"], start_roles=tuple(start["roles"]), roles=tuple(doc["roles"]), initial=doc["initial"],
         states=built_states, org_unit_field=start.get("org_unit_field"), case_title=case_title, file=source.file,
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
-        ranking=ranking, role_scope=role_scope,
+        ranking=rankings[0] if rankings else None, more_rankings=tuple(rankings[1:]) if rankings else (),
+        role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
         migrations=migrations,
     )

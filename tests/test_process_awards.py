@@ -36,7 +36,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> A
 
 
 def nomination(name: str, **more: str) -> dict[str, str]:
-    return {"nominee": name, "building": "renjia-g1-b1", "nomination_source": "masses", "households": "5", "visits": "6",
+    return {"award_title": "steward", "nominee": name, "building": "renjia-g1-b1", "nomination_source": "masses", "households": "5", "visits": "6",
             "deeds": f"{name}联系本楼栋5户居民，每季度入户走访，牵头解决楼道照明问题。", **more}
 
 
@@ -89,8 +89,8 @@ def test_nomination_review_scoring_ranking_notice_award_and_certificate(app: Any
     assert states == ["on_notice", "on_notice", "on_notice", "not_selected"]
     levels = [case(app, i)["data"].get("award_level") for i in [first] + others]
     assert levels == ["first", "second", "second", None]
-    assert case(app, first)["history"][-1]["comment"] == "第 1 名 · 一等奖"
-    assert case(app, others[0])["history"][-1]["comment"] == "第 3 名 · 二等奖"  # 86 after 张桂兰's 89
+    assert case(app, first)["history"][-1]["comment"] == "最美楼栋红管家 · 第 1 名 · 一等奖"  # one ranking per award title
+    assert case(app, others[0])["history"][-1]["comment"] == "最美楼栋红管家 · 第 3 名 · 二等奖"  # 86 after 张桂兰's 89
 
     public = Browser(app)
     listing = public.get("/public").get_data(as_text=True)

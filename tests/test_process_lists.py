@@ -83,6 +83,11 @@ def test_both_way_claims_signed_project_carried_out_and_accepted(app: Any, who: 
     assert act(who("partner"), project, "sign", signer="徐工", signed_on="2026-11-28").status_code == 422  # commit
     assert act(who("partner"), project, "sign", signer="徐工", signed_on="2026-11-28", commitment="1").status_code == 302
     assert case(app, project)["state"] == "implementing"
+    # signing moved the need and the resource into the project, as the system, naming the project and the signer
+    assert case(app, need)["state"] == "in_project" and case(app, resource)["state"] == "in_project"
+    moved = case(app, need)["history"][-1]
+    assert (moved["action"], moved["by"], moved["from"]) == ("to_project", "system", "claimed")
+    assert moved["comment"].startswith(f"由 #{project}（项目清单）带动 · ")
     done = {"completed_on": "2026-12-18", "outcome": "更换器材3件，加装路灯2盏。", "people_served": "180"}
     assert act(who("partner"), project, "finish", **done).status_code == 302
     assert act(who("secretary"), project, "rework").status_code == 422
@@ -91,14 +96,14 @@ def test_both_way_claims_signed_project_carried_out_and_accepted(app: Any, who: 
     assert act(who("secretary"), project, "accept").status_code == 302
     data = case(app, project)
     assert data["state"] == "done"
-    assert [h["action"] for h in data["history"]] == ["start", "send_for_signing", "sign", "finish", "rework", "finish", "accept"]
+    assert [h["action"] for h in data["history"]] == ["start", "send_for_signing", "sign", "linked", "linked", "finish",
+                                                      "rework", "finish", "accept", "linked", "linked"]
+    assert [h["comment"] for h in data["history"] if h["action"] == "linked"][2:] == [
+        f"#{need}（需求清单）→ 已满足", f"#{resource}（资源清单）→ 已入资源清单（待认领）"]
     assert "健身器材维修更换" in Browser(app).get("/public").get_data(as_text=True)
 
-    # the community records the need met and the resource free again
-    assert act(who("staff"), need, "to_project", comment=f"#{project}").status_code == 302
-    assert act(who("staff"), need, "mark_met").status_code == 302
-    assert act(who("staff"), resource, "to_project").status_code == 302
-    assert act(who("staff"), resource, "relist").status_code == 302
+    # accepting the project met the need and freed the resource (the same transaction as the acceptance)
+    assert [h["action"] for h in case(app, need)["history"]][-2:] == ["to_project", "mark_met"]
     assert case(app, need)["state"] == "met" and case(app, resource)["state"] == "listed"
     assert case(app, resource)["assignees"] == []
 

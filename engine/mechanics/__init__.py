@@ -10,6 +10,7 @@ Engine's public methods for that mechanism):
 * ``ranking``  — rounds, ranking by quota, closing a round (ranking outcomes are an edge kind)
 * ``points``   — ledger entries a transition makes, balances
 * ``spawn``    — links between processes: spawned and offered cases, prefill
+* ``links``    — linked cases that move each other (``moves``, ``waits_for``), through the transition path
 * ``reports``  — metrics, targets (quotas) and list page columns
 * ``base``     — what the one transition path (``engine.transition.take``) asks of each edge kind
 

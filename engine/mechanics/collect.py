@@ -66,6 +66,7 @@ class CollectSpec:
     visible_to: tuple[str, ...] = ()    # roles that may see who contributed what
     scope: str = "unit"                 # unit (the contributor's scope covers the case) | any
     aggregate: AggregateSpec | None = None
+    on_reenter: str = "fresh"           # fresh (a new round; the earlier one is kept apart) | keep
 
 
 # --------------------------------------------------------------------------- load time
@@ -111,7 +112,8 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
         form=raw["form"], label=text(raw["label"]) or {}, roles=tuple(roles), who=who, min=raw.get("min"),
         once=raw.get("once", "replace"), deadline=Duration.parse(raw["after"]) if "after" in raw else None,
         on_deadline=raw.get("then"), recuse=tuple(raw.get("recuse", [])),
-        visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate_spec)
+        visible_to=tuple(raw.get("visible_to", [])), scope=raw.get("scope", "unit"), aggregate=aggregate_spec,
+        on_reenter=raw.get("on_reenter", "fresh"))
 
 
 def build_aggregate(ld: "Loader", source: "YamlSource", apath: list["PathItem"], agg: dict, form_id: str,
@@ -245,6 +247,21 @@ def refresh(case: "Case", state: "StateSpec") -> None:
     case.data[spec.aggregate.into] = aggregate(spec.aggregate, bucket, needed(case, state))
 
 
+def start_round(case: "Case", state: "StateSpec", now: dt.datetime) -> None:
+    """The case enters a collecting state again (sent back and resubmitted): unless the state keeps them
+    (``on_reenter: keep``), the contributions so far become an earlier round (shown on the case page, 第 1 轮) and
+    contributors start afresh."""
+    spec = state.collect
+    bucket = case.contributions.get(state.id)
+    if spec is None or spec.on_reenter == "keep" or not bucket:
+        return
+    earlier = case.earlier_contributions.setdefault(state.id, [])
+    result = case.data.get(spec.aggregate.into) if spec.aggregate else None
+    earlier.append({"round": len(earlier) + 1, "ended_at": iso(now), "contributions": bucket,
+                    "result": result if isinstance(result, dict) else None})
+    case.contributions[state.id] = {}
+
+
 def tally_rows(form: "FormSpec | None", spec: AggregateSpec, tally: Mapping[str, int]) -> list[dict[str, Any]]:
     """A tally as people read it: ``[{"value", "label": {zh, en}, "count"}]`` in the order of the choices, each
     counted value named by its choice label (``agree`` -> 同意 / Agree; a tick box's ``true`` -> 是 / Yes); a value the form no longer
@@ -375,6 +392,23 @@ class CollectMixin(EngineBase):
 
     def needed(self, case: "Case", state: "StateSpec") -> int:
         return needed(case, state)
+
+    def earlier_rounds(self, case: "Case", user: "User") -> list[dict[str, Any]]:
+        """For the case page: the rounds of each collecting state before the case entered it again (第 1 轮...),
+        with who gave what for those who may see it."""
+        wf = self.workflow_of(case)
+        found = []
+        for state_id, rounds in case.earlier_contributions.items():
+            spec = wf.states[state_id].collect if state_id in wf.states else None
+            if spec is None or not rounds:
+                continue
+            may_see = bool(set(spec.visible_to) & self.roles_for(case, user))
+            found.append({"spec": spec, "form": self.definitions.form_of(wf, spec.form), "may_see": may_see,
+                          "rounds": [{"round": r["round"], "ended_at": r["ended_at"], "result": r.get("result") or {},
+                                      "count": len(r["contributions"]),
+                                      "contributions": list(r["contributions"].values()) if may_see else []}
+                                     for r in rounds]})
+        return found
 
     def progress(self, case: "Case", user: "User") -> dict[str, Any] | None:
         """For the case page: how many have contributed, who is pending, and (if allowed) who gave what."""

@@ -1,6 +1,9 @@
 """Rounds and ranking: cases belong to a round by start date; closing a round ranks the cases waiting in
 ``ranking.state`` and hands out places by quota, never breaking a tie silently; each ranked case then moves
-along a ``ranking`` edge to ``selected`` or ``rest``.
+along a ``ranking`` edge to ``selected`` or ``rest``. A workflow may hold several rankings closed together in
+one round (``ranking:`` a list, e.g. one per award title: each its own quota, ranking the cases its ``where``
+picks), and a closed round may be reopened with a reason (``round.reopen``): every case it moved comes back
+along a ``ranking`` edge (``via`` ``reopen``) to be ranked again.
 
 Holds the specs (:class:`RankingSpec`, :class:`LevelSpec`), their load-time check (:func:`build`), the pure
 ranking (:func:`rank`), :func:`round_of`, the ranking edge kind (:class:`Outcome`, used by the one transition
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 ROUNDS = readmodel.ROUNDS
 #: The history label of a ranking move (the edges' own labels name the outcome for the diagram).
 CLOSED_LABEL: Text = {"zh": "确定排名", "en": "Ranking closed"}
+REOPENED_LABEL: Text = {"zh": "重新开启排名", "en": "Ranking reopened"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ class RankingSpec:
     order: str = "desc"
     tie_break: tuple[tuple[Expression, str], ...] = ()
     on_tie: str = "refuse"
+    id: str = ""                                    # one of several rankings of the round
+    label: Text | None = None
+    where: Expression | None = None                 # the waiting cases it ranks (None: all not taken before)
+    reopen: tuple[str, ...] | None = None           # round.reopen.roles: who may reopen a closed round
 
 
 def round_of(period: str | None, moment: dt.datetime) -> str | None:
@@ -77,11 +85,32 @@ def round_of(period: str | None, moment: dt.datetime) -> str | None:
 
 # --------------------------------------------------------------------------- load time
 
-def build(ld: "Loader", source: "YamlSource", raw: dict | None, states: dict, wf_roles: set[str],
-          data_names: set[str]) -> RankingSpec | None:
+def build(ld: "Loader", source: "YamlSource", raw: dict | list | None, states: dict, wf_roles: set[str],
+          data_names: set[str], reopen: list[str] | None = None) -> tuple[RankingSpec, ...] | None:
+    """The workflow's rankings (one mapping, or a list of several closed together); None when one cannot be built."""
     if raw is None:
-        return None
-    path: list[PathItem] = ["ranking"]
+        return ()
+    items = [(["ranking"], raw)] if isinstance(raw, dict) else [(["ranking", i], r) for i, r in enumerate(raw)]
+    built, ids, broken = [], set(), False
+    for path, item in items:
+        if isinstance(raw, list):
+            if item["id"] in ids:
+                ld.problems.append(source.problem(path + ["id"], f"duplicate ranking {item['id']!r}"))
+            ids.add(item["id"])
+        spec = _build_one(ld, source, path, item, states, wf_roles, data_names, reopen)
+        broken = broken or spec is None
+        if spec is not None:
+            built.append(spec)
+    for i, spec in enumerate(built):  # rankings of one state share its two ranking edges
+        other = next((o for o in built[:i] if o.state == spec.state and (o.selected, o.rest) != (spec.selected, spec.rest)), None)
+        if other is not None:
+            ld.problems.append(source.problem(["ranking", i, "selected"], f"ranking {spec.id!r} sends cases from {spec.state!r} elsewhere than ranking {other.id!r}",
+                                              f"rankings of one state move cases to the same states: selected: {other.selected}, rest: {other.rest}"))
+    return None if broken else tuple(built)
+
+
+def _build_one(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict, states: dict, wf_roles: set[str],
+               data_names: set[str], reopen: list[str] | None) -> RankingSpec | None:
     for key in ("state", "selected", "rest"):
         if raw[key] not in states:
             ld.problems.append(source.problem(path + [key], f"unknown state {raw[key]!r}", did_you_mean(raw[key], states)))
@@ -92,6 +121,7 @@ def build(ld: "Loader", source: "YamlSource", raw: dict | None, states: dict, wf
                                               did_you_mean(role, people) or "list it in the workflow's roles"))
     names = data_names | GUARD_NAMES
     by = ld.expression(source, path + ["by"], raw["by"], names, "ranking.by")
+    where = ld.expression(source, path + ["where"], raw.get("where"), names, "ranking.where")
     ties = []
     for i, rule in enumerate(raw.get("tie_break", [])):
         expr = ld.expression(source, path + ["tie_break", i, "by"], rule["by"], names, "ranking.tie_break")
@@ -102,12 +132,14 @@ def build(ld: "Loader", source: "YamlSource", raw: dict | None, states: dict, wf
         if level["id"] in seen:
             ld.problems.append(source.problem(path + ["levels", i, "id"], f"duplicate level {level['id']!r}"))
         seen.add(level["id"])
-    if by is None:
+    if by is None or ("where" in raw and where is None):
         return None
     return RankingSpec(
         state=raw["state"], by=by, levels=tuple(LevelSpec(x["id"], text(x["label"]) or {}, x["quota"]) for x in raw["levels"]),
         selected=raw["selected"], rest=raw["rest"], roles=tuple(raw["roles"]), into=raw.get("into", "award_level"),
-        order=raw.get("order", "desc"), tie_break=tuple(ties), on_tie=raw.get("on_tie", "refuse"))
+        order=raw.get("order", "desc"), tie_break=tuple(ties), on_tie=raw.get("on_tie", "refuse"),
+        id=raw.get("id", ""), label=text(raw.get("label")), where=where,
+        reopen=tuple(reopen) if reopen is not None else None)
 
 
 # --------------------------------------------------------------------------- ranking (pure)
@@ -120,6 +152,7 @@ class Placed:
     rank: int
     level: str | None
     tied_with: list[int] = field(default_factory=list)
+    ranking: str = ""                    # the ranking's id (several in one round)
 
 
 @dataclass
@@ -174,8 +207,47 @@ def rank(spec: RankingSpec, cases: list[Any], context: Callable[[Any], dict[str,
             position = n + 1
             previous = key
         tied = [e[1].id for e in entries if e[0] == key and e[1].id != case.id]
-        placed.append(Placed(case.id, case.title, key, position, level_of.get(case.id), tied))
+        placed.append(Placed(case.id, case.title, key, position, level_of.get(case.id), tied, spec.id))
     return RankResult(placed, ties)
+
+
+@dataclass
+class RoundResult:
+    """Every ranking of a round: ``parts`` (spec, result) in definition order; ``unranked``: waiting cases no
+    ranking's ``where`` picks (they stay where they are). ``placed`` / ``ties`` run over all parts."""
+
+    parts: list[tuple[RankingSpec, RankResult]]
+    unranked: list[Any] = field(default_factory=list)
+
+    @property
+    def placed(self) -> list[Placed]:
+        return [p for _, part in self.parts for p in part.placed]
+
+    @property
+    def ties(self) -> list[dict[str, Any]]:
+        return [t for _, part in self.parts for t in part.ties]
+
+    @property
+    def blocking_ties(self) -> list[dict[str, Any]]:
+        return [t for t in self.ties if t["resolved"] == "refuse"]
+
+
+def rank_round(specs: tuple[RankingSpec, ...], waiting: Callable[[str], list[Any]],
+               context: Callable[[Any], dict[str, Any]]) -> RoundResult:
+    """Each waiting case (``waiting(state)``: the round's cases in a ranking state) in the first ranking of its state
+    whose ``where`` holds, then each ranking ranked on its own."""
+    members: dict[int, list[Any]] = {i: [] for i in range(len(specs))}
+    unranked = []
+    for state in dict.fromkeys(spec.state for spec in specs):
+        for case in waiting(state):
+            ctx = context(case)
+            i = next((i for i, spec in enumerate(specs) if spec.state == state
+                      and (spec.where is None or spec.where.test(ctx))), None)
+            if i is None:
+                unranked.append(case)
+            else:
+                members[i].append(case)
+    return RoundResult([(spec, rank(spec, members[i], context)) for i, spec in enumerate(specs)], unranked)
 
 
 # --------------------------------------------------------------------------- run time
@@ -184,31 +256,70 @@ def may_rank(spec: RankingSpec, user: "User") -> bool:
     return bool(set(spec.roles) & set(user.roles))
 
 
+def edges(rankings: tuple[RankingSpec, ...]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """The state graph's ranking edges (source, target, outcome, roles), once per state: closing the round moves a
+    case to ``selected`` or ``rest``; a round that may be reopened brings it back from there (outcome ``reopen``)."""
+    found: dict[tuple[str, str], tuple[str, str, str, tuple[str, ...]]] = {}
+
+    def add(source: str, target: str, outcome: str, roles: tuple[str, ...]) -> None:
+        key = (source, outcome)
+        if key in found:  # several rankings of one state: one edge, any of their roles
+            source, target, outcome, before = found[key]
+            roles = tuple(dict.fromkeys(before + roles))
+        found[key] = (source, target, outcome, roles)
+
+    for spec in rankings:
+        add(spec.state, spec.selected, "selected", spec.roles)
+        add(spec.state, spec.rest, "rest", spec.roles)
+    for spec in rankings:
+        if spec.reopen is not None:
+            for target in (spec.selected, spec.rest):
+                add(target, spec.state, "reopen", spec.reopen)
+    return list(found.values())
+
+
 class Outcome(EdgeKind):
-    """A ``ranking`` edge: closing the round moves a ranked case to ``selected`` or ``rest``, with its level."""
+    """A ``ranking`` edge: closing the round moves a ranked case to ``selected`` or ``rest``, with its level;
+    reopening it moves the case back (``reopen``), its level cleared."""
 
     def check_roles(self, engine: Any, case: "Case", edge: "EdgeSpec", actor: "User", step: Step) -> None:
         if not set(edge.roles) & set(actor.roles):
+            if edge.outcome == "reopen":
+                raise NotAllowed(msg("您的角色不能重新开启排名。", "Your role may not reopen a ranking round."))
             raise NotAllowed(msg("您的角色不能确定排名。", "Your role may not close a ranking round."))
 
     def apply(self, engine: Any, tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User", step: Step,
               now: dt.datetime) -> list[dict[str, Any]]:
+        changes = [{"field": name, "old": case.data.get(name), "new": value} for name, value in step.data.items()]
         case.data.update(step.data)
-        return [{"field": name, "old": None, "new": value} for name, value in step.data.items()]
+        return changes
 
     def label(self, edge: "EdgeSpec", step: Step) -> Text:
-        return CLOSED_LABEL
+        return REOPENED_LABEL if edge.outcome == "reopen" else CLOSED_LABEL
 
 
 OUTCOME = Outcome()
 
 
+def level_of(case: "Case", wf: "WorkflowSpec") -> tuple[RankingSpec, LevelSpec] | None:
+    """The ranking and level the case was placed at (its ranking named in the data the round wrote)."""
+    for spec in wf.rankings:
+        value = case.data.get(spec.into)
+        if value and case.data.get(f"{spec.into}_ranking", spec.id) == spec.id:
+            level = next((lv for lv in spec.levels if lv.id == value), None)
+            if level is not None:
+                return spec, level
+    return None
+
+
 def results(case: "Case", wf: "WorkflowSpec", found: list[dict[str, Any]]) -> None:
     """Add the case's ranking level, labelled, to ``found`` (see ``Engine.results``)."""
-    if wf.ranking and case.data.get(wf.ranking.into):
-        level = next((lv for lv in wf.ranking.levels if lv.id == case.data[wf.ranking.into]), None)
-        if level is not None:
-            found.append({"name": wf.ranking.into, "label": {"zh": "评选结果", "en": "Result"}, "value": dict(level.label)})
+    placed = level_of(case, wf)
+    if placed is not None:
+        spec, level = placed
+        value = {lang: (f"{spec.label[lang]} · " if spec.label and spec.label.get(lang) else "") + level.label.get(lang, "")
+                 for lang in ("zh", "en")}
+        found.append({"name": spec.into, "label": {"zh": "评选结果", "en": "Result"}, "value": value})
 
 
 class RankingMixin(EngineBase):
@@ -217,51 +328,109 @@ class RankingMixin(EngineBase):
     def rounds(self, workflow_id: str, user: "User") -> list[str]:
         return self.read.rounds(workflow_id)
 
-    def ranking(self, workflow_id: str, round_id: str, user: "User") -> RankResult:
+    def _rank_round(self, tx: Any, wf: "WorkflowSpec", round_id: str, user: "User") -> RoundResult:
+        def waiting(state: str) -> list["Case"]:
+            return [c for c in self.read.round_cases(tx, wf, state, round_id) if self.can_see(c, user)]
+        return rank_round(wf.rankings, waiting, lambda c: self.guard_context(c, user))
+
+    def ranking(self, workflow_id: str, round_id: str, user: "User") -> RoundResult:
         wf = self.definitions.workflows[workflow_id]
         if wf.ranking is None:
             raise NotFound(msg("此流程没有排名", "This process has no ranking."))
-        cases = [c for c in self.read.round_cases(None, wf, wf.ranking.state, round_id) if self.can_see(c, user)]
-        return rank(wf.ranking, cases, lambda c: self.guard_context(c, user))
+        return self._rank_round(None, wf, round_id, user)
 
     def can_rank(self, wf: "WorkflowSpec", user: "User") -> bool:
-        return wf.ranking is not None and may_rank(wf.ranking, user)
+        return any(may_rank(spec, user) for spec in wf.rankings)
+
+    def can_reopen(self, wf: "WorkflowSpec", user: "User") -> bool:
+        return any(spec.reopen is not None and set(spec.reopen) & set(user.roles) for spec in wf.rankings)
 
     def round_closed(self, workflow_id: str, round_id: str) -> dict[str, Any] | None:
         return self.read.round_closed(workflow_id, round_id)
 
-    def close_round(self, workflow_id: str, round_id: str, user: "User") -> RankResult:
+    def round_reopenings(self, workflow_id: str, round_id: str) -> list[dict[str, Any]]:
+        """The times a round was reopened, oldest first: {"at", "by", "name", "reason", "results"}."""
+        return [r for doc in self.read.round_reopened(workflow_id, round_id) for r in doc.get("reopened", [])]
+
+    def close_round(self, workflow_id: str, round_id: str, user: "User") -> RoundResult:
         """Rank the round and move every ranked case: the top of each level to ``selected``, the rest to ``rest``."""
         wf = self.definitions.workflows.get(workflow_id)
         if wf is None or wf.ranking is None:
             raise NotFound(msg("此流程没有排名", "This process has no ranking."))
-        spec = wf.ranking
-        if not may_rank(spec, user):  # before anything else: a non-ranker learns nothing about the round
+        if not self.can_rank(wf, user):  # before anything else: a non-ranker learns nothing about the round
             raise NotAllowed(msg("您的角色不能确定排名。", "Your role may not close a ranking round."))
         with self.store.transaction() as tx:
             if self.read.round_closed(workflow_id, round_id, tx):
                 raise TransitionError(msg(f"{round_id} 已确定排名。", f"Round {round_id} is already closed."))
-            cases = [c for c in self.read.round_cases(tx, wf, spec.state, round_id) if self.can_see(c, user)]
-            if not cases:
+            result = self._rank_round(tx, wf, round_id, user)
+            if not result.placed:
                 raise TransitionError(msg("本轮没有待排名的事项。", "No cases are waiting to be ranked in this round."))
-            result = rank(spec, cases, lambda c: self.guard_context(c, user))
             if result.blocking_ties:
                 tie = result.blocking_ties[0]
                 ids = "、".join(f"#{i}" for i in tie["cases"])
                 raise TransitionError(msg(f"名额边界出现并列（{ids}），请先按规则处理并列后再确定排名。",
                                           f"A tie at the quota boundary ({ids.replace('、', ', ')}): resolve it before closing."))
             now = self.clock()
-            by_id = {c.id: c for c in cases}
-            labels = {lv.id: lv.label for lv in spec.levels}
-            for placed in result.placed:
-                case = by_id[placed.case_id]
-                outcome = "selected" if placed.level else "rest"
-                edge = next(e for e in wf.edges_from(spec.state) if e.kind == "ranking" and e.outcome == outcome)
-                level = labels.get(placed.level or "", msg("未入选", "not selected"))
-                moves.take(self, tx, case, edge, user, Step(comment=f"第 {placed.rank} 名 · {tr(level, 'zh')}",
-                                                             data={spec.into: placed.level}, rank=placed.rank))
-                tx.replace(CASES, case.id, case.to_doc())
+            several = len(wf.rankings) > 1
+            for spec, part in result.parts:
+                labels = {lv.id: lv.label for lv in spec.levels}
+                for placed in part.placed:
+                    case = self._load(tx, placed.case_id, None)
+                    outcome = "selected" if placed.level else "rest"
+                    edge = next(e for e in wf.edges_from(spec.state) if e.kind == "ranking" and e.outcome == outcome)
+                    level = labels.get(placed.level or "", msg("未入选", "not selected"))
+                    title = f"{tr(spec.label, 'zh')} · " if several and spec.label else ""
+                    data: dict[str, Any] = {spec.into: placed.level}
+                    if several:
+                        data[f"{spec.into}_ranking"] = spec.id
+                    moves.take(self, tx, case, edge, user, Step(comment=f"{title}第 {placed.rank} 名 · {tr(level, 'zh')}",
+                                                                 data=data, rank=placed.rank))
+                    tx.replace(CASES, case.id, case.to_doc())
             tx.insert(ROUNDS, {"workflow": workflow_id, "round": round_id, "closed_at": iso(now), "by": user.username,
-                               "results": [{"case": p.case_id, "rank": p.rank, "level": p.level} for p in result.placed],
+                               "results": [{"case": p.case_id, "rank": p.rank, "level": p.level, "ranking": p.ranking}
+                                           for p in result.placed],
                                "ties": result.ties})
         return result
+
+    def reopen_round(self, workflow_id: str, round_id: str, user: "User", reason: str) -> list["Case"]:
+        """Reopen a closed round (``round.reopen``): every case it moved comes back to its ranking state along a
+        ``reopen`` edge, the reason in each one's history, its level cleared; the round can then be closed again.
+        Refused while a case the round moved has moved on since (an award given, an objection under review): its
+        later steps are not undone behind anyone's back."""
+        wf = self.definitions.workflows.get(workflow_id)
+        if wf is None or wf.ranking is None:
+            raise NotFound(msg("此流程没有排名", "This process has no ranking."))
+        if not self.can_reopen(wf, user):
+            raise NotAllowed(msg("您的角色不能重新开启排名。", "Your role may not reopen a ranking round."))
+        reason = (reason or "").strip()
+        if not reason:
+            raise TransitionError(msg("请填写重新开启排名的理由。", "Give the reason for reopening the round."))
+        specs = {spec.id: spec for spec in wf.rankings}
+        with self.store.transaction() as tx:
+            closed = self.read.round_closed(workflow_id, round_id, tx)
+            if closed is None:
+                raise TransitionError(msg(f"{round_id} 尚未确定排名。", f"Round {round_id} is not closed."))
+            back, moved_on = [], []
+            for entry in closed["results"]:
+                spec = specs.get(entry.get("ranking") or "", wf.ranking)
+                case = self._load(tx, entry["case"], None)
+                expected = spec.selected if entry["level"] else spec.rest
+                (back if case.state == expected else moved_on).append((spec, case))
+            if moved_on:
+                ids = "、".join(f"#{c.id}" for _, c in moved_on)
+                raise TransitionError(msg(f"以下事项在确定排名后已继续办理，不能重新开启：{ids}。",
+                                          f"These cases have moved on since the round closed: {ids.replace('、', ', ')}."))
+            for spec, case in back:
+                edge = wf.edge(case.state, spec.state, kind="ranking", via="reopen")
+                assert edge is not None  # built for every ranking of a round that may be reopened
+                data: dict[str, Any] = {spec.into: None}
+                if f"{spec.into}_ranking" in case.data:
+                    data[f"{spec.into}_ranking"] = None
+                moves.take(self, tx, case, edge, user, Step(comment=reason, data=data))
+                tx.replace(CASES, case.id, case.to_doc())
+            closed["reopened"] = closed.get("reopened", []) + [
+                {"at": iso(self.clock()), "by": user.username, "name": user.name, "reason": reason,
+                 "closed_at": closed["closed_at"], "results": closed["results"]}]
+            closed["closed_at"] = None  # no longer under ("round", …) of the index: the round is open again
+            tx.replace(ROUNDS, closed["id"], closed)
+        return [c for _, c in back]

@@ -12,6 +12,7 @@ from .. import forms
 from ..notify import NOTIFICATIONS
 from ..cases import Case
 from ..readmodel import PAGE_SIZE, Paged
+from ..mechanics import links as linked_moves
 from ..errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from ..spec import FieldSpec, FormSpec, WorkflowSpec
 from . import get_engine
@@ -286,8 +287,11 @@ def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
     mechanics = {"progress": engine.progress(case, g.user), "results": engine.results(case),
                  "notice_ends": engine.notice_ends(case), "assignee_names": engine.read.display_names(case.assignees),
                  "may_contribute": engine.may_contribute(case, g.user)[0],
-                 "approval": engine.approval_status(case, g.user)}
-    links = {"children": engine.children(case, g.user),
+                 "approval": engine.approval_status(case, g.user),
+                 "earlier_rounds": engine.earlier_rounds(case, g.user)}
+    children = engine.children(case, g.user)
+    mechanics["waits"] = linked_moves.pending(engine, case, state, children)
+    links = {"children": children,
              "offers": [o for o in state.offers if engine.may_start(engine.definitions.workflows[o.workflow], g.user)]}
     return render_template("case.html", case=case, workflow=wf, state=state,
                            transitions=engine.available_transitions(case, g.user), mechanics=mechanics, links=links,

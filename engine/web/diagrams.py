@@ -213,6 +213,10 @@ def clock_text(state: StateSpec, trigger: str, lang: str) -> str:
     if trigger == "collect" and state.collect is not None and state.collect.deadline is not None:
         d = duration_text(state.collect.deadline, lang)
         return f"{d}截止时自动" if zh else f"automatic at the deadline ({d})"
+    if trigger == "children" and state.waits_for is not None:  # engine.mechanics.links
+        every = state.waits_for.when == "all"
+        return ("子事项全部到达后自动" if every else "任一子事项到达后自动") if zh else \
+            ("automatic when all its linked cases arrive" if every else "automatic when one of its linked cases arrives")
     return tr(AUTOMATIC, lang)
 
 
@@ -596,8 +600,25 @@ def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[
         moves.setdefault(e.source, []).append({
             "edge": e, "label": edge_label(e, lang), "roles": _role_names(e, roles, lang, workflow),
             "target": tr(target.title, lang) if target else e.target,
-            "taken": tr(TAKEN, lang) if was_taken(e, taken) else ""})
+            "taken": tr(TAKEN, lang) if was_taken(e, taken) else "",
+            "linked": linked_text(workflow, e, lang)})
     return moves
+
+
+def linked_text(workflow: WorkflowSpec, e: EdgeSpec, lang: str) -> str:
+    """What a transition's ``moves`` do to linked cases (需求清单：已签约立项), for the text version."""
+    state = workflow.states.get(e.source)
+    t = state.transition(e.via) if state is not None and e.kind == "transition" else None
+    if t is None or not t.moves:
+        return ""
+    workflows = get_engine().definitions.workflows
+    parts = []
+    for spec in t.moves:
+        other = workflows.get(spec.workflow)
+        taken = next((x for x in other.transitions() if x.id == spec.take), None) if other else None
+        name = tr(other.title, lang) if other else spec.workflow
+        parts.append(f"{name}{'：' if lang == 'zh' else ': '}{tr(taken.label, lang) if taken else spec.take}")
+    return ("；" if lang == "zh" else "; ").join(parts)
 
 
 @bp.route("/workflows/<workflow_id>/diagram")

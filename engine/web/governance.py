@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 
 from .. import forms, ledger
 from ..errors import StaleVersion, SubmissionError, TransitionError
+from ..mechanics.ranking import level_of
 from . import get_engine
 from .auth import login_required
 from .cases import case_page, page_number, render_form_page
@@ -123,22 +124,37 @@ def ranking(workflow_id: str) -> Any:
     rounds = engine.rounds(workflow_id, g.user)
     round_id = request.values.get("round") or (rounds[0] if rounds else None)
     if request.method == "POST" and round_id:
+        reopening = request.form.get("do") == "reopen"
+        if reopening and not engine.can_reopen(wf, g.user):
+            abort(403)
         try:
-            engine.close_round(workflow_id, round_id, g.user)
+            if reopening:
+                engine.reopen_round(workflow_id, round_id, g.user, request.form.get("reason", ""))
+            else:
+                engine.close_round(workflow_id, round_id, g.user)
         except TransitionError as exc:
             flash(tr(exc.message))
         else:
-            flash(_("Round %(round)s closed: the cases have moved on.", round=round_id))
+            flash(_("Round %(round)s reopened: the cases are waiting to be ranked again.", round=round_id) if reopening
+                  else _("Round %(round)s closed: the cases have moved on.", round=round_id))
         return redirect(url_for("governance.ranking", workflow_id=workflow_id, round=round_id))
     result = engine.ranking(workflow_id, round_id, g.user) if round_id else None
     closed = engine.round_closed(workflow_id, round_id) if round_id else None
     shown = {p.case_id for p in result.placed} if result else set()
     shown |= {r["case"] for r in closed["results"]} if closed else set()
+    shown |= {c.id for c in result.unranked} if result else set()
     cases = {c.id: c for c in (engine.get(i) for i in sorted(shown)) if engine.can_see(c, g.user)}
-    levels = {lv.id: lv for lv in wf.ranking.levels}
-    may_close = bool(set(wf.ranking.roles) & set(g.user.roles))
+    # one table per ranking (one per award title...): its cases waiting now, or what closing the round gave it
+    tables = []
+    for spec in wf.rankings:
+        part = next((r for s, r in result.parts if s is spec), None) if result else None
+        done = [r for r in closed["results"] if (r.get("ranking") or wf.ranking.id) == spec.id] if closed else []
+        tables.append({"spec": spec, "levels": {lv.id: lv for lv in spec.levels}, "result": part, "closed": done,
+                       "score": spec.by.source.split(".")[0]})
     return render_template("ranking.html", workflow=wf, rounds=rounds, round=round_id, result=result, closed=closed,
-                           cases=cases, levels=levels, may_close=may_close)
+                           cases=cases, tables=tables, may_close=engine.can_rank(wf, g.user),
+                           may_reopen=engine.can_reopen(wf, g.user),
+                           reopenings=engine.round_reopenings(workflow_id, round_id) if round_id else [])
 
 
 # --------------------------------------------------------------------------- points
@@ -203,8 +219,8 @@ def certificate(case_id: int) -> Any:
     if not state.certificate:
         abort(404)
     wf = engine.workflow_of(case)
-    level = None
-    if wf.ranking and case.data.get(wf.ranking.into):
-        level = next((lv for lv in wf.ranking.levels if lv.id == case.data[wf.ranking.into]), None)
+    placed = level_of(case, wf)
+    level = placed[1] if placed else None
     return render_template("certificate.html", case=case, workflow=wf, state=state, level=level,
+                           ranking=placed[0] if placed else None,
                            issued=case.updated_at[:10])

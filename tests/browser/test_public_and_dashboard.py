@@ -116,3 +116,15 @@ def test_notice_sheet_and_ranking_table_print_on_a4(page: Any, demo_server: Serv
     assert page.locator("table.ranking").is_visible()
     assert one_a4_page(page)
     assert not page.locator("form.actions button").is_visible()
+
+
+def test_the_ranking_page_with_one_table_per_title_fits_a_phone_and_passes_axe(phone: Any, demo_server: Server):
+    from tests.browser.axe import assert_accessible
+    login(phone, demo_server, "district")
+    phone.goto(demo_server.url + "/workflows/award_selection/ranking")
+    headings = phone.locator("main h2").all_inner_texts()
+    assert [h.split("\n")[0].split(" ")[0] for h in headings][:4] == ["最美楼栋红管家", "最美楼栋长", "最美楼道长", "最美志愿者"]
+    assert phone.locator("table.ranking").first.is_visible()  # the closed round's places, per title
+    assert phone.locator("#reopen-reason").is_visible()  # the demo round is closed: it may be reopened, with a reason
+    assert fits(phone)
+    assert_accessible(phone, "the award ranking page on a phone")
