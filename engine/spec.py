@@ -174,7 +174,7 @@ class TransitionSpec:
     points: tuple[PointsSpec, ...] = ()
     spawn: tuple[SpawnSpec, ...] = ()
     bulk: bool = False                 # offered in the inbox for several cases at once (nothing asked per case)
-    moves: tuple[MoveSpec, ...] = ()   # afterwards, linked cases take a transition of theirs (engine.mechanics.links)
+    linked: tuple[MoveSpec, ...] = ()   # afterwards, linked cases take a transition of theirs (engine.mechanics.links)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
                                   step_forms, rows_allowed=True),
                 bulk=bulk,
-                moves=build_moves(ld, source, tpath + ["moves"], t.get("moves", []),
+                linked=build_moves(ld, source, tpath + ["linked"], t.get("linked", []),
                                   None if missing_forms else case_fields, doc["id"], t["id"]),
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids

@@ -1,4 +1,4 @@
-"""Linked cases that move each other: a transition's ``moves:`` takes a transition on linked cases (the case a
+"""Linked cases that move each other: a transition's ``linked:`` takes a transition on linked cases (the case a
 ``type: case`` field names, the parent it was started from, or its children), and a state's ``waits_for:`` moves a
 parent on by itself when all (or any) of its children reach given states.
 
@@ -63,7 +63,7 @@ class WaitSpec:
 
 def build_moves(ld: "Loader", source: "YamlSource", path: list["PathItem"], items: list[dict],
                 case_fields: Mapping[str, "FieldSpec"] | None, workflow: str, transition: str) -> tuple[MoveSpec, ...]:
-    """``moves:`` of a transition; ``case_fields``: the ``type: case`` fields of the workflow's forms (None: a form
+    """``linked:`` of a transition; ``case_fields``: the ``type: case`` fields of the workflow's forms (None: a form
     is missing, so they are not all known)."""
     found = []
     for i, item in enumerate(items):
@@ -151,7 +151,7 @@ def check_refs(ld: "Loader", forms: Mapping[str, "FormSpec"], workflows: Mapping
 
 
 def _check_cycles(ld: "Loader", workflows: Mapping[str, "WorkflowSpec"]) -> None:
-    """A cycle of (workflow, transition) nodes, each moving the next: reported at the first ``moves`` entry in it."""
+    """A cycle of (workflow, transition) nodes, each moving the next: reported at the first ``linked`` entry in it."""
     onward: dict[tuple[str, str], list[tuple[str, str]]] = {}
     where: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
     for source, path, wid, tid, spec in ld.link_refs:
@@ -193,7 +193,7 @@ def after(engine: Any, tx: "Transaction", case: Case, edge: "EdgeSpec", actor: "
     if len(chain) > MAX_CHAIN:
         raise TransitionError(msg("关联事项相互带动，形成循环，操作未执行。", "Linked cases keep moving each other: refused."))
     if edge.kind == "transition" and step.transition is not None:
-        for spec in step.transition.moves:
+        for spec in step.transition.linked:
             for linked in _linked(engine, tx, case, spec, chain):
                 if _take(engine, tx, linked, spec.take, case, actor, chain, now):
                     _note(engine, case, linked, actor, now)

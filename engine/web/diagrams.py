@@ -606,14 +606,14 @@ def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[
 
 
 def linked_text(workflow: WorkflowSpec, e: EdgeSpec, lang: str) -> str:
-    """What a transition's ``moves`` do to linked cases (需求清单：已签约立项), for the text version."""
+    """What a transition's ``linked`` moves do to linked cases (需求清单：已签约立项), for the text version."""
     state = workflow.states.get(e.source)
     t = state.transition(e.via) if state is not None and e.kind == "transition" else None
-    if t is None or not t.moves:
+    if t is None or not t.linked:
         return ""
     workflows = get_engine().definitions.workflows
     parts = []
-    for spec in t.moves:
+    for spec in t.linked:
         other = workflows.get(spec.workflow)
         taken = next((x for x in other.transitions() if x.id == spec.take), None) if other else None
         name = tr(other.title, lang) if other else spec.workflow
