@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from . import forms, readmodel
+from . import forms, people, readmodel
 from . import transition as moves
-from .access import Access
+from .access import Access, named
 from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
@@ -33,7 +33,7 @@ from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
 from .mechanics.timers import TimersMixin
-from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
+from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles, role_field, tr
 from .store.base import Store, Transaction
 from .users import User
 from .versions import Versions
@@ -206,6 +206,23 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
         return [User.from_doc(d) for d in self.read.user_docs(tx, role)]
 
+    def people(self, tx: Transaction | None = None) -> people.Names:
+        """``names(username)``: display names for showing user fields (looked up once each)."""
+        return people.Names(self.read, tx)
+
+    def base_unit(self, user: User, case: Case | None = None, wf: WorkflowSpec | None = None,
+                  values: Mapping[str, Any] | None = None) -> str:
+        """The unit a user field's scope is seen from: the case's; before the start, the start form's unit field
+        (``values``), else the actor's unit."""
+        if case is not None:
+            return case.org_unit
+        chosen = (values or {}).get(wf.org_unit_field) if wf is not None and wf.org_unit_field else None
+        return chosen if isinstance(chosen, str) and chosen in self.definitions.org.units else user.org_unit
+
+    def user_choices(self, f: Any, unit: str, tx: Transaction | None = None) -> list[User]:
+        """Everyone a ``type: user`` field may name for a case of ``unit`` (``engine.people``)."""
+        return people.candidates(self.read, self.definitions.org, f, unit, tx)
+
     def case_choices(self, f: Any, user: User) -> list[Case]:
         """The newest cases a ``type: case`` field may point at, for this user."""
         return self.read.case_choices(f, user)
@@ -248,7 +265,7 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def _open(self, tx: Transaction, wf: WorkflowSpec, user: User, values: Mapping[str, Any], parent: int | None,
               note: str = "") -> Case:
         form = self.definitions.form_of(wf, wf.start_form)
-        data = self._validate(form, values, user, tx)
+        data = self._validate(form, values, user, tx, unit_field=wf.org_unit_field)
         org_unit = (data.get(wf.org_unit_field) if wf.org_unit_field else None) or user.org_unit
         now = self.clock()
         case = Case(workflow=wf.id, workflow_version=wf.version, state=wf.initial, data=data, org_unit=org_unit,
@@ -277,13 +294,20 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         moves.move(self, tx, case, wf, target, actor, action, label, comment, changes, now)
 
     def _validate(self, form: FormSpec, values: Mapping[str, Any], user: User | None = None,
-                  tx: Transaction | None = None) -> dict[str, Any]:
+                  tx: Transaction | None = None, case: Case | None = None, unit_field: str | None = None) -> dict[str, Any]:
+        """Clean data for ``form`` (``engine.forms``), then what only the store can tell: referenced cases exist and
+        may be seen, the people user fields name may be named for this case (``case``: the case a step's form is
+        for; at the start ``unit_field``, the start form's unit field, gives the unit)."""
         data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
         errors = {}
         for f in form.fields:  # references to other cases: they must exist, be of the right kind, and be visible
             if f.kind.holds_case and f.id in data:
                 if not self._case_ref_ok(f, data[f.id], user, tx):
                     errors[f.id] = [_msg("请选择一个有效的事项", "Choose one of the listed cases.")]
+        if any(f.kind.holds_user for f in form.fields):
+            unit = case.org_unit if case is not None else (
+                (data.get(unit_field) if unit_field else None) or (user.org_unit if user is not None else ""))
+            errors.update(people.check(self.read, self.definitions.org, form, data, unit, tx))
         if errors:
             raise SubmissionError(errors, values=dict(values))
         return data
@@ -300,8 +324,10 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def _waiting_people(self, tx: Transaction, case: Case) -> set[str]:
         """Everyone the case now waits for (holders of its waiting roles within reach, creator, assignees)."""
         names = set()
-        for role in set(case.waiting_for) - PSEUDO_ROLES:
+        for role in person_roles(case.waiting_for):
             names |= {u.username for u in self.users(tx, role) if role in self.roles_for(case, u)}
+        named_in = named(self.spec_of(case), case.data)
+        names |= {u for r in case.waiting_for if (name := role_field(r)) for u in named_in.get(name, ())}
         if "creator" in case.waiting_for:
             names.add(case.created_by)
         if "assignee" in case.waiting_for:
