@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .loadkit import msg
+from .spec import tr
 from .users import User
 
 if TYPE_CHECKING:
@@ -57,10 +58,14 @@ def search(people: Iterable[User], query: str, limit: int = SEARCH_LIMIT) -> lis
 
 
 def public(user: User, org: "OrgTree", lang: str = "zh") -> dict[str, str]:
-    """What a picker shows of a person: username, name and unit, never a phone or ID number."""
+    """What a picker shows of a person: username, name and unit (with the unit above it, short enough for a
+    phone: 徽州人家社区 / 第二网格), never a phone or ID number."""
     unit = org.units.get(user.org_unit)
-    return {"username": user.username, "name": user.name,
-            "unit": org.path_name(user.org_unit, lang) if unit is not None else user.org_unit}
+    if unit is None:
+        return {"username": user.username, "name": user.name, "unit": user.org_unit}
+    parent = org.units.get(unit.parent) if unit.parent else None
+    names = ([tr(parent.name, lang)] if parent is not None else []) + [tr(unit.name, lang)]
+    return {"username": user.username, "name": user.name, "unit": " / ".join(names)}
 
 
 def resolve(kind: Any, value: Any, allowed: Mapping[str, User]) -> tuple[list[str], list[str]]:
