@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from typing import Any
 
 import pytest
@@ -92,6 +94,17 @@ def test_someone_who_may_not_be_named_is_refused_under_the_field_keeping_what_wa
     assert "不在可选人员中" in page and 'id="recorder-error"' in page
     assert f'value="{typed}" selected' in page  # what was typed is kept (the select lists it)
     assert app.extensions["civicflow"].store.count(CASES) == 0
+
+
+def test_a_live_re_render_keeps_the_refusal_until_someone_who_may_be_named_is_chosen(app: Any, who: Any) -> None:
+    from tests.test_web_live import live
+    page = draft(who, "钱多多").get_data(as_text=True)
+    shown = re.search(r"name=\"_errors\" value='([^']*)'", page).group(1).replace("&#34;", '"')
+    assert "recorder" in json.loads(shown)
+    still = live(who("grid"), "/start/meeting_minutes/fields", {**MINUTES, "recorder": "钱多多", "_errors": shown})
+    assert 'id="recorder-error"' in still.get_data(as_text=True)
+    fixed = live(who("grid"), "/start/meeting_minutes/fields", {**MINUTES, "recorder": "grid2", "_errors": shown})
+    assert 'id="recorder-error"' not in fixed.get_data(as_text=True)
 
 
 def test_the_picker_is_a_select_of_the_people_in_reach_and_a_text_box_when_there_are_many(app: Any, who: Any) -> None:

@@ -155,12 +155,13 @@ def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) 
 def _live_fields(form: FormSpec, case: Case | None = None, wf: WorkflowSpec | None = None) -> Any:
     values = forms.from_html(form, request.form, kept_uploads(form, g.user))
     _rows_action(form, values)
-    errors = _live_errors(form, values, request.form.get("_errors", ""))
+    errors = _live_errors(form, values, request.form.get("_errors", ""), case, wf)
     # the row buttons in the fragment post here again (request.path is this endpoint's own URL)
     return render_template("_fields.html", **_form_context(form, values, errors, case, wf), live_url=request.path)
 
 
-def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str, Any]:
+def _live_errors(form: FormSpec, values: dict[str, Any], shown: str, case: Case | None = None,
+                 wf: WorkflowSpec | None = None) -> dict[str, Any]:
     """The errors shown before this re-render that are still there: a fixed field loses its error as it is
     fixed, nothing new is reported before the person submits. Upload errors are kept as shown (the live
     request does not resend files)."""
@@ -172,8 +173,8 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str
         return {}
     engine = get_engine()
     checked = {k: v for k, v in values.items() if not (isinstance(v, dict) and "__keep__" in v)}
-    try:
-        forms.validate(form, checked, at=engine.clock(), org=engine.definitions.org)
+    try:  # the checks of a submit (referenced cases, the people user fields name), which change nothing
+        engine._validate(form, checked, g.user, case=case, unit_field=wf.org_unit_field if wf and case is None else None)
         current: dict[str, Any] = {}
     except SubmissionError as exc:
         current = exc.errors
