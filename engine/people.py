@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .loadkit import msg
+from .mechanics.base import EngineBase
 from .spec import tr
 from .users import User
 
 if TYPE_CHECKING:
-    from .spec import FieldSpec, FormSpec, OrgTree
+    from .cases import Case
+    from .spec import FieldSpec, FormSpec, OrgTree, WorkflowSpec
     from .store.base import Transaction
 
 #: at most this many people are listed by a picker or returned by one search
@@ -121,3 +123,34 @@ class Names:
             self.known[username] = (doc.get("name") or username) if doc else None
         return self.known[username]
 
+
+
+class PeopleMixin(EngineBase):
+    """The Engine's queries about people fields (mixed into :class:`engine.runtime.Engine`)."""
+
+    def people(self, tx: "Transaction | None" = None) -> Names:
+        """``names(username)``: display names for showing user fields (looked up once each)."""
+        return Names(self.read, tx)
+
+    def base_unit(self, user: User, case: "Case | None" = None, wf: "WorkflowSpec | None" = None,
+                  values: Mapping[str, Any] | None = None) -> str:
+        """The unit a user field's scope is seen from: the case's; before the start, the start form's unit field
+        (``values``), else the actor's unit."""
+        if case is not None:
+            return case.org_unit
+        chosen = (values or {}).get(wf.org_unit_field) if wf is not None and wf.org_unit_field else None
+        return chosen if isinstance(chosen, str) and chosen in self.definitions.org.units else user.org_unit
+
+    def user_choices(self, f: "FieldSpec", unit: str, tx: "Transaction | None" = None) -> list[User]:
+        """Everyone a ``type: user`` field may name for a case of ``unit``."""
+        return candidates(self.read, self.definitions.org, f, unit, tx)
+
+    def people_errors(self, form: "FormSpec", data: dict[str, Any], user: User | None, tx: "Transaction | None",
+                      case: "Case | None", unit_field: str | None) -> dict[str, list[dict[str, str]]]:
+        """:func:`check` for a form filled in by ``user``: on ``case`` (a step's form) or, at the start, for the unit
+        the start form's ``unit_field`` names (else the user's)."""
+        if not any(f.kind.holds_user for f in form.fields):
+            return {}
+        unit = case.org_unit if case is not None else (
+            (data.get(unit_field) if unit_field else None) or (user.org_unit if user is not None else ""))
+        return check(self.read, self.definitions.org, form, data, unit, tx)

@@ -5,15 +5,15 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
-``engine.access``, indexed reads ``engine.readmodel``.
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports) and the people user
+fields name from ``engine.people``; roles and reach are ``engine.access``, indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Iterable, Mapping
 
-from . import forms, people, readmodel
+from . import forms, readmodel
 from . import transition as moves
 from .access import Access, named
 from .actions import ACTIONS, ActionContext, ActionRegistry
@@ -33,7 +33,8 @@ from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
 from .mechanics.timers import TimersMixin
-from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles, role_field, tr
+from .people import PeopleMixin
+from .spec import FILE_TYPES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles, role_field, tr
 from .store.base import Store, Transaction
 from .users import User
 from .versions import Versions
@@ -42,7 +43,7 @@ ROUNDS = readmodel.ROUNDS
 
 
 class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
-             ReportsMixin):
+             ReportsMixin, PeopleMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock, *, indexes: bool = True):
         """``indexes=False``: an engine over a store another engine already declared its indexes on, that
@@ -206,23 +207,6 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def users(self, tx: Transaction | None = None, role: str | None = None) -> list[User]:
         return [User.from_doc(d) for d in self.read.user_docs(tx, role)]
 
-    def people(self, tx: Transaction | None = None) -> people.Names:
-        """``names(username)``: display names for showing user fields (looked up once each)."""
-        return people.Names(self.read, tx)
-
-    def base_unit(self, user: User, case: Case | None = None, wf: WorkflowSpec | None = None,
-                  values: Mapping[str, Any] | None = None) -> str:
-        """The unit a user field's scope is seen from: the case's; before the start, the start form's unit field
-        (``values``), else the actor's unit."""
-        if case is not None:
-            return case.org_unit
-        chosen = (values or {}).get(wf.org_unit_field) if wf is not None and wf.org_unit_field else None
-        return chosen if isinstance(chosen, str) and chosen in self.definitions.org.units else user.org_unit
-
-    def user_choices(self, f: Any, unit: str, tx: Transaction | None = None) -> list[User]:
-        """Everyone a ``type: user`` field may name for a case of ``unit`` (``engine.people``)."""
-        return people.candidates(self.read, self.definitions.org, f, unit, tx)
-
     def case_choices(self, f: Any, user: User) -> list[Case]:
         """The newest cases a ``type: case`` field may point at, for this user."""
         return self.read.case_choices(f, user)
@@ -295,19 +279,14 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
 
     def _validate(self, form: FormSpec, values: Mapping[str, Any], user: User | None = None,
                   tx: Transaction | None = None, case: Case | None = None, unit_field: str | None = None) -> dict[str, Any]:
-        """Clean data for ``form`` (``engine.forms``), then what only the store can tell: referenced cases exist and
-        may be seen, the people user fields name may be named for this case (``case``: the case a step's form is
-        for; at the start ``unit_field``, the start form's unit field, gives the unit)."""
+        """Clean data for ``form``, then what only the store can tell: referenced cases exist and may be seen, the
+        people user fields name may be named (``engine.people.PeopleMixin.people_errors``)."""
         data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
-        errors = {}
+        errors = self.people_errors(form, data, user, tx, case, unit_field)
         for f in form.fields:  # references to other cases: they must exist, be of the right kind, and be visible
             if f.kind.holds_case and f.id in data:
                 if not self._case_ref_ok(f, data[f.id], user, tx):
                     errors[f.id] = [_msg("请选择一个有效的事项", "Choose one of the listed cases.")]
-        if any(f.kind.holds_user for f in form.fields):
-            unit = case.org_unit if case is not None else (
-                (data.get(unit_field) if unit_field else None) or (user.org_unit if user is not None else ""))
-            errors.update(people.check(self.read, self.definitions.org, form, data, unit, tx))
         if errors:
             raise SubmissionError(errors, values=dict(values))
         return data
