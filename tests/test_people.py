@@ -151,8 +151,9 @@ def test_names_not_usernames_on_lists_exports_and_the_api(app: Any, who: Any) ->
     rows = list(csv.reader(io.StringIO(export.lstrip("\ufeff"))))
     column = rows[0].index("记录人")
     assert rows[1][column] == "冯磊"
-    listed = who("grid").get(f"/workflows/meeting_minutes?state=draft").get_data(as_text=True)
-    assert f"#{cid}" in listed
+    listed = who("grid").get("/workflows/meeting_minutes?state=draft").get_data(as_text=True)
+    row = listed[listed.index(f"/cases/{cid}"):]
+    assert "<td>冯磊</td>" in row[:row.index("</tr>")]
     api = who("grid").get(f"/api/v1/cases/{cid}").get_json()
     assert api["data"]["recorder"] == "grid2" and api["names"] == {"grid2": "冯磊"}
 
