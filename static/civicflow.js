@@ -219,8 +219,10 @@
     if (!url) return;
     var query = box.value.trim();
     if (!query) { picker.querySelector(".user-found").textContent = ""; return; }
+    var unitField = picker.getAttribute("data-unit-field"), form = box.form;
+    var unit = unitField && form && form.elements[unitField] ? "&unit=" + encodeURIComponent(form.elements[unitField].value) : "";
     var seq = ++searchSeq;
-    fetch(url + "&q=" + encodeURIComponent(query), { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(url + "&q=" + encodeURIComponent(query) + unit, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : { items: [], more: false }; })
       .then(function (data) { if (seq === searchSeq) showFound(picker, data.items || [], data.more); })
       .catch(function () { if (seq === searchSeq) showFound(picker, [], false); });

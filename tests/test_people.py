@@ -170,6 +170,9 @@ def test_search_lists_only_the_active_people_in_reach_that_hold_the_roles(app: A
     assert search(who("grid"), "王芳").get_json()["items"] == []    # a resident: not a recorder's role
     assert [i["username"] for i in search(who("grid"), "STAFF").get_json()["items"]] == ["staff"]  # usernames too
     assert all(set(i) == {"username", "name", "unit"} for i in search(who("grid"), "").get_json()["items"])
+    # the start form's unit so far counts only within the caller's reach: no looking into another community
+    assert {i["username"] for i in search(who("staff2"), "", unit="renjia-g1").get_json()["items"]} == {"staff2", "grid_wf"}
+    assert [i["username"] for i in search(who("staff"), "冯", unit="renjia-g2").get_json()["items"]] == ["grid2"]
 
 
 def test_search_answers_only_for_a_form_the_caller_may_fill_in_now(app: Any, who: Any) -> None:

@@ -43,7 +43,9 @@ def user_pickers(form: FormSpec, values: Mapping[str, Any], case: Case | None,
         args = {"workflow": wf.id if wf else "", "field": f.id, **({"case": case.id} if case is not None else {})}
         text = "、".join(f"{names(c)} ({c})" if names(c) and c in known else c for c in chosen)
         found[f.id] = {"select": len(candidates) <= picking.SELECT_LIMIT, "people": listed, "chosen": chosen,
-                       "text": text, "url": url_for("pickers.search", **args)}
+                       "text": text, "url": url_for("pickers.search", **args),
+                       # at the start, the search asks for the people of the unit chosen in the form so far
+                       "unit_field": wf.org_unit_field if case is None and wf is not None and wf.org_unit_field else ""}
     return found
 
 
@@ -72,7 +74,8 @@ def _field_for(wf: WorkflowSpec, case: Case | None, field_id: str) -> FieldSpec 
 def search() -> Any:
     """``?workflow=&field=&case=&q=&unit=``: the people the user field may name, whose name or username contains
     ``q``: at most ``SEARCH_LIMIT``, as username, name and unit (never a phone or an ID number). Only for a field of
-    a form the caller may fill in now; 404 otherwise (as for a case they may not see)."""
+    a form the caller may fill in now; 404 otherwise (as for a case they may not see). ``unit``: at the start, the
+    unit chosen so far in the start form's unit field (honoured only within the caller's reach)."""
     engine = get_engine()
     wf = engine.definitions.workflows.get(request.args.get("workflow", ""))
     if wf is None:
@@ -88,7 +91,10 @@ def search() -> Any:
     f = _field_for(wf, case, request.args.get("field", ""))
     if f is None:
         abort(404)
-    unit = engine.base_unit(g.user, case, wf, {wf.org_unit_field: request.args.get("unit")} if wf.org_unit_field else {})
+    chosen = request.args.get("unit", "")  # the start form's unit so far: only a unit the caller's roles reach
+    reached = (case is None and wf.org_unit_field and chosen in engine.definitions.org.units
+               and engine.in_scope(g.user, chosen))
+    unit = engine.base_unit(g.user, case, wf, {wf.org_unit_field: chosen} if reached else {})
     query = (request.args.get("q") or "").strip()[:50]
     found = picking.search(engine.user_choices(f, unit), query, picking.SEARCH_LIMIT + 1)
     org, lang = engine.definitions.org, current_lang()
