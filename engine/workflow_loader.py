@@ -18,7 +18,8 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_after, build_deadline
-from .spec import PSEUDO_ROLES, EdgeSpec, role_field, role_name, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
+from .spec import (PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
+                   reachable, role_field, role_name, state_graph)
 from .yamlsource import PathItem, YamlSource
 
 if TYPE_CHECKING:
