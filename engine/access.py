@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
-from .spec import LEVELS, PSEUDO_ROLES, Definitions, WorkflowSpec
+from .spec import LEVELS, Definitions, WorkflowSpec, field_role, person_roles
 
 
 class Access:
@@ -31,13 +31,13 @@ class Access:
             roles |= {r for state in wf.states.values() if state.approval for r in state.approval.approvers.roles}
             for spec in wf.rankings:
                 roles |= set(spec.roles) | set(spec.reopen or ())
-            self._acting[wf.key] = frozenset(roles - PSEUDO_ROLES)
+            self._acting[wf.key] = frozenset(person_roles(roles))
         return self._acting[wf.key]
 
     def staff_roles(self, wf: WorkflowSpec) -> frozenset[str]:
         """Roles that take a transition of the workflow (they see sensitive fields within their reach)."""
         if wf.key not in self._staff:
-            self._staff[wf.key] = frozenset({r for t in wf.transitions() for r in t.roles} - PSEUDO_ROLES)
+            self._staff[wf.key] = frozenset(person_roles(r for t in wf.transitions() for r in t.roles))
         return self._staff[wf.key]
 
     def role_scope(self, role: str, wf: WorkflowSpec | None = None) -> str:
@@ -102,6 +102,8 @@ class Access:
             roles.add("creator")
         if user.username in case.assignees:
             roles.add("assignee")
+        for name in named_people(wf, case, user.username):
+            roles.add(field_role(name))  # named in a user field that a step's roles name: {field: inspector}
         if user.username in case.escalated_to:
             roles.add("escalated")  # may see the overdue case; acts only through roles it names
         if any(user.username in seat["users"] for bucket in case.approvals.values() for seat in bucket.get("seats", ())):
@@ -163,6 +165,23 @@ class Access:
 
     def startable(self, user: Any) -> list[WorkflowSpec]:
         return [wf for wf in self.definitions.workflows.values() if self.may_start(wf, user)]
+
+
+def named(wf: WorkflowSpec | None, data: Any) -> dict[str, list[str]]:
+    """For each user field a step's or inbox's ``{field: x}`` role names: the usernames the case data holds in it."""
+    if wf is None or not wf.named_fields:
+        return {}
+    found: dict[str, list[str]] = {}
+    for name in wf.named_fields:
+        value = (data or {}).get(name)
+        found[name] = [value] if isinstance(value, str) and value else \
+            [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+    return found
+
+
+def named_people(wf: WorkflowSpec | None, case: Any, username: str) -> list[str]:
+    """The fields of ``named`` that name ``username`` on ``case``."""
+    return [name for name, users in named(wf, case.data).items() if username in users]
 
 
 def _upload_keys(value: Any) -> Iterator[str]:

@@ -36,3 +36,20 @@ def shown_data(engine: "Engine", case: "Case", user: "User", always_mask: bool =
         return {}
     masked = always_mask or not engine.may_see_sensitive(case, user)
     return {f.id: shown_value(f, case.data[f.id], masked) for _form, f in engine.data_fields(wf) if f.id in case.data}
+
+
+def shown_names(engine: "Engine", case: "Case", data: dict[str, Any]) -> dict[str, str]:
+    """The display name of each person the user fields of ``data`` (as :func:`shown_data` gave it) name:
+    ``{username: name}``, so an API client shows names where the data holds usernames."""
+    wf = engine.spec_of(case)
+    if wf is None:
+        return {}
+    people = engine.people()
+    found: dict[str, str] = {}
+    for _form, f in engine.data_fields(wf):
+        if f.kind.holds_user and f.id in data:
+            for username in f.kind.usernames(data[f.id]):
+                name = people(username)
+                if name is not None:
+                    found[username] = name
+    return found

@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # the specs import this module; at run time only their attrib
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 #: A loader callback: ``report(path below the field, message, hint="", key=False)``.
 Report = Callable[..., None]
+#: Who a username is, for showing it: ``people(username)`` is the person's display name, or None when nobody
+#: has that username (any more). Pages, lists, exports and the API pass the engine's (``Engine.people``).
+People = Callable[[str], "str | None"]
 DEFAULT_MAX_SIZE = 5 * 1024 * 1024
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 _INTEGER_TEXT = re.compile(r"[-+]?\d+")
@@ -103,6 +106,7 @@ class FieldType:
     holds_rows: ClassVar[bool] = False     # a list of rows of sub-fields (``fields:``)
     holds_unit: ClassVar[bool] = False     # an org unit id
     holds_case: ClassVar[bool] = False     # the number of another case
+    holds_user: ClassVar[bool] = False     # the username (or usernames) of people: a step's role may name them
     tally: ClassVar[bool] = False          # an aggregate may count its values (votes: yes / no / abstain)
     list_column: ClassVar[bool] = True     # short enough to be a default column of a list page
     holds_value: ClassVar[bool] = True     # False: shown only (a note), never in data, exports or expressions
@@ -175,8 +179,10 @@ class FieldType:
         return None
 
     # ------------------------------------------------------------------ showing
-    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
-        """One value as text for a page, list or export (repeats are rendered as tables elsewhere)."""
+    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None,
+                people: People | None = None) -> str:
+        """One value as text for a page, list or export (repeats are rendered as tables elsewhere); ``people``
+        names the users a user field holds (without it they show as their usernames)."""
         if is_empty(value):
             return ""
         return self.text(f, value, lang, org)
@@ -184,13 +190,15 @@ class FieldType:
     def text(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None) -> str:
         return str(value)
 
-    def masked(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+    def masked(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None,
+               people: People | None = None) -> str:
         """The text of a sensitive value for someone who may not see it."""
-        return mask(self.display(f, value, lang, org))
+        return mask(self.display(f, value, lang, org, people))
 
-    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool,
+               people: People | None = None) -> Any:
         """The spreadsheet cell: text (the export makes it formula-safe) or a number that stays a number."""
-        return self.display(f, value, lang, org)
+        return self.display(f, value, lang, org, people)
 
     # ------------------------------------------------------------------ list filters
     def wanted(self, f: FieldSpec, args: Mapping[str, str]) -> Any:
@@ -379,10 +387,11 @@ class _Numeric(_Range):
         # (a whole-number field says "enter a whole number" to these as to any other text)
         return ("finite", {}) if validator == "type" and limit == "number" and _non_finite(value) else None
 
-    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool,
+               people: People | None = None) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value  # a number is never a formula; keep it a number so it sums
-        return self.display(f, value, lang, org)
+        return self.display(f, value, lang, org, people)
 
     def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
         low, high = wanted  # a bound that is not a number is left open
@@ -700,7 +709,8 @@ class RepeatType(FieldType):
     def empty(self) -> Any:
         return []
 
-    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool) -> Any:
+    def export(self, f: FieldSpec, value: Any, lang: str, org: OrgTree | None, masked: bool,
+               people: People | None = None) -> Any:
         """One line per row: ``物品: 椅子, 数量: 4``."""
         from .spec import tr
         if not isinstance(value, list):
@@ -714,7 +724,7 @@ class RepeatType(FieldType):
                 item = row.get(sub.id)
                 if is_empty(item):
                     continue
-                text = sub.kind.display(sub, item, lang, org)
+                text = sub.kind.display(sub, item, lang, org, people)
                 if masked and sub.sensitive:
                     text = mask(text)
                 parts.append(f"{tr(sub.label, lang)}: {text}")
@@ -787,6 +797,99 @@ class CaseType(FieldType):
             report([], "a case field needs 'workflow' (which process the case belongs to)")
 
 
+# --------------------------------------------------------------------------- people
+
+#: ``scope:`` of a user field: whose unit the people it may name are in, seen from the case's unit (at the start:
+#: the start form's unit field, else the actor's unit): ``all`` anyone, ``unit`` that unit and below, or a level
+#: (``community``: everyone in the case's community). The default is ``community``.
+USER_SCOPES = ("all", "unit", "district", "street", "community", "grid", "building")
+DEFAULT_USER_SCOPE = "community"
+#: ``王芳 (resident)`` / ``王芳（resident）``: a name with its username, as the picker fills it in
+_NAMED = re.compile(r"^.*?[(（]\s*([^()（）\s]+)\s*[)）]$")
+_SEPARATORS = re.compile(r"[,，、;；\n]+")
+
+
+@register
+class UserType(FieldType):
+    """People: the username of one user (``multiple: true``: a list of them), picked from the active users that
+    hold one of ``roles`` (if given) within ``scope``. Stored as usernames, shown by display name. Whether the
+    person exists, is active, holds the role and is in scope is checked by the engine against the store
+    (``engine.people``); a step's ``roles: [{field: <id>}]`` lets the person named here take it."""
+
+    name = "user"
+    widget = "user"
+    holds_user = True
+    search = "text"
+    xlsform = "text"  # civicflow_type and civicflow_keys carry it back; ODK sees a text question
+    keys = ("multiple", "roles", "scope")
+    elsewhere = ("{key!r} only belongs to a user field, not {type}", "")
+
+    def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
+        one = {"type": "string", "minLength": 1, "maxLength": 150}
+        if not f.multiple:
+            return one
+        s: dict[str, Any] = {"type": "array", "uniqueItems": True, "items": one}
+        if f.required:
+            s["minItems"] = 1
+        return s
+
+    def normalise(self, text: str) -> str:
+        match = _NAMED.match(text)
+        return match.group(1) if match else text
+
+    def names_in(self, text: str) -> list[str]:
+        """The usernames (or names) in typed text: ``王芳 (resident)、grid`` -> ``["resident", "grid"]``."""
+        return list(dict.fromkeys(self.normalise(t.strip()) for t in _SEPARATORS.split(text) if t.strip()))
+
+    def coerce(self, f: FieldSpec, value: Any) -> Any:
+        if f.multiple:
+            items = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+            if items is None:
+                return value  # kept as given: the schema reports it
+            found = [n for item in items for n in (self.names_in(item) if isinstance(item, str) else [item])]
+            return list(dict.fromkeys(found)) or None
+        if isinstance(value, list):  # one person: the last one posted
+            value = value[-1] if value else None
+        return super().coerce(f, value)
+
+    def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
+        got = [v for v in raw.getlist(key) if v != ""]
+        if f.multiple:
+            return got  # one key per ticked person, or one text of several names
+        return got[-1] if got else ""
+
+    def usernames(self, value: Any) -> list[str]:
+        """The usernames a stored value holds (none for anything else)."""
+        if isinstance(value, str):
+            return [value] if value else []
+        return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+    def error_message(self, f: FieldSpec, validator: str, limit: Any,
+                      value: Any = None) -> tuple[str, dict[str, Any]] | None:
+        return ("choose", {}) if validator == "minItems" else None
+
+    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None,
+                people: People | None = None) -> str:
+        names = [(people(u) if people else None) or u for u in self.usernames(value)]
+        return ("、" if lang == "zh" else ", ").join(names)
+
+    def condition(self, f: FieldSpec, wanted: Any, org: OrgTree) -> cond.Condition:
+        return cond.Includes(("data", f.id), wanted) if f.multiple else cond.Equals(("data", f.id), wanted)
+
+    indexed = True
+
+    def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
+        return self.usernames(value)
+
+    def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        return {"scope": DEFAULT_USER_SCOPE}
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        scope = item.get("scope", DEFAULT_USER_SCOPE)
+        if scope not in USER_SCOPES:
+            report(["scope"], f"unknown scope {scope!r}", "all, unit, or a level: " + ", ".join(USER_SCOPES[2:]))
+
+
 # --------------------------------------------------------------------------- time of day, notes
 
 _TIME_TEXT = re.compile(r"(\d{1,2})[:：](\d{2})(?::\d{2})?")
@@ -834,7 +937,8 @@ class NoteType(FieldType):
     def clean(self, f: FieldSpec, value: Any) -> Any:
         return None
 
-    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
+    def display(self, f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None,
+                people: People | None = None) -> str:
         return ""
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:

@@ -94,6 +94,9 @@ def build_fields(ld: "Loader", source: YamlSource, items: list[dict], path: list
                                                 "each field id may appear once per form"))
             continue
         seen.add(fid)
+        if outer and FIELD_KINDS[item["type"]].holds_user:  # people are checked against the store per form field
+            ld.problems.append(source.problem(here + ["type"], "a user field cannot be a column of a repeat",
+                                              "put it in the form itself (multiple: true names several people)"))
         if fid in BUILTINS or fid in GUARD_NAMES:
             ld.problems.append(source.problem(here + ["id"], f"field id {fid!r} hides the name of a built-in",
                                                 f"rename it, e.g. {fid}_value; built-ins: {', '.join(sorted(BUILTINS | GUARD_NAMES))}"))
@@ -140,6 +143,11 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
             ld.problems.append(source.problem(here + ["pattern"], f"invalid regular expression: {exc}"))
     if kind.holds_case and "workflow" in item:  # checked once every workflow is loaded
         ld.case_refs.append((source, here + ["workflow"], item["workflow"], tuple(item.get("states", []))))
+    if kind.holds_user and ld.role_names is not None:  # roles of org/roles.yaml (not checked when it is broken)
+        for i, role in enumerate(item.get("roles", [])):
+            if role not in ld.role_names:
+                ld.problems.append(source.problem(here + ["roles", i], f"unknown role {role!r}",
+                                                  did_you_mean(role, ld.role_names) or "roles are declared in org/roles.yaml"))
     if choices and "default" in item:
         defaults = item["default"] if isinstance(item["default"], list) else [item["default"]]
         for value in defaults:
@@ -163,6 +171,7 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
         max_rows=item.get("max_rows"), accept=tuple(item.get("accept", filled.get("accept", ()))),
         max_size=parse_size(item["max_size"]) if "max_size" in item else filled.get("max_size"),
         level=item.get("level"), workflow=item.get("workflow"), states=tuple(item.get("states", ())),
+        multiple=item.get("multiple", False), roles=tuple(item.get("roles", ())), scope=item.get("scope", filled.get("scope")),
         required_if=ld.expression(source, here + ["required_if"], item.get("required_if"), names, f"field {item['id']!r}"),
         required_message=text(item.get("required_message")),
     )

@@ -17,7 +17,7 @@ from jsonschema.exceptions import ValidationError
 
 from . import idnumber
 from .errors import SubmissionError
-from .fieldtypes import MultiDictLike, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
+from .fieldtypes import MultiDictLike, People, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
 from .spec import FieldSpec, FormSpec, OrgTree
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
@@ -283,6 +283,7 @@ def validate(form: FormSpec, values: Mapping[str, Any], *, outer: Mapping[str, A
 
 # --------------------------------------------------------------------------- display
 
-def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None) -> str:
-    """One value as text for a page, list or export (repeats are rendered as tables elsewhere)."""
-    return f.kind.display(f, value, lang, org)
+def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = None, people: People | None = None) -> str:
+    """One value as text for a page, list or export (repeats are rendered as tables elsewhere); ``people`` names
+    the users of user fields (``Engine.people``)."""
+    return f.kind.display(f, value, lang, org, people)

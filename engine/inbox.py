@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .cases import CASES, Case, entered_at
-from .spec import PSEUDO_ROLES, Definitions, WorkflowSpec
+from .access import named
+from .spec import Definitions, WorkflowSpec, person_roles, role_field
 from .store.base import Doc, Index, Key
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ def waits(doc: Doc, wf: WorkflowSpec | None, wid: str) -> list[tuple[Any, ...]]:
         return []
     unit, creator = doc.get("org_unit", ""), doc.get("created_by", "")
     assignees, waiting = doc.get("assignees") or [], doc.get("waiting_for") or []
-    found: list[tuple[Any, ...]] = [("r", wid, r, unit) for r in waiting if r not in PSEUDO_ROLES]
+    found: list[tuple[Any, ...]] = [("r", wid, r, unit) for r in person_roles(waiting)]
     people = list(doc.get("escalated_to") or [])
+    named_in = named(wf, doc.get("data"))
+    people += [u for r in waiting if (name := role_field(r)) for u in named_in.get(name, ())]
     if "creator" in waiting:
         people.append(creator)
     if "assignee" in waiting:

@@ -157,6 +157,8 @@ class Loader:
         self.link_refs: list[tuple[YamlSource, list[PathItem], str, str, Any]] = []   # moves: (…, workflow, transition, spec)
         self.wait_refs: list[tuple[YamlSource, list[PathItem], str, Any]] = []        # waits_for: (…, workflow, spec)
         self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
+        #: the roles of org/roles.yaml a user field's ``roles`` may name (None: not known, e.g. the file is broken)
+        self.role_names: set[str] | None = None
         self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
         self.sources: dict[str, str] = {}  # text of each workflow and form file read (kept versions are text)
 
@@ -343,6 +345,7 @@ class Loader:
     # -- all ----------------------------------------------------------------
     def load(self) -> Definitions:
         roles = self.load_roles()
+        self.role_names = None if self.roles_broken else set(roles)
         org = self.load_org()
         calendar = self.load_holidays()
         form_sources, choice_lists = load_form_files(self)
@@ -381,6 +384,7 @@ class Loader:
         against ``base`` for what is not versioned (roles, org units, choice lists, other workflows and
         forms). Raises :class:`DefinitionError` with every problem at its virtual file:line."""
         built: dict[str, FormSpec] = {}
+        self.role_names = set(base.roles)
         for name, body in forms:
             parsed, problems = parse_yaml(body, name)
             self.problems += problems

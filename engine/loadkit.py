@@ -9,7 +9,7 @@ import difflib
 from typing import Any, Iterable
 
 #: Names a guard may read besides the case's fields.
-GUARD_NAMES = frozenset({"user", "case", "state"})
+GUARD_NAMES = frozenset({"user", "state", "case"})
 
 
 def did_you_mean(name: Any, candidates: Iterable[str]) -> str:

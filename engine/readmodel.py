@@ -45,7 +45,8 @@ from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
 from .logins import login_index
 from .notify import NOTIFICATIONS
-from .spec import PSEUDO_ROLES, Definitions, FieldSpec, StateSpec, WorkflowSpec
+from .access import named
+from .spec import Definitions, FieldSpec, StateSpec, WorkflowSpec, person_roles, role_field
 from .store.base import Doc, Index, Key, Predicate, Store, Tally
 from .tokens import index as tokens_index
 from .store.conditions import OneOf
@@ -156,7 +157,9 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
         wf = resolve(doc["workflow"], doc.get("workflow_version"))
         wid = tag(definitions, wf) if wf is not None else doc["workflow"]
         assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
-        people = (creator, *assignees, *escalated, *sorted(approval.everyone(doc)))
+        named_in = named(wf, doc.get("data"))  # people a step names through a user field ({field: x})
+        people = tuple(dict.fromkeys((creator, *assignees, *escalated, *sorted(approval.everyone(doc)),
+                                      *(u for users in named_in.values() for u in users))))
         found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
         found += [("person", wid, sid, u) for u in people]
         state = wf.states.get(sid) if wf else None
@@ -174,7 +177,8 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
             found += [("assigned_open", u) for u in assignees]
         if state is not None and not state.final:
             waiting = doc.get("waiting_for") or []
-            found += [("wait", wid, r, unit) for r in waiting if r not in PSEUDO_ROLES]
+            found += [("wait", wid, r, unit) for r in person_roles(waiting)]
+            found += [("wait_user", u) for r in waiting if (name := role_field(r)) for u in named_in.get(name, ())]
             if "creator" in waiting:
                 found.append(("wait_user", creator))
             if "assignee" in waiting:
@@ -262,7 +266,8 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 
 #: Bump when a key function below changes: a file store trusts the index entries it saved only while the
 #: name, table and version match.
-READMODEL_VERSION = "5"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys
+READMODEL_VERSION = "6"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys;
+#                          6: people named in user fields ({field: x} roles)
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:

@@ -5,8 +5,8 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
-``engine.access``, indexed reads ``engine.readmodel``.
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports) and the people user
+fields name from ``engine.people``; roles and reach are ``engine.access``, indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from . import forms, readmodel
 from . import transition as moves
-from .access import Access
+from .access import Access, named
 from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
@@ -33,7 +33,8 @@ from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
 from .mechanics.timers import TimersMixin
-from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
+from .people import PeopleMixin
+from .spec import FILE_TYPES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles, role_field, tr
 from .store.base import Store, Transaction
 from .users import User
 from .versions import Versions
@@ -42,7 +43,7 @@ ROUNDS = readmodel.ROUNDS
 
 
 class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
-             ReportsMixin):
+             ReportsMixin, PeopleMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock, *, indexes: bool = True):
         """``indexes=False``: an engine over a store another engine already declared its indexes on, that
@@ -248,7 +249,7 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def _open(self, tx: Transaction, wf: WorkflowSpec, user: User, values: Mapping[str, Any], parent: int | None,
               note: str = "") -> Case:
         form = self.definitions.form_of(wf, wf.start_form)
-        data = self._validate(form, values, user, tx)
+        data = self._validate(form, values, user, tx, unit_field=wf.org_unit_field)
         org_unit = (data.get(wf.org_unit_field) if wf.org_unit_field else None) or user.org_unit
         now = self.clock()
         case = Case(workflow=wf.id, workflow_version=wf.version, state=wf.initial, data=data, org_unit=org_unit,
@@ -277,9 +278,11 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         moves.move(self, tx, case, wf, target, actor, action, label, comment, changes, now)
 
     def _validate(self, form: FormSpec, values: Mapping[str, Any], user: User | None = None,
-                  tx: Transaction | None = None) -> dict[str, Any]:
+                  tx: Transaction | None = None, case: Case | None = None, unit_field: str | None = None) -> dict[str, Any]:
+        """Clean data for ``form``, then what only the store can tell: referenced cases exist and may be seen, the
+        people user fields name may be named (``engine.people.PeopleMixin.people_errors``)."""
         data = forms.validate(form, values, at=self.clock(), org=self.definitions.org)
-        errors = {}
+        errors = self.people_errors(form, data, user, tx, case, unit_field)
         for f in form.fields:  # references to other cases: they must exist, be of the right kind, and be visible
             if f.kind.holds_case and f.id in data:
                 if not self._case_ref_ok(f, data[f.id], user, tx):
@@ -300,8 +303,10 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def _waiting_people(self, tx: Transaction, case: Case) -> set[str]:
         """Everyone the case now waits for (holders of its waiting roles within reach, creator, assignees)."""
         names = set()
-        for role in set(case.waiting_for) - PSEUDO_ROLES:
+        for role in person_roles(case.waiting_for):
             names |= {u.username for u in self.users(tx, role) if role in self.roles_for(case, u)}
+        named_in = named(self.spec_of(case), case.data)
+        names |= {u for r in case.waiting_for if (name := role_field(r)) for u in named_in.get(name, ())}
         if "creator" in case.waiting_for:
             names.add(case.created_by)
         if "assignee" in case.waiting_for:

@@ -54,6 +54,29 @@ FILE_TYPES = names_where("holds_files")
 #: Roles every workflow knows without declaring them: who started the case, who it is assigned to,
 #: and the system itself (timers: a transition only the clock takes).
 PSEUDO_ROLES = frozenset({"creator", "assignee", "system"})
+#: A step's role "the person named in field X" (``roles: [{field: inspector}]`` in YAML) is kept as the text
+#: ``field:inspector`` among the role names; whoever a ``type: user`` field of the case names holds it on the case.
+FIELD_ROLE = "field:"
+
+
+def field_role(field_id: str) -> str:
+    return FIELD_ROLE + field_id
+
+
+def role_field(role: str) -> str | None:
+    """The field a "named in field" role reads (None: a role of org/roles.yaml or a pseudo-role)."""
+    return role[len(FIELD_ROLE):] if role.startswith(FIELD_ROLE) else None
+
+
+def person_roles(roles: Iterable[str]) -> list[str]:
+    """Roles people hold through org/roles.yaml (in the order given, once each): without pseudo-roles and
+    "named in field" roles."""
+    return list(dict.fromkeys(r for r in roles if r not in PSEUDO_ROLES and not r.startswith(FIELD_ROLE)))
+
+
+def role_name(raw: Any) -> str:
+    """A role as the YAML writes it (a name, or ``{field: inspector}``) as the engine keeps it."""
+    return field_role(str(raw["field"])) if isinstance(raw, Mapping) else str(raw)
 
 
 def tr(text: Text | None, lang: str = "zh") -> str:
@@ -96,6 +119,9 @@ class FieldSpec:
     level: str | None = None
     workflow: str | None = None          # type: case — which workflow the referenced case belongs to
     states: tuple[str, ...] = ()         # type: case — and which states it may be in
+    multiple: bool = False               # type: user — several people (a list of usernames)
+    roles: tuple[str, ...] = ()          # type: user — only holders of one of these roles
+    scope: str | None = None             # type: user — whose unit they are in, seen from the case's unit
     required_if: Expression | None = None  # required while this is true (and the field is shown)
     required_message: Text | None = None   # the message when a required field is left empty
 
@@ -386,6 +412,13 @@ class WorkflowSpec:
         ids = [self.start_form] + [t.form for t in self.transitions() if t.form]
         ids += [s.collect.form for s in self.states.values() if s.collect]
         return list(dict.fromkeys(ids))
+
+    @cached_property
+    def named_fields(self) -> tuple[str, ...]:
+        """The user fields whose people hold a "named in field" role (``{field: x}``) in a step or an inbox."""
+        roles = {r for t in self.transitions() for r in t.roles}
+        roles |= {r for state in self.states.values() for r in state.inbox or ()}
+        return tuple(sorted(name for r in roles if (name := role_field(r)) is not None))
 
     def migration_from(self, version: int) -> MigrationSpec | None:
         return next((m for m in self.migrations if version in m.sources), None)

@@ -199,7 +199,7 @@ class Transition(EdgeKind):
         step.form = engine.definitions.form_of(engine.workflow_of(case), t.form) if t.form else None
         if step.form is not None:
             try:
-                step.form_data = engine._validate(step.form, step.values, actor, tx)
+                step.form_data = engine._validate(step.form, step.values, actor, tx, case=case)
             except SubmissionError as exc:
                 exc.values = dict(step.values)
                 raise

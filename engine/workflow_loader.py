@@ -20,14 +20,16 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_deadline, build_timeout
-from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
+from .spec import (PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
+                   reachable, role_field, role_name, state_graph)
 from .yamlsource import PathItem, YamlSource
 
 if TYPE_CHECKING:
     from .loader import Loader
 
 
-def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, forms: dict[str, FormSpec]) -> bool:
+def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, forms: dict[str, FormSpec],
+               roles: list[str]) -> bool:
     """``bulk: true`` only where a step asks nothing of the person case by case: the inbox takes it for several
     cases with one button, so a required field, a required comment or a choice of people cannot be answered."""
     if not t.get("bulk"):
@@ -42,7 +44,7 @@ def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, 
         why = ("it requires a comment", "remove bulk: true, or make the comment optional")
     elif isinstance(t.get("assign"), dict) and "choose" in t["assign"]:
         why = ("the person chooses whom to assign", "remove bulk: true, or route the assignment")
-    elif set(t["roles"]) == {"system"}:
+    elif set(roles) == {"system"}:
         why = ("only the clock takes it", "remove bulk: true")
     if why is None:
         return True
@@ -85,7 +87,13 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     def check_roles(path: list[PathItem], used: list[str], allowed: Iterable[str], where: str) -> None:
         allowed = set(allowed)
         for i, role in enumerate(used):
-            if role not in allowed:
+            name = role_field(role)
+            if name is not None and user_fields is not None:
+                if name not in user_fields:
+                    ld.problems.append(source.problem(path + [i, "field"], _not_a_user_field(name, user_fields, data_types),
+                                                      did_you_mean(name, user_fields) or
+                                                      "name a field with type: user of the start form or a step's form"))
+            elif name is None and role not in allowed:
                 ld.problems.append(source.problem(path + [i], f"unknown role {role!r}",
                                                     did_you_mean(role, allowed) or f"roles here must be listed in {where}"))
 
@@ -107,6 +115,10 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     for f in step_forms:
         data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
     case_fields = {fld.id: fld for f in step_forms for fld in f.fields if fld.kind.holds_case}
+    # the fields whose people a step's {field: x} role names (None: a form is missing, so not all are known)
+    user_fields: set[str] | None = None if missing_forms else {
+        fld.id for f in step_forms for fld in f.fields if fld.kind.holds_user}
+    data_types = {fld.id: fld.type for f in step_forms for fld in f.fields}
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
@@ -152,7 +164,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         if final and "approval" in state:
             ld.problems.append(source.problem(here + ["approval"], f"final state {sid!r} has an approval",
                                               "remove 'final: true' or the approval", key=True))
-        check_roles(here + ["inbox"], state.get("inbox", []), wf_roles, "the workflow's roles (or creator / assignee)")
+        inbox = [role_name(r) for r in state["inbox"]] if "inbox" in state else None
+        check_roles(here + ["inbox"], inbox or [], wf_roles, "the workflow's roles (or creator / assignee)")
         for i, t in enumerate(raw):
             tpath = here + ["transitions", i]
             if t["id"] in seen_ids:
@@ -161,13 +174,14 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             if t["to"] not in states:
                 ld.problems.append(source.problem(tpath + ["to"], f"unknown state {t['to']!r}",
                                                     did_you_mean(t["to"], states) or f"states: {', '.join(states)}"))
-            check_roles(tpath + ["roles"], t["roles"], wf_roles, "the workflow's roles (or creator / assignee)")
+            roles = [role_name(r) for r in t["roles"]]
+            check_roles(tpath + ["roles"], roles, wf_roles, "the workflow's roles (or creator / assignee, or {field: x})")
             # with a form missing, the names a guard may use are not all known: check syntax only
             guard = ld.expression(source, tpath + ["when"], t.get("when"),
                                     None if missing_forms else data_names | GUARD_NAMES, f"transition {t['id']!r}")
-            bulk = check_bulk(ld, source, tpath, t, forms)
+            bulk = check_bulk(ld, source, tpath, t, forms, roles)
             transitions.append(TransitionSpec(
-                id=t["id"], source=sid, target=t["to"], label=text(t["label"]) or {}, roles=tuple(t["roles"]),
+                id=t["id"], source=sid, target=t["to"], label=text(t["label"]) or {}, roles=tuple(roles),
                 guard=guard, form=t.get("form"), comment=t.get("comment", "optional"),
                 before_actions=ld.action_calls(source, tpath + ["before_actions"], t.get("before_actions", [])),
                 actions=ld.action_calls(source, tpath + ["actions"], t.get("actions", [])),
@@ -181,19 +195,19 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 linked=build_moves(ld, source, tpath + ["linked"], t.get("linked", []),
                                   None if missing_forms else case_fields, doc["id"], t["id"]),
             ))
-        by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
+        by_id = {t["id"]: [role_name(r) for r in t["roles"]] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["timeout"]["then"]} if "timeout" in state else set()
         timed |= {state["notice"]["then"]} if "notice" in state else set()
         timed |= {state["collect"]["then"]} if "then" in state.get("collect", {}) else set()
         timed |= {state["waits_for"]["take"]} if "waits_for" in state else set()
         for i, t in enumerate(raw):  # (a timer naming a misspelt transition says so already)
-            if set(t["roles"]) == {"system"} and t["id"] not in timed and timed <= set(by_id):
+            if set(by_id.get(t["id"], ())) == {"system"} and t["id"] not in timed and timed <= set(by_id):
                 ld.problems.append(source.problem(
                     here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
                     "name it in the state's timeout, notice or collect (then: ...), or add a role that takes it"))
         check_public(ld, source, here, state)
         built_states[sid] = StateSpec(
-            sid, text(state["title"]) or {}, final, tuple(state["inbox"]) if "inbox" in state else None, tuple(transitions),
+            sid, text(state["title"]) or {}, final, tuple(inbox) if inbox is not None else None, tuple(transitions),
             collect=build_collect(ld, source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
                                  None if missing_forms else data_names),
             after=build_timeout(ld, source, here + ["timeout"], state.get("timeout"), by_id),
@@ -250,6 +264,12 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
         migrations=migrations,
     )
+
+
+def _not_a_user_field(name: str, user_fields: set[str], types: dict[str, str]) -> str:
+    if name in types:
+        return f"{name!r} is a {types[name]} field, not a user field: only a type: user field names people for a role"
+    return f"unknown field {name!r}"
 
 
 def build_migrations(ld: "Loader", source: YamlSource, raw: dict | list | None, version: int,

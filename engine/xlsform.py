@@ -589,6 +589,10 @@ def _keys(f: FieldSpec, carried: Mapping[str, str]) -> str:
             extra[key] = getattr(f, key)
     if f.states:
         extra["states"] = list(f.states)
+    if f.kind.holds_user:  # people: written as text; these keys bring the picker back on import
+        extra.update({"multiple": True} if f.multiple else {})
+        extra.update({"roles": list(f.roles)} if f.roles else {})
+        extra.update({"scope": f.scope} if f.scope and f.scope != f.kind.defaults({}).get("scope") else {})
     if f.accept and f.kind.holds_files and f.accept != getattr(f.kind, "default_accept", None):
         extra["accept"] = list(f.accept)
     if f.max_size and f.kind.holds_files:
@@ -708,7 +712,7 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
             row["civicflow_sensitive"] = "yes" if f.sensitive else ""
             row["civicflow_keys"] = _keys(f, carried.get(f.id, {}))
             append(row)
-            if f.kind.holds_unit or f.kind.holds_case:
+            if f.kind.holds_unit or f.kind.holds_case or f.kind.holds_user:
                 notes.append(Note("survey", survey.max_row, "type", f"{f.id}: a {f.type} picker is written as "
                                   f"{kind}; civicflow_type keeps it for the way back"))
     if description:

@@ -7,6 +7,8 @@
  *   reached);
  * - file and photo fields: a preview of the chosen image and an early size / type check (the server
  *   checks again and remains the authority);
+ * - people pickers (type: user fields): a search box over /people/search that fills in the field's select,
+ *   tick boxes or text box (which alone work without JavaScript; the server checks whoever is posted);
  * - [data-print] buttons open the print dialog; a wide diagram scrolls to its current state;
  * - the top bar's menu is open on a wide screen (a disclosure on a phone).
  * No inline scripts and no eval: the Content-Security-Policy is script-src 'self'.
@@ -171,6 +173,125 @@
   }
   document.addEventListener("htmx:responseError", onFailure);
   document.addEventListener("htmx:sendError", onFailure);
+
+
+  // ------------------------------------------------------------------ people pickers (type: user)
+
+  var searchTimers = new WeakMap();  // search box -> pending timer
+  var searchSeq = 0;                 // answers that arrive after a newer question are dropped
+
+  function pickerOf(box) { return box.closest(".user-pick"); }
+
+  function showFound(picker, items, more) {
+    var found = picker.querySelector(".user-found");
+    found.textContent = "";
+    if (!items.length) {
+      var none = document.createElement("p");
+      none.className = "muted";
+      none.textContent = picker.getAttribute("data-empty") || "";
+      found.appendChild(none);
+      return;
+    }
+    var list = document.createElement("ul");
+    items.forEach(function (item) {
+      var li = document.createElement("li");
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "btn small user-option";
+      button.setAttribute("data-username", item.username);
+      button.setAttribute("data-name", item.name);
+      button.textContent = item.name + (item.unit ? " · " + item.unit : "");
+      li.appendChild(button);
+      list.appendChild(li);
+    });
+    found.appendChild(list);
+    if (more) {
+      var tail = document.createElement("p");
+      tail.className = "muted";
+      tail.textContent = "…";
+      found.appendChild(tail);
+    }
+  }
+
+  function searchPeople(box) {
+    var picker = pickerOf(box);
+    var url = picker && picker.getAttribute("data-pick-url");
+    if (!url) return;
+    var query = box.value.trim();
+    if (!query) { picker.querySelector(".user-found").textContent = ""; return; }
+    var unitField = picker.getAttribute("data-unit-field"), form = box.form;
+    var unit = unitField && form && form.elements[unitField] ? "&unit=" + encodeURIComponent(form.elements[unitField].value) : "";
+    var seq = ++searchSeq;
+    fetch(url + "&q=" + encodeURIComponent(query) + unit, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : { items: [], more: false }; })
+      .then(function (data) { if (seq === searchSeq) showFound(picker, data.items || [], data.more); })
+      .catch(function () { if (seq === searchSeq) showFound(picker, [], false); });
+  }
+
+  function choosePerson(button) {
+    var picker = pickerOf(button);
+    var name = picker.getAttribute("data-pick-for");
+    var username = button.getAttribute("data-username"), shown = button.getAttribute("data-name");
+    var control = document.getElementById(name), changed = null;
+    if (control && control.tagName === "SELECT") {
+      var option = Array.prototype.find.call(control.options, function (o) { return o.value === username; });
+      if (!option) { option = new Option(shown, username); control.add(option); }
+      control.value = username;
+      changed = control;
+    } else if (control && control.tagName === "INPUT") {
+      var text = shown + " (" + username + ")";
+      control.value = control.hasAttribute("data-multiple") && control.value.trim()
+        ? control.value.replace(/[、,，\s]+$/, "") + "、" + text : text;
+      changed = control;
+    } else {  // tick boxes of a multiple field
+      var boxes = picker.querySelectorAll("input[type=checkbox][name='" + name + "']");
+      var box = Array.prototype.find.call(boxes, function (b) { return b.value === username; });
+      if (!box) {
+        var label = document.createElement("label");
+        label.className = "choice";
+        box = document.createElement("input");
+        box.type = "checkbox"; box.name = name; box.value = username;
+        label.appendChild(box);
+        label.appendChild(document.createTextNode(" " + shown));
+        picker.querySelector(".choices").appendChild(label);
+      }
+      box.checked = true;
+      changed = box;
+    }
+    var search = picker.querySelector(".user-search");
+    search.value = "";
+    picker.querySelector(".user-found").textContent = "";
+    if (changed) {
+      changed.dispatchEvent(new Event("change", { bubbles: true }));  // a live form re-renders with the person chosen
+      changed.focus();
+    }
+  }
+
+  // In the capture phase, so the search box's own typing never reaches the live form (it is not a field).
+  ["input", "change"].forEach(function (type) {
+    document.addEventListener(type, function (evt) {
+      var box = evt.target;
+      if (!box.matches || !box.matches("[data-user-search]")) return;
+      evt.stopPropagation();
+      if (type !== "input" || composing) return;
+      clearTimeout(searchTimers.get(box));
+      searchTimers.set(box, setTimeout(function () { searchPeople(box); }, 250));
+    }, true);
+  });
+  document.addEventListener("compositionend", function (evt) {
+    if (evt.target.matches && evt.target.matches("[data-user-search]")) searchPeople(evt.target);
+  }, true);
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key === "Enter" && evt.target.matches && evt.target.matches("[data-user-search]")) {
+      evt.preventDefault();  // Enter in the search box searches; it does not submit the form
+      var first = pickerOf(evt.target).querySelector(".user-option");
+      if (first) choosePerson(first); else searchPeople(evt.target);
+    }
+  });
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest(".user-option");
+    if (button) choosePerson(button);
+  });
 
   // ------------------------------------------------------------------ wiring
 

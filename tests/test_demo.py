@@ -10,6 +10,7 @@ from engine.cases import CASES
 from engine.loader import load_definitions
 from engine.runtime import Engine
 from engine.store import open_store
+from engine.users import find_user
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,5 +37,7 @@ def test_demo_loads_every_scenario_once(tmp_path: Path):
         for wid in workflows:
             states = {c["state"] for c in cases if c["workflow"] == wid}
             assert len(states) >= 2, f"{wid}: demo cases are all in {states}"
+        recorded = [c["id"] for c in cases if c["data"].get("recorder") == "grid2" and c["state"] == "draft"]
+        assert recorded and set(recorded) <= {c.id for c in engine.inbox(find_user(store, "grid2"))}  # he records it
     finally:
         store.close()

@@ -62,6 +62,8 @@ CASES: dict[str, tuple[dict[str, Any], Any, Any, tuple[str, str], Any, str]] = {
                 "Choose one of the options."),
     "case": ({"workflow": "w"}, "12", 12, ("#12", "#12"), "twelve", "Enter a whole number."),
     "time": ({}, "9：30", "09:30", ("09:30", "09:30"), "24:00", "Enter a time such as 09:30."),
+    # who the username is, whether they may be named: the engine checks against the store (tests/test_people.py)
+    "user": ({}, "赵敏（grid）", "grid", ("grid", "grid"), "x" * 151, "Enter at most 150 characters."),
 }
 #: Types that hold no value (shown only): tried on their own below.
 SHOWN_ONLY = {"note"}

@@ -243,6 +243,8 @@ def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | Non
         if "username" in args:
             return {200} if args["username"] in w.users else {404}
         return {200}
+    if endpoint == "pickers.search":  # only for a user field of a form the person may fill in now
+        return people_search_expected(w, args, user)
     if endpoint == "governance.points_overview":
         staff = {r for x in w.defs.workflows.values() for t in x.transitions() if t.points for r in t.roles}
         return {200} if set(user.roles) & (staff | {"community_staff", "community_secretary", "admin"}) else {403}
@@ -288,6 +290,25 @@ def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | Non
     raise AssertionError(f"no rule for {endpoint}")
 
 
+def people_search_expected(w: World, args: dict[str, Any], user: User) -> set[int]:
+    e = w.engine
+    wf = w.defs.workflows.get(args.get("workflow", ""))
+    if wf is None:
+        return {404}
+    if "case" not in args:
+        start = w.defs.form_of(wf, wf.start_form).field(args["field"])
+        return {200} if e.may_start(wf, user) and start is not None and start.kind.holds_user else {404}
+    case = e.get(args["case"])
+    if not e.can_see(case, user):
+        return {404}
+    forms = [t.form for t in e.available_transitions(case, user) if t.form]
+    state = e.state_of(case)
+    if state.collect is not None and e.may_contribute(case, user)[0]:
+        forms.append(state.collect.form)
+    fields = [w.defs.form_of(wf, f).field(args["field"]) for f in forms]
+    return {200} if any(f is not None and f.kind.holds_user for f in fields) else {404}
+
+
 def expected_api(w: World, endpoint: str, args: dict[str, Any], user: User | None) -> set[int]:
     """The API answers as the pages do (JSON): 401 without a login, 404 for what the user may not see."""
     if endpoint in ("api.docs", "api.openapi"):
@@ -331,7 +352,9 @@ def get_urls(w: World) -> Iterator[tuple[str, dict[str, Any], str]]:
 
 def _fill(w: World, endpoint: str, names: set[str], cases: list[Case], workflow_ids: list[str],
           static: list[str]) -> Iterator[dict[str, Any]]:
-    if not names:
+    if endpoint == "pickers.search":  # its parameters are in the query string: the people a user field may name
+        yield from _people_searches(w, cases)
+    elif not names:
         yield {}
     elif names == {"case_id"}:
         # The case page for one case of every (workflow, state); the certificate, contribution and public pages for
@@ -381,6 +404,22 @@ def _fill(w: World, endpoint: str, names: set[str], cases: list[Case], workflow_
         yield from ({"form_id": f} for f in ("micro_wish", "problem_report", "no_such_form"))
     else:
         raise AssertionError(f"{endpoint}: no way to fill {sorted(names)}; add one here")
+
+
+def _people_searches(w: World, cases: list[Case]) -> Iterator[dict[str, Any]]:
+    """The people search for every user field of every workflow: from its start form, and on each sampled case of
+    the workflow; with a field that is not a user field and an unknown workflow besides (where it must refuse)."""
+    yield {}
+    yield {"workflow": "no_such_workflow", "field": "recorder", "q": "赵"}
+    for wid, wf in sorted(w.defs.workflows.items()):
+        fields = [f.id for _form, f in w.engine.data_fields(wf) if f.kind.holds_user]
+        for field in fields:
+            yield {"workflow": wid, "field": field, "q": "赵"}
+            for c in cases:
+                if c.workflow == wid:
+                    yield {"workflow": wid, "field": field, "q": "", "case": c.id}
+        if fields:
+            yield {"workflow": wid, "field": w.defs.form_of(wf, wf.start_form).fields[0].id, "q": "赵"}
 
 
 def _first_per_workflow(cases: list[Case]) -> set[int]:

@@ -227,6 +227,23 @@ def test_every_shipped_form_goes_out_as_a_real_xlsform_and_comes_back_the_same(t
         assert rules(back.forms[form_id]) == rules(form), form_id
 
 
+def test_a_user_field_goes_out_as_text_and_comes_back_a_user_field():
+    from engine.spec import FieldSpec, FormSpec
+    helpers = FieldSpec("helpers", "user", {"zh": "协办人", "en": "Helpers"}, multiple=True, roles=("grid_worker",),
+                        scope="unit")
+    data, notes = export_xlsform(FormSpec("duty", 1, {"zh": "值班"}, (helpers,)))
+    assert [n.message for n in notes] == ["helpers: a user picker is written as text; civicflow_type keeps it for the way back"]
+    imported = read_xlsform(data, "duty.xlsx")
+    assert imported.notes == []
+    field = load_yaml(imported.text)["fields"][0]
+    assert (field["type"], field["multiple"], field["roles"], field["scope"]) == ("user", True, ["grid_worker"], "unit")
+
+
+def load_yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+    return YAML(typ="safe").load(text)
+
+
 def rules(form: Any) -> list[tuple]:
     """A form's per-field rules by field, names used and message (the text may gain brackets on the way)."""
     return sorted((r.field, sorted(r.check.names), dict(r.message)) for r in form.rules if r.field)
@@ -236,6 +253,7 @@ def summary(fields: Any) -> list[tuple]:
     return [(f.id, f.type, dict(f.label), f.required, f.min, f.max, f.min_length, f.max_length, f.sensitive,
              [(c.value, dict(c.label)) for c in f.choices], f.level, f.workflow, f.states, f.pattern,
              dict(f.placeholder or {}), dict(f.help or {}), f.default, f.show_if is not None, f.compute is not None,
+             f.multiple, f.roles, f.scope,
              summary(f.fields)) for f in fields]
 
 

@@ -361,7 +361,7 @@ class CollectMixin(EngineBase):
             state = self.state_of(case)
             spec = state.collect
             assert spec is not None
-            data = self._validate(self.definitions.form_of(self.workflow_of(case), spec.form), values, user, tx)
+            data = self._validate(self.definitions.form_of(self.workflow_of(case), spec.form), values, user, tx, case=case)
             now = iso(self.clock())
             bucket = case.contributions.setdefault(case.state, {})
             previous = bucket.get(user.username)

@@ -174,18 +174,19 @@ class NoticeMixin(EngineBase):
         data = self.public_data(case, state)
         by_id = {f.id: f for _, f in self.data_fields(self.workflow_of(case))}
         results = {r["name"]: r for r in self.results(case)}
+        people = self.people()  # a user field shows display names
         rows = []
         for name, value in data.items():
             if name in results:
                 rows.append((tr(results[name]["label"], lang), tr(results[name]["value"], lang)))
             elif name in by_id and by_id[name].is_repeat:
                 f = by_id[name]
-                lines = ["；".join(forms.display(sub, row.get(sub.id), lang, self.definitions.org)
+                lines = ["；".join(forms.display(sub, row.get(sub.id), lang, self.definitions.org, people)
                                   for sub in f.fields if row.get(sub.id) not in (None, "", []) and not sub.sensitive)
                          for row in value or []]
                 rows.append((tr(f.label, lang), "\n".join(lines)))
             elif name in by_id:
-                shown = value if by_id[name].sensitive else forms.display(by_id[name], value, lang, self.definitions.org)
+                shown = value if by_id[name].sensitive else forms.display(by_id[name], value, lang, self.definitions.org, people)
                 rows.append((tr(by_id[name].label, lang), str(shown or "")))
             else:
                 rows.append((name, str(value or "")))

@@ -20,6 +20,7 @@ from . import filters
 from .auth import login_required
 from .diagrams import diagram_for
 from .files import collect_uploads, kept_uploads
+from .pickers import user_pickers
 from .worklist import inbox_page
 from .i18n import current_lang, tr
 
@@ -90,10 +91,14 @@ def _read_form(form: FormSpec) -> tuple[dict[str, Any], dict[str, list[dict[str,
 def render_form_page(template: str, form: FormSpec, values: dict[str, Any], errors: dict[str, Any],
                      status: int = 200, **context: Any) -> Any:
     """The form as typed, with computed fields filled and hidden fields left out: the same rules the server validates with."""
-    return render_template(template, **_form_context(form, values, errors), **context), status
+    return render_template(template, **_form_context(form, values, errors, context.get("case"), context.get("workflow")),
+                           **context), status
 
 
-def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any], case: Case | None = None,
+                  wf: WorkflowSpec | None = None) -> dict[str, Any]:
+    """What the form macros need: the values as typed (computed ones filled), errors, visibility, the choices of
+    case fields and the people pickers of user fields (``case``: the case a step's form is for)."""
     engine = get_engine()
     data, visible = forms.clean(form.fields, values, at=engine.clock())
     shown = {**values, **{f.id: data.get(f.id) for f in form.fields if f.compute}}
@@ -101,7 +106,7 @@ def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any]
             "required": forms.required_now(form.fields, data, at=engine.clock()),
             "row_visible": lambda f, row: _row_visible(f, values, row),
             "row_required": lambda f, row: _row_required(form, f, data, row),
-            "case_choices": _case_choices(form, shown)}
+            "case_choices": _case_choices(form, shown), "user_pick": user_pickers(form, shown, case, wf)}
 
 
 def _case_choices(form: FormSpec, values: dict[str, Any]) -> dict[str, list[Case]]:
@@ -148,15 +153,16 @@ def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) 
 # by the same macros and the same engine.forms.clean as the full page; Idiomorph then morphs them into
 # the page. Without JavaScript the add / remove / update buttons post the whole page instead.
 
-def _live_fields(form: FormSpec) -> Any:
+def _live_fields(form: FormSpec, case: Case | None = None, wf: WorkflowSpec | None = None) -> Any:
     values = forms.from_html(form, request.form, kept_uploads(form, g.user))
     _rows_action(form, values)
-    errors = _live_errors(form, values, request.form.get("_errors", ""))
+    errors = _live_errors(form, values, request.form.get("_errors", ""), case, wf)
     # the row buttons in the fragment post here again (request.path is this endpoint's own URL)
-    return render_template("_fields.html", **_form_context(form, values, errors), live_url=request.path)
+    return render_template("_fields.html", **_form_context(form, values, errors, case, wf), live_url=request.path)
 
 
-def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str, Any]:
+def _live_errors(form: FormSpec, values: dict[str, Any], shown: str, case: Case | None = None,
+                 wf: WorkflowSpec | None = None) -> dict[str, Any]:
     """The errors shown before this re-render that are still there: a fixed field loses its error as it is
     fixed, nothing new is reported before the person submits. Upload errors are kept as shown (the live
     request does not resend files)."""
@@ -168,8 +174,8 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str) -> dict[str
         return {}
     engine = get_engine()
     checked = {k: v for k, v in values.items() if not (isinstance(v, dict) and "__keep__" in v)}
-    try:
-        forms.validate(form, checked, at=engine.clock(), org=engine.definitions.org)
+    try:  # the checks of a submit (referenced cases, the people user fields name), which change nothing
+        engine._validate(form, checked, g.user, case=case, unit_field=wf.org_unit_field if wf and case is None else None)
         current: dict[str, Any] = {}
     except SubmissionError as exc:
         current = exc.errors
@@ -198,7 +204,7 @@ def _startable(workflow_id: str) -> tuple[Any, WorkflowSpec]:
 @login_required
 def start_fields(workflow_id: str) -> Any:
     engine, wf = _startable(workflow_id)
-    return _live_fields(engine.definitions.forms[wf.start_form])
+    return _live_fields(engine.definitions.forms[wf.start_form], wf=wf)
 
 
 @bp.route("/cases/<int:case_id>/do/<transition_id>/fields", methods=["POST"])
@@ -211,7 +217,7 @@ def step_fields(case_id: int, transition_id: str) -> Any:
         abort(404)
     if t not in engine.available_transitions(case, g.user):
         raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
-    return _live_fields(engine.definitions.form_of(engine.workflow_of(case), t.form))
+    return _live_fields(engine.definitions.form_of(engine.workflow_of(case), t.form), case, engine.workflow_of(case))
 
 
 @bp.app_template_global()
@@ -444,7 +450,14 @@ def notifications() -> Any:
 def show_value(value: Any, field: FieldSpec, masked: bool = False) -> str:
     if masked and field.sensitive:
         return forms.mask(value)
-    return forms.display(field, value, current_lang(), get_engine().definitions.org)
+    return forms.display(field, value, current_lang(), get_engine().definitions.org, request_people())
+
+
+def request_people() -> Any:
+    """Display names of the users user fields name, looked up once per request."""
+    if "people" not in g:
+        g.people = get_engine().people()
+    return g.people
 
 
 __all__ = ["bp", "NotFound"]

@@ -36,7 +36,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from ..cases import Case
 from ..durations import Duration
-from ..spec import EdgeSpec, RoleSpec, StateSpec, WorkflowSpec, tr
+from ..spec import EdgeSpec, RoleSpec, StateSpec, WorkflowSpec, role_field, tr
 from . import get_engine
 from .auth import login_required
 from .i18n import current_lang
@@ -230,6 +230,8 @@ def _role_names(e: EdgeSpec, roles: Mapping[str, RoleSpec], lang: str, wf: Workf
             names.append(tr(roles[r].title, lang))
         elif r in PSEUDO_ROLE_TITLES:
             names.append(tr(PSEUDO_ROLE_TITLES[r], lang))
+        elif (named := role_field(r)) is not None:
+            names.append(f"“{named}”所指定的人员" if lang == "zh" else f"the person named in {named}")
         else:
             names.append(r)
     names += [clock_text(wf.states[e.source], trigger, lang) for trigger in e.triggers]

@@ -80,7 +80,8 @@ def _editor_page(status: int, **context: Any) -> Any:
     nonce = secrets.token_urlsafe(18)
     preview = context.get("preview") or {}
     response = make_response(render_template("admin/definition.html", style_nonce=nonce,
-                                             case_choices=preview.get("case_choices", {}), **context), status)
+                                             case_choices=preview.get("case_choices", {}),
+                                             user_pick=preview.get("user_pick", {}), **context), status)
     response.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")
     return response
 
@@ -153,7 +154,8 @@ def preview(admin: UserAdmin, editor: DefinitionEditor, kind: str, name: str) ->
     checked = editor.check(item, _typed())
     found = _preview(item, checked)
     # the form macros read the choices of `type: case` fields from the template's context
-    return render_template("admin/_preview.html", preview=found, case_choices=found.get("case_choices", {}))
+    return render_template("admin/_preview.html", preview=found, case_choices=found.get("case_choices", {}),
+                           user_pick=found.get("user_pick", {}))
 
 
 def _preview(item: DefinitionFile, checked: Checked) -> dict[str, Any]:

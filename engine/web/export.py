@@ -39,12 +39,12 @@ def neutralise(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _cell(f: FieldSpec, value: Any, lang: str, org: OrgTree, masked: bool) -> Any:
+def _cell(f: FieldSpec, value: Any, lang: str, org: OrgTree, masked: bool, people: Any = None) -> Any:
     if value is None or value == "" or value == []:
         return ""
     if masked and f.sensitive:
-        return neutralise(f.kind.masked(f, value, lang, org))
-    cell = f.kind.export(f, value, lang, org, masked)  # numbers stay numbers, so that they sum
+        return neutralise(f.kind.masked(f, value, lang, org, people))
+    cell = f.kind.export(f, value, lang, org, masked, people)  # numbers stay numbers, so that they sum
     return neutralise(cell) if isinstance(cell, str) else cell
 
 
@@ -78,6 +78,7 @@ def table_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False, st
     engine = get_engine()
     lang = current_lang()
     org = engine.definitions.org
+    people = engine.people()  # user fields: display names, each looked up once for the whole file
     fields = [f for f, _form in columns(wf, steps)]
     if ids:
         header = ["id"] + [f.id for f in fields] + ["state", "org_unit", "created_at", "updated_at"]
@@ -90,7 +91,7 @@ def table_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False, st
             moment = _moment(value)
             if moment is not None:
                 return moment
-        out = _cell(f, value, lang, org, masked)
+        out = _cell(f, value, lang, org, masked, people)
         return out if typed else keep_text(out)
 
     def rows() -> Iterator[list[Any]]:

@@ -49,6 +49,8 @@ SCHEMAS: dict[str, Any] = {
             "assignees": {"type": "array", "items": {"type": "string"}},
             "data": {"type": "object", "description": "the declared fields present; sensitive values masked "
                                                       "(always on lists, on a case unless the caller may see them)"},
+            "names": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "username -> display name of each person a user field in data names"},
         },
     },
     "Case": {

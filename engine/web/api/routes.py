@@ -99,6 +99,7 @@ def case_json(case: Case, full: bool = True) -> dict[str, Any]:
         "assignees": list(case.assignees),
         "data": caseview.shown_data(engine, case, g.user, always_mask=not full),
     }
+    out["names"] = caseview.shown_names(engine, case, out["data"])
     if full:
         may, reason = engine.may_contribute(case, g.user)
         collect = state.collect if state else None
