@@ -66,6 +66,7 @@ class Case:
     escalated_to: list[str] = field(default_factory=list)                    # told when the state went overdue
     entered_at: str = ""                                                     # when the case entered its state
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)       # state -> its approval round
+    cc: list[str] = field(default_factory=list)                              # people copied in (抄送): they see it
     #: read without its history (a list page's row): shown, never written back
     summary: bool = field(default=False, compare=False, repr=False)
 
@@ -84,7 +85,7 @@ class Case:
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
                    escalated_to=doc["escalated_to"], entered_at=entered_at(doc), approvals=doc["approvals"],
-                   summary=summary)
+                   cc=doc.get("cc") or [], summary=summary)  # cc: added within v3
 
     def to_doc(self) -> dict[str, Any]:
         if self.summary:
@@ -96,7 +97,8 @@ class Case:
                 "version": self.version, "id": self.id, "round": self.round, "timers": self.timers,
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
                 "overdue": self.overdue, "parent": self.parent,
-                "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals}
+                "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals,
+                "cc": self.cc}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

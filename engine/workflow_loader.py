@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable
 from .loadkit import GUARD_NAMES, did_you_mean, text
 from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
+from .mechanics.cc import build as build_cc
 from .mechanics.collect import build as build_collect
 from .mechanics.notice import build as build_notice
 from .mechanics.points import build as build_points
@@ -18,6 +19,7 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_after, build_deadline
+from .mechanics.urge import build as build_urge
 from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
 from .yamlsource import PathItem, YamlSource
 
@@ -159,6 +161,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 spawn=build_spawns(ld, source, tpath + ["spawn"], t.get("spawn", []), None if missing_forms else data_names,
                                   step_forms, rows_allowed=True),
                 bulk=bulk,
+                cc=build_cc(ld, source, tpath + ["cc"], t.get("cc"), wf_roles, None if missing_forms else data_names),
             ))
         by_id = {t["id"]: t["roles"] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["after"].partition("->")[2].strip()} if "after" in state else set()
@@ -197,7 +200,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     if sensitive_to is not None:
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
-    edges = state_graph(built_states, ranking)
+    urge = build_urge(ld, source, doc.get("urge"))
+    edges = state_graph(built_states, ranking, urge=urge is not None)
     check_graph(ld, source, built_states, doc["initial"], edges,
                      doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
@@ -213,7 +217,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
         ranking=ranking, role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations,
+        migrations=migrations, urge=urge,
     )
 
 
@@ -256,7 +260,8 @@ def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], 
     (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
     check judges what only those edges would explain.
     """
-    leaving = {e.source for e in edges}
+    leaving = {e.source for e in edges if not e.aside}  # urging or copying in leads nowhere
+    edges = tuple(e for e in edges if not e.aside)
     for sid, state in states.items():
         if not state.final and sid not in leaving and sid != unbuilt_ranking:
             ld.problems.append(source.problem(["states", sid], f"state {sid!r} has no way out",

@@ -42,6 +42,7 @@ class Step:
     form_data: dict[str, Any] = field(default_factory=dict)
     assignees: list[str] | None = None                  # who has the case afterwards (None: unchanged)
     previous_assignees: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)  # more for the history entry (e.g. who was urged, copied in)
 
 
 class EdgeKind:
