@@ -41,7 +41,7 @@ def build(ld: "Loader", source: "YamlSource", raw: Any) -> Duration | None:
         return None
     every = Duration.parse(raw["every"])  # the schema checked its form
     if every.amount == 0:
-        ld.problems.append(source.problem(["urge", "every"], f"urge.every: {every} is no period",
+        ld.problems.append(source.problem(["urge", "every"], f"{every} is no period: a case could be urged again at once",
                                           "e.g. every: 1d (once a day), or urge: false to turn urging off"))
     return every
 
