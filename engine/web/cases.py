@@ -280,13 +280,16 @@ def show(case_id: int) -> Any:
 
 def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
     """The case page for the user; ``extra``: what a refused form on it brings back (errors, what was typed)."""
+    from .delegation import followup  # here: that module imports the admin area, which imports this one
+
     engine = get_engine()
     wf = engine.workflow_of(case)
     state = engine.state_of(case)
     mechanics = {"progress": engine.progress(case, g.user), "results": engine.results(case),
                  "notice_ends": engine.notice_ends(case), "assignee_names": engine.read.display_names(case.assignees),
                  "may_contribute": engine.may_contribute(case, g.user)[0],
-                 "approval": engine.approval_status(case, g.user)}
+                 "approval": engine.approval_status(case, g.user),
+                 "followup": followup(case, g.user)}  # 代办 / 催办 / 抄送 (templates/_followup.html)
     links = {"children": engine.children(case, g.user),
              "offers": [o for o in state.offers if engine.may_start(engine.definitions.workflows[o.workflow], g.user)]}
     return render_template("case.html", case=case, workflow=wf, state=state,
