@@ -16,7 +16,8 @@ from tests.conftest import ROOT, add_users
 @pytest.fixture(scope="module")
 def funds_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     app = make_app(tmp_path_factory.mktemp("delegation"), ROOT)
-    add_users(app.extensions["civicflow"].store, [("secretary2", "孔亮", ["community_secretary"], "wenfeng")])
+    add_users(app.extensions["civicflow"].store, [("secretary2", "孔亮", ["community_secretary"], "wenfeng"),
+                                                  ("street", "郑军", ["street_evaluator"], "huizhou-jie")])
     yield from serve(app)
 
 
@@ -60,10 +61,13 @@ def test_a_delegate_approves_the_delegators_task_on_a_phone(phone: Any, funds_se
     login(page, funds_server, "secretary2")
     card = page.locator("ul.inbox-cards li", has_text="楼道照明改造")
     expect(card).to_contain_text("代 周伟")
+    no_sideways_scroll(page)
+    assert_accessible(page, "the delegate's inbox")
     card.locator("a").click()
     page.wait_for_url(case_url)
     expect(page.locator("section#followup")).to_contain_text("您受 周伟 委托办理此事项")
     no_sideways_scroll(page)
+    assert_accessible(page, "the case page of a delegated task")
     approval = page.locator("section#approval")
     approval.locator("textarea[name=comment]").fill("代周伟审核通过")
     approval.locator("button[value=approve]").click()
@@ -74,4 +78,15 @@ def test_a_delegate_approves_the_delegators_task_on_a_phone(phone: Any, funds_se
     page.goto(case_url)
     expect(page.locator("p.meta .state").first).to_have_text("街道会签")
     expect(page.locator("ol.timeline")).to_contain_text("孔亮（代 周伟）")
-    expect(page.locator("section#approval")).to_contain_text("孔亮（代 周伟）")
+    # the applicant urges the street and copies the grid worker in, on the phone
+    page.locator("section#followup button:has-text('催办')").click()
+    expect(page.locator(".flash").first).to_contain_text("已催办")
+    expect(page.locator("#urge-next")).to_contain_text("后可再次催办")
+    page.locator("#cc-q").fill("赵")
+    page.locator("section#followup form[role=search] button").click()
+    page.locator("section#followup input[name=cc][value=grid]").check()
+    no_sideways_scroll(page)
+    assert_accessible(page, "the case page with the cc picker")
+    page.locator("section#followup button:has-text('抄送')").last.click()
+    expect(page.locator(".flash").first).to_contain_text("已抄送：赵敏")
+    expect(page.locator("ol.timeline")).to_contain_text("抄送：赵敏")
