@@ -76,6 +76,7 @@ def test_a_delegate_acts_on_the_delegators_task_in_their_own_name(eng: Engine, c
     clock.advance(days=1)
     assert eng.delegators(u(eng, "secretary_wf")) == [u(eng, "secretary")]
     assert cid in inbox(eng, "secretary_wf")  # the union of their own inbox and the delegator's
+    assert eng.read.work.counts(u(eng, "secretary_wf")) == {"handover": 1}  # the inbox page's counts too
     case = eng.get(cid, u(eng, "secretary_wf"))
     assert [t.id for t in eng.available_transitions(case, u(eng, "secretary_wf"))] == ["pass"]
     assert [d.username for d in eng.acting_for(case, u(eng, "secretary_wf"))] == ["secretary"]
