@@ -184,6 +184,19 @@ def test_urge_false_turns_urging_off_and_the_approvers_still_to_act_are_urged(en
     eng.approve(cid, u(eng, "street"), "approve")
     case = eng.urge(cid, u(eng, "staff"))
     assert case.history[-1]["urged"] == ["何平", "施琳"]  # not street, who has signed
+    assert eng.urge_status(case, u(eng, "district"))["nobody"] is False
+    eng.approve(cid, u(eng, "street2"), "approve")
+    eng.approve(cid, u(eng, "street3"), "approve")
+    assert eng.get(cid).state == "done" and eng.urge_status(eng.get(cid), u(eng, "staff")) is None  # final
+    lone = start(eng)
+    with eng.store.transaction() as tx:  # both secretaries of the community leave: nobody to remind
+        for name in ("secretary", "secretary2"):
+            doc = tx.first(USER_TABLE, ("username", name))
+            tx.replace(USER_TABLE, doc["id"], {**doc, "active": False})
+    assert eng.urge_status(eng.get(lone), u(eng, "staff"))["nobody"] is True
+    with pytest.raises(TransitionError) as info:
+        eng.urge(lone, u(eng, "staff"))
+    assert "没有可催办的办理人" in info.value.message["zh"]
 
 
 # --------------------------------------------------------------------------- cc

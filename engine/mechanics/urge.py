@@ -149,7 +149,8 @@ class UrgeMixin(EngineBase):
 
     def urge_status(self, case: "Case", user: User) -> dict[str, Any] | None:
         """For the case page: None when ``user`` may not urge the case at all; else ``{"next": when the next urge
-        is possible (shown time, "" for now), "last": when it was last urged}``."""
+        is possible (shown time, "" for now), "last": when it was last urged, "every": the period, "nobody": whether
+        there is nobody to urge now}``."""
         from .. import transition as moves
 
         edge = self.workflow_of(case).edge(case.state, case.state, kind="urge", via="urge")
@@ -162,5 +163,6 @@ class UrgeMixin(EngineBase):
         again = next_possible(self, case)
         last = last_urged(case)
         return {"next": shown(again) if again else "", "last": shown(dt.datetime.fromisoformat(last)) if last else "",
-                "every": str(self.workflow_of(case).urge)}
+                "every": str(self.workflow_of(case).urge),
+                "nobody": not [u for u in targets(self, None, case) if u != user.username]}
 
