@@ -5,8 +5,8 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
-``engine.access``, indexed reads ``engine.readmodel``.
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports, urge, cc); roles and
+reach are ``engine.access`` (what a delegate may see and do: ``engine.delegation``), indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
 from .clock import now as default_clock
-from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
+from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError
 from .loadkit import msg as _msg
-from .mechanics import collect, ranking
 from .delegation import DelegationMixin
+from .mechanics import collect, ranking
 from .mechanics.approval import ApprovalMixin
-from .mechanics.cc import CcMixin
 from .mechanics.assign import AssignMixin
+from .mechanics.cc import CcMixin
 from .mechanics.base import SYSTEM, Step
 from .mechanics.collect import CollectMixin
 from .mechanics.notice import NoticeMixin

@@ -24,11 +24,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import forms, webhooks
+from . import delegation, forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from . import delegation
 from .mechanics import approval, assign, cc, collect, notice, points, ranking, spawn, timers, urge
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify

@@ -22,7 +22,7 @@ from engine.readmodel import CASE_INDEX
 from engine.runtime import Engine
 from engine.store import open_store
 from engine.users import USERS as USER_TABLE, User
-from tests.conftest import (DURABLE_STORES, GOVERNANCE_USERS, ROOT, Browser, add_users, case, shipped_app, started,
+from tests.conftest import (DURABLE_STORES, GOVERNANCE_USERS, ROOT, add_users, case, shipped_app, started,
                             store_location)
 
 DEFS = Path(__file__).parent / "data" / "valid" / "delegation"
