@@ -238,6 +238,37 @@ def test_a_transition_copies_people_in_by_itself(eng: Engine):
     assert eng.get(cid, u(eng, "district")).id == cid and "cc" in notes(eng, "district")
 
 
+# --------------------------------------------------------------------------- one path
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str, str]]:
+    """Every call of ``transition.take`` (the real one, observed): (case id, edge kind, edge via, actor)."""
+    from engine import transition
+
+    calls: list[tuple[int, str, str, str]] = []
+    real = transition.take
+
+    def observed(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
+        calls.append((case.id, edge.kind, edge.via, actor.username))
+        return real(engine, tx, case, edge, actor, step)
+    monkeypatch.setattr(transition, "take", observed)
+    return calls
+
+
+def test_urges_copies_and_delegated_acts_all_go_through_take(eng: Engine, taken: list[tuple[int, str, str, str]]):
+    cid = start(eng)
+    delegation.add(eng, u(eng, "secretary"), "secretary_wf", "2026-11-27", "2026-11-27")
+    eng.urge(cid, u(eng, "staff"))
+    eng.copy_in(cid, u(eng, "staff"), ["grid"])
+    eng.fire(cid, "pass", u(eng, "secretary_wf"))
+    assert [t[1:] for t in taken if t[0] == cid] == [("urge", "urge", "staff"), ("cc", "cc", "staff"),
+                                                     ("transition", "pass", "secretary_wf")]
+    history = eng.get(cid).history
+    assert [(h["action"], h["by"], h["from"], h["to"]) for h in history[1:]] == [
+        ("urge", "staff", "review", "review"), ("cc", "staff", "review", "review"), ("pass", "secretary_wf", "review", "cosign")]
+    assert eng.get(cid).version == 4  # each of the three a new version
+
+
 # --------------------------------------------------------------------------- the pages
 
 PAGE_USERS = [
