@@ -12,6 +12,9 @@ delegator (:func:`engine.transition.authority`), as a :class:`engine.users.User`
 entry then names the delegate as ``by`` and the delegator as ``on_behalf_of`` (``Engine._record``), and the
 delegator is notified.
 
+Delegation does not chain: a delegate who delegates in turn hands on their own tasks, not the ones delegated to
+them. Contributions to a ``collect`` step (a rating, a score) are a person's own opinion and are not delegated.
+
 The rule for whom one may delegate to: an active colleague who holds at least one of the delegator's roles (a
 resident cannot take over a secretary's approvals); they act with the delegator's roles on the delegated cases only.
 """
@@ -167,7 +170,7 @@ def all_in(engine: "Engine", units: list[str]) -> list[dict[str, Any]]:
 
 class DelegationMixin:
     """What a person may see and do, delegation considered (mixed into :class:`engine.runtime.Engine`): the
-    transitions they may take, whether a case waits for them, whether they see it and its sensitive values."""
+    transitions they may take, whether a case waits for them, whether they see it, its sensitive values and files."""
 
     def delegators(self: Any, user: User, tx: "Transaction | None" = None) -> list[User]:
         return delegators(self, user, tx)
@@ -185,6 +188,12 @@ class DelegationMixin:
         if self.access.may_see_sensitive(case, user):
             return True
         return user is not None and any(self.access.may_see_sensitive(case, d) for d in acting_for(self, case, user))
+
+    def may_see_file(self: Any, case: "Case", user: User, key: str) -> bool:
+        """An upload of the case, by the same rule (a delegate needs the photos of the task they take over)."""
+        if self.access.may_see_file(case, user, key):
+            return True
+        return any(self.access.may_see_file(case, d, key) for d in acting_for(self, case, user))
 
     def available_transitions(self: Any, case: "Case", user: User, delegated: bool = True) -> list[Any]:
         """The transitions ``user`` may take now (role check and guard of the one transition path; ``delegated``:

@@ -122,9 +122,6 @@ class Engine(DelegationMixin, CollectMixin, ApprovalMixin, NoticeMixin, TimersMi
     def roles_for(self, case: Case, user: User) -> set[str]:
         return self.access.roles_for(case, user)
 
-    def may_see_file(self, case: Case, user: User, key: str) -> bool:
-        return self.access.may_see_file(case, user, key)
-
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return self.access.may_start(wf, user)
 

@@ -70,6 +70,7 @@ def test_a_delegate_acts_on_the_delegators_task_in_their_own_name(eng: Engine, c
     wf_secretary = u(eng, "secretary_wf")  # 文峰社区's secretary: 徽州人家社区's case is out of their reach
     with pytest.raises(NotFound):
         eng.get(cid, wf_secretary)
+    assert not eng.may_see_file(eng.get(cid), wf_secretary, "photo-1.jpg")
     assert cid not in inbox(eng, "secretary_wf")
     delegation.add(eng, u(eng, "secretary"), "secretary_wf", "2026-11-28", "2026-11-30")
     assert cid not in inbox(eng, "secretary_wf")  # not begun yet
@@ -80,6 +81,7 @@ def test_a_delegate_acts_on_the_delegators_task_in_their_own_name(eng: Engine, c
     case = eng.get(cid, u(eng, "secretary_wf"))
     assert [t.id for t in eng.available_transitions(case, u(eng, "secretary_wf"))] == ["pass"]
     assert [d.username for d in eng.acting_for(case, u(eng, "secretary_wf"))] == ["secretary"]
+    assert eng.may_see_file(case, u(eng, "secretary_wf"), "photo-1.jpg")  # the task's uploads come with it
     version = case.version
     done = eng.fire(cid, "pass", u(eng, "secretary_wf"), expected_version=version)
     entry = done.history[-1]
