@@ -89,7 +89,7 @@ class Access:
     # -- a user on a case --------------------------------------------------------
     def roles_for(self, case: Any, user: Any) -> set[str]:
         """The roles ``user`` holds on ``case``: their roles that act in the workflow, within reach, plus
-        creator / assignee. No role means the case is invisible: a role that may only *start* a case
+        creator / assignee / cc. No role means the case is invisible: a role that may only *start* a case
         (an applicant) sees its own cases, not its neighbours'. Someone named to approve one of its steps holds
         ``approver`` on it (``engine.mechanics.approval``)."""
         wf = self.spec_of(case)
@@ -108,6 +108,8 @@ class Access:
             roles.add("escalated")  # may see the overdue case; acts only through roles it names
         if any(user.username in seat["users"] for bucket in case.approvals.values() for seat in bucket.get("seats", ())):
             roles.add("approver")   # named to approve a step (now or in an earlier round): sees the case it signs
+        if user.username in getattr(case, "cc", ()):
+            roles.add("cc")         # copied in (抄送, engine.mechanics.cc): sees the case; no step names this role
         return roles
 
     def can_see(self, case: Any, user: Any) -> bool:

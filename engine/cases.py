@@ -74,6 +74,7 @@ class Case:
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)       # state -> its approval round
     #: state -> the rounds of contributions before it was entered again: [{"round", "ended_at", "contributions", "result"}]
     earlier_contributions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cc: list[str] = field(default_factory=list)                              # people copied in (抄送): they see it
     #: read without its history (a list page's row): shown, never written back
     summary: bool = field(default=False, compare=False, repr=False)
 
@@ -92,7 +93,8 @@ class Case:
                    contributions=doc["contributions"], objections=doc["objections"], conflicts=doc["conflicts"],
                    overdue=doc["overdue"], parent=doc["parent"],
                    escalated_to=doc["escalated_to"], entered_at=entered_at(doc), approvals=doc["approvals"],
-                   earlier_contributions=doc["earlier_contributions"], summary=summary)
+                   earlier_contributions=doc["earlier_contributions"], cc=doc.get("cc") or [],
+                   summary=summary)  # cc: added within v3
 
     def to_doc(self) -> dict[str, Any]:
         if self.summary:
@@ -105,7 +107,7 @@ class Case:
                 "contributions": self.contributions, "objections": self.objections, "conflicts": self.conflicts,
                 "overdue": self.overdue, "parent": self.parent,
                 "escalated_to": self.escalated_to, "entered_at": self.entered_at, "approvals": self.approvals,
-                "earlier_contributions": self.earlier_contributions}
+                "earlier_contributions": self.earlier_contributions, "cc": self.cc}
 
     def path_taken(self) -> list[str]:
         """States in the order the case visited them (for diagrams)."""

@@ -163,7 +163,15 @@ class Inbox:
         self.engine = read.engine
 
     def entries(self, user: Any, workflows: Iterable[WorkflowSpec]) -> list[tuple[Any, ...]]:
-        """Every inbox entry ``user`` answers for, in ``workflows`` (all their kept versions)."""
+        """Every inbox entry ``user`` answers for, in ``workflows`` (all their kept versions): their own, and
+        those of each person who delegated their tasks to them today (``engine.delegation``)."""
+        workflows = list(workflows)
+        found: list[tuple[Any, ...]] = []
+        for person in [user, *self.engine.delegators(user)]:
+            found += self._own_entries(person, workflows)
+        return list(dict.fromkeys(found))
+
+    def _own_entries(self, user: Any, workflows: list[WorkflowSpec]) -> list[tuple[Any, ...]]:
         from .readmodel import tag
 
         access, found = self.read.access, []
@@ -179,8 +187,10 @@ class Inbox:
     def counts(self, user: Any) -> dict[str, int]:
         """Cases waiting for ``user`` per workflow (only those with any)."""
         counts = {}
+        people = [user, *self.engine.delegators(user)]  # looked up once, not per workflow
         for wf in self.read.definitions.workflows.values():
-            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in self.entries(user, [wf])])
+            entries = dict.fromkeys(w for person in people for w in self._own_entries(person, [wf]))
+            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in entries])
             if n:
                 counts[wf.id] = n
         return counts

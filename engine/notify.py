@@ -21,6 +21,9 @@ KINDS: Mapping[str, Mapping[str, str]] = {
     "result": {"zh": "结果已公布", "en": "Result published"},
     "case_changed": {"zh": "办理进度", "en": "Progress"},
     "approval": {"zh": "待您审批", "en": "Awaiting your approval"},
+    "urge": {"zh": "催办", "en": "Reminder: waiting for you"},
+    "cc": {"zh": "抄送给您", "en": "Copied to you"},
+    "delegated": {"zh": "已代您办理", "en": "Done on your behalf"},
 }
 
 

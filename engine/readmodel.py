@@ -6,10 +6,11 @@ pickers, linked cases, upload ownership, due timers, the dashboard's figures, us
 points ledger are all lookups. Keys are tuples; those on cases follow the access rules of ``engine.access``:
 
 ``("wf", workflow, state, unit)``      a case, for people whose roles act in the workflow and reach the unit
-``("person", workflow, state, user)``  its creator, assignees, the people an overdue case was escalated to and
-                                       its approvers (every round's)
+``("person", workflow, state, user)``  its creator, assignees, the people an overdue case was escalated to,
+                                       its approvers (every round's) and the people copied in
 ``("open", workflow, state)``          a collecting state open to contributors anywhere (``scope: any``)
 ``("by", user)``                       cases a person started
+``("cc", user)``                       cases a person is copied in on (抄送, the inbox's 抄送我的 tab)
 ``("wait", workflow, role, unit)``     an open case waiting for a role (a transition, an inbox, a contribution)
 ``("wait_any", workflow, role)``       ... for a contributor role from anywhere
 ``("wait_user", user)``                ... for one person (creator / assignee steps, assigned raters, escalation,
@@ -29,8 +30,9 @@ version waits, is listed and is counted by its own states and roles, under ``wor
 ``workflow`` in the keys above (:func:`tag`), so a count never mixes two versions' roles.
 ``("version", workflow, version)`` (index ``case_versions``) finds the cases of one version,
 ``("running", workflow, version)`` those not in a final state of their version.
-Users are found under ``("username", u)`` and ``("unit", unit)``, under ``("role", r)`` only while active and
-under ``("inactive", unit)`` once deactivated (``user_keys``); the admin's ``audit`` entries under
+Users are found under ``("username", u)`` and ``("unit", unit)``, under ``("role", r)`` only while active,
+under ``("inactive", unit)`` once deactivated and under ``("delegate", u)`` while they have a delegation to ``u``
+not ended (``user_keys``, ``engine.delegation``); the admin's ``audit`` entries under
 ``("unit", unit)`` for each unit whose people an action touched, newest first.
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
-from . import inbox
+from . import delegation, inbox
 from .cases import CASES, SCHEMA_VERSION, Case
 from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
@@ -158,9 +160,11 @@ def case_keys(definitions: Definitions, resolve: Resolve | None = None) -> Calla
         wid = tag(definitions, wf) if wf is not None else doc["workflow"]
         assignees, escalated = doc.get("assignees") or [], doc.get("escalated_to") or []
         named_in = named(wf, doc.get("data"))  # people a step names through a user field ({field: x})
+        copied = doc.get("cc") or []
         people = tuple(dict.fromkeys((creator, *assignees, *escalated, *sorted(approval.everyone(doc)),
-                                      *(u for users in named_in.values() for u in users))))
+                                      *(u for users in named_in.values() for u in users), *copied)))
         found: list[Key] = [("wf", wid, sid, unit), ("by", creator)]
+        found += [("cc", u) for u in copied]
         found += [("person", wid, sid, u) for u in people]
         state = wf.states.get(sid) if wf else None
         open_to_all = state is not None and state.collect is not None and state.collect.scope == "any"
@@ -216,7 +220,7 @@ def user_keys(doc: Doc) -> list[Key]:
         found.append(("inactive", unit))
     else:
         found += [("role", r) for r in doc.get("roles") or ()]
-    return found
+    return found + delegation.keys(doc)
 
 
 def _timer_keys(doc: Doc) -> list[Key]:
@@ -266,8 +270,8 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
 
 #: Bump when a key function below changes: a file store trusts the index entries it saved only while the
 #: name, table and version match.
-READMODEL_VERSION = "6"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys;
-#                          6: people named in user fields ({field: x} roles)
+READMODEL_VERSION = "7"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys;
+#                          6: people named in user fields ({field: x} roles); 7: cc, delegates
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:
@@ -344,6 +348,13 @@ class ReadModel:
         return keys
 
     def inbox_keys(self, user: Any) -> list[Key]:
+        """The keys of the user's to-do list, and of those of the people who delegated their tasks to them."""
+        keys: list[Key] = []
+        for person in [user, *self.engine.delegators(user)]:
+            keys += self._own_inbox_keys(person)
+        return list(dict.fromkeys(keys))
+
+    def _own_inbox_keys(self, user: Any) -> list[Key]:
         keys: list[Key] = [("wait_user", user.username)]
         for wf in self.definitions.workflows.values():
             for spec in self.engine.kept.specs(wf.id):
@@ -376,6 +387,10 @@ class ReadModel:
     def inbox(self, user: Any, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
         return self._cases(self.inbox_keys(user), page, size, check=lambda c: self.engine.waits_for(c, user))
+
+    def copied_to(self, user: Any, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
+        """The cases a person is copied in on (抄送我的), most recently changed first."""
+        return self._cases([("cc", user.username)], page, size, check=lambda c: self.access.can_see(c, user))
 
     def started_by(self, user: Any, page: int = 1, size: int | None = PAGE_SIZE) -> Paged[Case]:
         """The cases a person started, newest first."""

@@ -5,8 +5,9 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports) and the people user
-fields name from ``engine.people``; roles and reach are ``engine.access``, indexed reads ``engine.readmodel``.
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports, urge, cc) and the
+people user fields name from ``engine.people``; roles and reach are ``engine.access`` (what a delegate may see and do:
+``engine.delegation``), indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
 from .clock import now as default_clock
-from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
+from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError
 from .loadkit import msg as _msg
+from .delegation import DelegationMixin
 from .mechanics import collect, ranking
 from .mechanics.approval import ApprovalMixin
 from .mechanics.assign import AssignMixin
+from .mechanics.cc import CcMixin
 from .mechanics.base import SYSTEM, Step
 from .mechanics.collect import CollectMixin
 from .mechanics.notice import NoticeMixin
@@ -33,8 +36,10 @@ from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
 from .mechanics.timers import TimersMixin
+from .mechanics.urge import UrgeMixin
 from .people import PeopleMixin
-from .spec import FILE_TYPES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles, role_field, tr
+from .spec import (FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, person_roles,
+                   role_field, tr)
 from .store.base import Store, Transaction
 from .users import User
 from .versions import Versions
@@ -42,8 +47,8 @@ from .versions import Versions
 ROUNDS = readmodel.ROUNDS
 
 
-class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
-             ReportsMixin, PeopleMixin):
+class Engine(DelegationMixin, CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin,
+             SpawnMixin, ReportsMixin, UrgeMixin, CcMixin, PeopleMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock, *, indexes: bool = True):
         """``indexes=False``: an engine over a store another engine already declared its indexes on, that
@@ -120,15 +125,6 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
     def roles_for(self, case: Case, user: User) -> set[str]:
         return self.access.roles_for(case, user)
 
-    def can_see(self, case: Case, user: User) -> bool:
-        return self.access.can_see(case, user)
-
-    def may_see_sensitive(self, case: Case, user: User) -> bool:
-        return self.access.may_see_sensitive(case, user)
-
-    def may_see_file(self, case: Case, user: User, key: str) -> bool:
-        return self.access.may_see_file(case, user, key)
-
     def may_start(self, wf: WorkflowSpec, user: User) -> bool:
         return self.access.may_start(wf, user)
 
@@ -152,21 +148,6 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
                          "assignees": list(case.assignees)})
         return ctx
 
-    def available_transitions(self, case: Case, user: User) -> list[TransitionSpec]:
-        """The transitions ``user`` may take now (role check and guard of the one transition path)."""
-        wf = self.workflow_of(case)
-        result = []
-        for t in self.state_of(case).transitions:
-            edge = wf.edge(case.state, t.target, kind="transition", via=t.id)
-            if t.roles == ("system",) or edge is None:
-                continue
-            try:
-                moves.check(self, case, edge, user, Step(transition=t))
-            except TransitionError:
-                continue
-            result.append(t)
-        return result
-
     # ------------------------------------------------------------------ queries
     def get(self, case_id: int, user: User | None = None) -> Case:
         doc = self.store.get(CASES, case_id) if is_case_number(case_id) else None  # /cases/0 is not found
@@ -186,19 +167,6 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         if not workflow:
             found.sort(key=lambda c: c.updated_at, reverse=True)
         return found
-
-    def waits_for(self, case: Case, user: User) -> bool:
-        """Whether the case is on the user's to-do list: waiting for a role they hold on it and a step they may
-        take now, or for their contribution or their approval, or escalated to them."""
-        wf = self.spec_of(case)
-        if wf is None or case.state not in wf.states or wf.states[case.state].final:
-            return False
-        roles = self.roles_for(case, user)
-        if not roles:
-            return False
-        waiting = set(case.waiting_for) & roles and self.available_transitions(case, user)
-        return bool(waiting or self.may_contribute(case, user)[0] or self.may_approve(case, user)
-                    or user.username in case.escalated_to)
 
     def inbox(self, user: User) -> list[Case]:
         """Open cases waiting for one of the roles the user holds on them (or for their contribution)."""
@@ -326,10 +294,16 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         case.updated_at = iso(now)
 
     def _record(self, case: Case, actor: User, action: str, label: Mapping[str, str], source: str | None,
-                target: str, comment: str, changes: list[dict[str, Any]], now: dt.datetime, bump: bool = True) -> None:
-        """The one place history is written: every entry is a new version of the case."""
-        case.history.append({"at": iso(self.clock()), "by": actor.username, "by_name": actor.name, "action": action,
-                             "label": dict(label), "from": source, "to": target, "comment": comment, "changes": changes})
+                target: str, comment: str, changes: list[dict[str, Any]], now: dt.datetime, bump: bool = True,
+                extra: Mapping[str, Any] | None = None) -> None:
+        """The one place history is written: every entry is a new version of the case. A delegate acting for
+        ``actor`` (``actor.delegate``, ``engine.delegation``) is ``by``; ``actor`` is then ``on_behalf_of``."""
+        by = actor.delegate or actor
+        entry = {"at": iso(self.clock()), "by": by.username, "by_name": by.name, "action": action, "label": dict(label),
+                 "from": source, "to": target, "comment": comment, "changes": changes, **(extra or {})}
+        if actor.delegate is not None:
+            entry.update(on_behalf_of=actor.username, on_behalf_of_name=actor.name)
+        case.history.append(entry)
         if bump:
             self._touch(case, now)
 

@@ -11,6 +11,7 @@ from functools import cached_property
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
+from .durations import Duration
 from .expressions import Expression
 from .fieldtypes import FIELD_KINDS, FieldType, names_where
 from .workdays import WorkCalendar
@@ -18,6 +19,7 @@ from .workdays import WorkCalendar
 if TYPE_CHECKING:
     from .mechanics.approval import ApprovalSpec
     from .mechanics.assign import AssignSpec
+    from .mechanics.cc import CcSpec
     from .mechanics.collect import AggregateSpec, CollectSpec
     from .mechanics.links import MoveSpec, WaitSpec
     from .mechanics.notice import NoticeSpec
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 #: CollectSpec`` keeps working through :func:`__getattr__` (imported on first use: the mechanics modules
 #: import this one, so importing them here at load time would be a cycle).
 MOVED = {
-    "ApprovalSpec": "approval", "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
+    "ApprovalSpec": "approval", "AssignSpec": "assign", "CcSpec": "cc", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
     "MoveSpec": "links", "WaitSpec": "links",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
@@ -77,6 +79,11 @@ def person_roles(roles: Iterable[str]) -> list[str]:
 def role_name(raw: Any) -> str:
     """A role as the YAML writes it (a name, or ``{field: inspector}``) as the engine keeps it."""
     return field_role(str(raw["field"])) if isinstance(raw, Mapping) else str(raw)
+
+
+#: Edge kinds that are moves beside the process on every open state (催办 urge, 抄送 cc): self-loops taken without
+#: entering the state again; they neither lead anywhere nor count as a way out (``engine.mechanics.urge``, ``cc``).
+ASIDE_KINDS = frozenset({"urge", "cc"})
 
 
 def tr(text: Text | None, lang: str = "zh") -> str:
@@ -201,6 +208,7 @@ class TransitionSpec:
     spawn: tuple[SpawnSpec, ...] = ()
     bulk: bool = False                 # offered in the inbox for several cases at once (nothing asked per case)
     linked: tuple[MoveSpec, ...] = ()   # afterwards, linked cases take a transition of theirs (engine.mechanics.links)
+    cc: "CcSpec | None" = None           # 抄送: who taking the step copies in on the case (engine.mechanics.cc)
 
 
 @dataclass(frozen=True)
@@ -255,6 +263,9 @@ class EdgeSpec:
     * kind ``approval`` (``engine.mechanics.approval``): an approver's act, a self-loop with ``via``
       ``approve`` or ``reject``; and the round's outcome, ``via`` ``approved`` (to ``approval.approved``) or
       ``rejected`` (to ``approval.rejected``); ``outcome`` is the same as ``via``.
+    * kinds ``urge`` (催办, ``engine.mechanics.urge``) and ``cc`` (抄送, ``engine.mechanics.cc``): self-loops on every
+      state that is not final (urge unless the workflow says ``urge: false``); ``via`` is the kind. They are
+      :data:`ASIDE_KINDS`: no way out of a state, not drawn in the diagram.
 
     ``via`` is also the ``action`` of the history entry the move writes, so ``(from, action, to)`` of a
     history entry names the edge the case took.
@@ -262,7 +273,7 @@ class EdgeSpec:
 
     source: str
     target: str
-    kind: str                           # transition | objection | ranking | approval
+    kind: str                           # transition | objection | ranking | approval | urge | cc
     via: str                            # transition id | "object" | "ranking" | approve | reject | approved | rejected
     label: Text
     roles: tuple[str, ...]
@@ -286,11 +297,17 @@ class EdgeSpec:
     def loop(self) -> bool:
         return self.source == self.target
 
+    @property
+    def aside(self) -> bool:
+        """A move beside the process (urge, cc): a self-loop every open state has, no step of the process."""
+        return self.kind in ASIDE_KINDS
 
-def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, ...] | RankingSpec | None") -> tuple[EdgeSpec, ...]:
+def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, ...] | RankingSpec | None",
+                urge: bool = True) -> tuple[EdgeSpec, ...]:
     """Every way a case can move, in definition order: per state its transitions, its approval's acts and
     outcomes, then its objection; the rankings' two edges after the state cases wait in (and, for a round that
-    may be reopened, the way back from where they went). Deadlines are no edges: they flag and escalate only.
+    may be reopened, the way back from where they went); last, on every state that is not final, the moves beside
+    the process (urge unless ``urge`` is false, cc). Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
@@ -328,6 +345,10 @@ def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, .
         edges += ranking_edges(sid)
     for sid in ranking_sources - set(states):
         edges += ranking_edges(sid)
+    from .mechanics import cc as cc_mechanism, urge as urge_mechanism  # here: they import this module
+    for sid, state in states.items():
+        if not state.final:
+            edges += (urge_mechanism.edges(sid) if urge else []) + cc_mechanism.edges(sid)
     return tuple(edges)
 
 
@@ -388,6 +409,8 @@ class WorkflowSpec:
     metrics: tuple[MetricSpec, ...] = ()
     targets: tuple[TargetSpec, ...] = ()
     listing: ListSpec = field(default_factory=ListSpec)
+    #: 催办: how often a case may be urged (``urge: {every: 1d}``, the default); None: ``urge: false``
+    urge: "Duration | None" = None
     #: every way a case can move (:func:`state_graph`), built once by the loader; the loader's checks, the
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()

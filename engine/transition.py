@@ -4,7 +4,9 @@ A transition a person takes (``Engine.fire``), an objection (``Engine.object``),
 (``Engine.close_round``) and a transition a clock takes (``Engine.tick``, as :data:`SYSTEM`) are all edges of
 the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge in a fixed order:
 
-1. role check (transition roles via ``roles_for``, plus ``system`` for the clock; objection roles; ranking roles)
+1. role check (transition roles via ``roles_for``, plus ``system`` for the clock; objection roles; ranking roles;
+   the approver's seat; who may urge or copy in) — for the actor, else on behalf of someone who delegated their
+   tasks to the actor (:func:`authority`, the one place delegation is considered)
 2. guard (transitions)
 3. form / comment validation (the step form, a required comment; an objection's reason)
 4. before-actions
@@ -15,7 +17,7 @@ the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge
 
 What each kind of edge adds at a step lives with its mechanism (:class:`engine.mechanics.base.EdgeKind`):
 transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``, approvers'
-acts and approval outcomes in ``mechanics.approval``. The caller
+acts and approval outcomes in ``mechanics.approval``, 催办 in ``mechanics.urge``, 抄送 in ``mechanics.cc``. The caller
 holds the store transaction and writes the case back.
 """
 from __future__ import annotations
@@ -23,11 +25,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import forms, webhooks
+from . import delegation, forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from .mechanics import approval, assign, collect, links, notice, points, ranking, spawn, timers
+from .mechanics import approval, assign, cc, collect, links, notice, points, ranking, spawn, timers, urge
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify
 from .spec import tr
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from .store.base import Transaction
     from .users import User
 
-__all__ = ["SYSTEM", "Step", "find", "check", "take", "move", "enter", "waiting_for", "changes_of"]
+__all__ = ["SYSTEM", "Step", "find", "check", "take", "move", "enter", "waiting_for", "changes_of", "authority"]
 
 
 def find(engine: "Engine", case: "Case", transition_id: str) -> "EdgeSpec":
@@ -59,7 +61,7 @@ def find(engine: "Engine", case: "Case", transition_id: str) -> "EdgeSpec":
 
 def _kind(edge: "EdgeSpec") -> EdgeKind:
     return {"transition": TRANSITION, "objection": notice.OBJECTION, "ranking": ranking.OUTCOME,
-            "approval": approval.APPROVAL}[edge.kind]
+            "approval": approval.APPROVAL, "urge": urge.URGE, "cc": cc.CC}[edge.kind]
 
 
 def _prepare(engine: "Engine", case: "Case", edge: "EdgeSpec", step: Step | None) -> Step:
@@ -69,12 +71,37 @@ def _prepare(engine: "Engine", case: "Case", edge: "EdgeSpec", step: Step | None
     return step
 
 
-def check(engine: "Engine", case: "Case", edge: "EdgeSpec", actor: "User", step: Step | None = None) -> None:
-    """Steps 1 and 2 alone (role check, guard): what the buttons on a case page ask."""
-    step = _prepare(engine, case, edge, step)
+def authority(engine: "Engine", case: "Case", edge: "EdgeSpec", actor: "User", step: Step, delegated: bool = True,
+              tx: "Transaction | None" = None) -> "User":
+    """Step 1, the role check of the edge's kind: ``actor`` themselves, or else (``delegated``) as someone who has
+    delegated their tasks to ``actor`` and whose task the case is now (``engine.delegation``). Returns who acts:
+    ``actor``, or the delegator carrying ``delegate=actor``. Every edge kind's role check passes through here."""
     kind = _kind(edge)
-    kind.check_roles(engine, case, edge, actor, step)
-    kind.check_guard(engine, case, edge, actor, step)
+    try:
+        kind.check_roles(engine, case, edge, actor, step)
+        return actor
+    except NotAllowed:
+        if not delegated or actor is SYSTEM or actor.delegate is not None:
+            raise
+        for principal in delegation.acting_for(engine, case, actor, tx):
+            acting = delegation.proxy(principal, actor)
+            try:
+                kind.check_roles(engine, case, edge, acting, step)
+            except NotAllowed:
+                continue
+            return acting
+        raise
+
+
+def check(engine: "Engine", case: "Case", edge: "EdgeSpec", actor: "User", step: Step | None = None,
+          delegated: bool = True, guard: bool = True) -> "User":
+    """Steps 1 and 2 alone (role check, guard): what the buttons on a case page ask. Returns who would act
+    (``actor``, or a delegator of theirs: :func:`authority`)."""
+    step = _prepare(engine, case, edge, step)
+    acting = authority(engine, case, edge, actor, step, delegated)
+    if guard:
+        _kind(edge).check_guard(engine, case, edge, acting, step)
+    return acting
 
 
 def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", actor: "User",
@@ -83,22 +110,25 @@ def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", ac
     step = _prepare(engine, case, edge, step)
     step.comment = (step.comment or "").strip()
     kind = _kind(edge)
-    kind.check_roles(engine, case, edge, actor, step)                        # 1. role
+    actor = authority(engine, case, edge, actor, step, tx=tx)                # 1. role (also as a delegate)
     kind.check_guard(engine, case, edge, actor, step)                        # 2. guard
     kind.validate(engine, tx, case, edge, actor, step)                       # 3. form / comment
     now = engine.clock()
     kind.before(engine, tx, case, edge, actor, step, now)                    # 4. before-actions
     changes = kind.apply(engine, tx, case, edge, actor, step, now)           # 5. data merge
     move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
-         kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge))
+         kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge), extra=step.record)
     kind.after(engine, tx, case, edge, actor, step, now)                     # 7. after-actions
     links.after(engine, tx, case, edge, actor, step, now)                    # 7. ... linked cases moved
+    if actor.delegate is not None and not (edge.kind == "approval" and edge.via in approval.OUTCOMES):
+        # the delegator hears of every act done in their name (an approval's outcome follows the act: told once)
+        notify(tx, [actor.username], "delegated", case, kind.label(edge, step), now)
     return step
 
 
 def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", target: str, actor: "User", via: str,
          label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime,
-         reenter: bool = True) -> None:
+         reenter: bool = True, extra: Mapping[str, Any] | None = None) -> None:
     """State change and its history entry; then what entering the new state means (timers, notices...), unless
     ``reenter`` is false (an approver's act: a self-loop that stays in the state's round).
 
@@ -114,7 +144,7 @@ def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", 
     left = wf.states.get(source)
     case.state = target
     case.title = engine._title(wf, case)
-    engine._record(case, actor, via, label, source, target, comment, changes, now)
+    engine._record(case, actor, via, label, source, target, comment, changes, now, extra=extra)
     if left is not None and left.notice is not None and source != target:
         webhooks.emit(tx, engine.definitions, "notice_closed", case, now, state=source, by=actor.username)
     if reenter:
@@ -229,6 +259,10 @@ class Transition(EdgeKind):
         step.previous_assignees = list(case.assignees)
         if step.assignees is not None:
             case.assignees = step.assignees
+        if step.transition.cc is not None:  # the step copies people in by itself (抄送: engine.mechanics.cc)
+            copied = cc.resolve(engine, tx, case, step.transition.cc, engine.workflow_of(case))
+            if copied:
+                step.record["cc"] = cc.add(engine, tx, case, copied, actor, now)
         return changes_of(step.form, before, case.data) if step.form is not None else []
 
     def label(self, edge: "EdgeSpec", step: Step) -> "Text":

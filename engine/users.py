@@ -20,6 +20,9 @@ class User:
     id: int | None = None
     active: bool = True  # a deactivated user keeps their record and history but cannot log in
     sessions: tuple[str, ...] = field(default=(), repr=False)  # ids of the sessions still open (engine.logins)
+    #: set on a delegator's record while their delegate acts on a case for them (``engine.delegation.proxy``): the
+    #: roles and scope are the delegator's, the history names the delegate
+    delegate: "User | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> "User":

@@ -12,6 +12,7 @@ from . import spelling
 from .loadkit import GUARD_NAMES, did_you_mean, text
 from .mechanics.approval import build as build_approval
 from .mechanics.assign import build as build_assign
+from .mechanics.cc import build as build_cc
 from .mechanics.collect import build as build_collect
 from .mechanics.links import build_moves, build_wait
 from .mechanics.notice import build as build_notice
@@ -20,6 +21,7 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_deadline, build_timeout
+from .mechanics.urge import build as build_urge
 from .spec import (PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
                    reachable, role_field, role_name, state_graph)
 from .yamlsource import PathItem, YamlSource
@@ -194,6 +196,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 bulk=bulk,
                 linked=build_moves(ld, source, tpath + ["linked"], t.get("linked", []),
                                   None if missing_forms else case_fields, doc["id"], t["id"]),
+                cc=build_cc(ld, source, tpath + ["cc"], t.get("cc"), wf_roles, None if missing_forms else data_names),
             ))
         by_id = {t["id"]: [role_name(r) for r in t["roles"]] for t in reversed(raw)}  # the first of duplicate ids
         timed = {state["timeout"]["then"]} if "timeout" in state else set()
@@ -243,7 +246,8 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     if sensitive_to is not None:
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
-    edges = state_graph(built_states, rankings or ())
+    urge = build_urge(ld, source, doc.get("urge"))
+    edges = state_graph(built_states, rankings or (), urge=urge is not None)
     unbuilt = None
     if rankings is None:  # a ranking that could not be built: the state its cases wait in (of the first one)
         unbuilt = (doc["ranking"] if isinstance(doc["ranking"], dict) else doc["ranking"][0])["state"]
@@ -262,7 +266,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         ranking=rankings[0] if rankings else None, more_rankings=tuple(rankings[1:]) if rankings else (),
         role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations,
+        migrations=migrations, urge=urge,
     )
 
 
@@ -311,7 +315,8 @@ def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], 
     (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
     check judges what only those edges would explain.
     """
-    leaving = {e.source for e in edges}
+    leaving = {e.source for e in edges if not e.aside}  # urging or copying in leads nowhere
+    edges = tuple(e for e in edges if not e.aside)
     for sid, state in states.items():
         if not state.final and sid not in leaving and sid != unbuilt_ranking:
             ld.problems.append(source.problem(["states", sid], f"state {sid!r} has no way out",

@@ -47,7 +47,7 @@ def texts(g: ET.Element, sep: str = " ") -> str:
 def test_award_selection_leaves_ranked_by_the_two_ranking_outcomes(shipped: Any):
     wf: WorkflowSpec = shipped.workflows["award_selection"]
     assert not wf.states["ranked"].transitions  # only closing the round moves these cases on
-    out = wf.edges_from("ranked")
+    out = [e for e in wf.edges_from("ranked") if not e.aside]  # besides 催办 and 抄送 (below)
     assert [(e.kind, e.outcome, e.target, e.via, e.roles) for e in out] == [
         ("ranking", "selected", "on_notice", "ranking", ("district_evaluator",)),
         ("ranking", "rest", "not_selected", "ranking", ("district_evaluator",))]
@@ -64,7 +64,7 @@ def test_award_selection_leaves_ranked_by_the_two_ranking_outcomes(shipped: Any)
     scoring = wf.edge("district_review", "ranked", via="done_scoring")
     assert scoring.triggers == ("collect",) and scoring.roles == ("district_evaluator", "system")
     assert wf.edge("nominated", "street_review", via="recommend").triggers == ()  # people only
-    assert {e.source for e in wf.edges_to("on_notice")} == {"ranked", "objection_review"}
+    assert {e.source for e in wf.edges_to("on_notice") if not e.aside} == {"ranked", "objection_review"}
 
 
 def test_annual_appraisal_notice_state_has_an_objection_edge(shipped: Any):
@@ -102,13 +102,17 @@ def test_every_shipped_state_has_a_way_out_and_every_state_is_reachable(shipped:
             assert bool(onward) != state.final, (wf.id, sid)
         assert wf.reachable() == set(wf.states), wf.id
         # one edge per transition, objection and ranking outcome (of each state rankings wait in, and back from
-        # their two outcomes when the round may be reopened), four per approval (two acts, two outcomes):
-        # nothing left out
+        # their two outcomes when the round may be reopened), four per approval (two acts, two outcomes), and on
+        # every open state the moves beside the process, urge (unless urge: false) and cc: nothing left out
         ranked = {r.state for r in wf.rankings}
         back = {t for r in wf.rankings if r.reopen is not None for t in (r.selected, r.rest)}
         expected = sum(len(s.transitions) + (s.notice is not None) + 4 * (s.approval is not None)
+                       + (not s.final) * ((wf.urge is not None) + 1)
                        for s in wf.states.values()) + 2 * len(ranked) + len(back)
         assert len(wf.edges) == expected, wf.id
+        for sid, state in wf.states.items():
+            aside = [(e.kind, e.target, e.via) for e in wf.edges_from(sid) if e.aside]
+            assert aside == ([] if state.final else [("urge", sid, "urge"), ("cc", sid, "cc")]), (wf.id, sid)
 
 
 # --------------------------------------------------------------------------- the loader judges along the edges
@@ -154,7 +158,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 def test_a_state_left_only_by_a_ranking_is_no_dead_end(tmp_path: Path):
     assert problems(tmp_path, RANKED_ONLY.replace("BY", "score")) == []
     wf = load_definitions(tmp_path / "defs").workflows["ranked_only"]
-    assert [(e.kind, e.target) for e in wf.edges_from("ranked")] == [("ranking", "selected"), ("ranking", "not_selected")]
+    assert [(e.kind, e.target) for e in wf.edges_from("ranked") if not e.aside] == [("ranking", "selected"), ("ranking", "not_selected")]
     # without the ranking the same state is a dead end and its outcomes unreachable
     no_ranking = RANKED_ONLY.split("ranking:\n")[0].replace("round: {period: quarter}\n", "")
     assert problems(tmp_path / "2", no_ranking) == [
@@ -216,8 +220,10 @@ def test_every_shipped_diagram_draws_every_edge(shipped: Any):
         assert set(drawn(svg, "dg-edge")) == lines and set(drawn(svg, "dg-label")) == lines, wf.id
         states = {g.get("data-state"): g for g in ET.fromstring(svg).iter(SVG + "g") if g.get("data-state")}
         for e in wf.edges:
-            if e.loop:
+            if e.loop and not e.aside:
                 assert "↻" in texts(states[e.source]), (wf.id, e.key)
+        # 催办 and 抄送 are on every open state: the diagram leaves them out rather than repeat them in every box
+        assert "催办" not in svg and "抄送" not in svg, wf.id
 
 
 # --------------------------------------------------------------------------- cases move along edges

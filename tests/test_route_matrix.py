@@ -219,8 +219,10 @@ def expected_get(w: World, endpoint: str, args: dict[str, Any], user: User | Non
         return {200}
     if endpoint == "governance.public_case":
         return {200} if e.public_case(case.id) is not None else {404}
-    if endpoint == "account.account":
+    if endpoint in ("account.account", "delegation.copied"):
         return {200}
+    if endpoint == "delegation.admin_list":  # every delegation of the admin's units
+        return {200} if is_admin(user) else {403}
     if endpoint == "inbox.follow":  # a notification of one's own leads to its case (or says it is out of reach)
         note = w.engine.store.get("notifications", args["note_id"])
         return LOGIN if note is not None and note["to"] == user.username else {404}
@@ -522,6 +524,12 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
             yield ("governance.contribute", f"/cases/{c.id}/contribute", login or ({409} if visible else {404}), {})
         if not visible:
             yield ("governance.recuse", f"/cases/{c.id}/recuse", login or {404}, {"reason": "matrix"})
+        # 催办 / 抄送: refused to those who may not see the case, and to those the rules do not let urge or copy in
+        if not visible or (not state.final and e.urge_status(c, user) is None):
+            yield ("delegation.urge", f"/cases/{c.id}/urge", login or ({403} if visible else {404}), {})
+        if not visible or not e.may_copy_in(c, user):
+            yield ("delegation.copy_in", f"/cases/{c.id}/cc", login or ({409} if visible and state.final else
+                                                                      {403} if visible else {404}), {"cc": "grid"})
         if user is None and e.public_case(c.id) is not None:
             yield ("governance.public_case", f"/public/{c.id}", LOGIN, {"reason": "矩阵测试的异议理由，足够长"})
     for wid, wf in sorted(w.defs.workflows.items()):
@@ -530,6 +538,10 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
         yield ("cases.start_fields", f"/start/{wid}/fields", login or ({200} if e.may_start(wf, user) else {403}), {})
         if wf.ranking is not None and (user is None or not e.can_rank(wf, user)):
             yield ("governance.ranking", f"/workflows/{wid}/ranking", login or {403}, {})
+    # 委托代理: a delegation nobody can take is refused with the form again; ending one that does not exist changes nothing
+    yield ("delegation.add", "/account/delegations", login or {422}, {"delegate": "no_such_user", "from": "2026-11-27",
+                                                                      "to": "2026-11-28"})
+    yield ("delegation.end", "/account/delegations/999/end", login or {302}, {})
     if not is_admin(user):
         for url in ("/admin/users/new", "/admin/import", "/admin/users/resident", "/admin/users/resident/password",
                     "/admin/users/resident/deactivate", "/admin/users/resident/reactivate"):

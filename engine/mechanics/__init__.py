@@ -12,6 +12,8 @@ Engine's public methods for that mechanism):
 * ``spawn``    — links between processes: spawned and offered cases, prefill
 * ``links``    — linked cases that move each other (``moves``, ``waits_for``), through the transition path
 * ``reports``  — metrics, targets (quotas) and list page columns
+* ``urge``     — 催办: reminding those a case waits for, once per period (an edge kind)
+* ``cc``       — 抄送: people copied in on a case see it and cannot act (an edge kind; a transition's ``cc:``)
 * ``base``     — what the one transition path (``engine.transition.take``) asks of each edge kind
 
 Certificates have no runtime logic (``state.certificate`` is a flag the web page reads).

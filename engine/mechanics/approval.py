@@ -299,7 +299,8 @@ class Approval(EdgeKind):
             i = seat_of(bucket, actor.username)
             assert i is not None
             bucket["seats"][i].update(decision=edge.via, by=actor.username, by_name=actor.name, at=iso(now),
-                                      comment=step.comment)
+                                      comment=step.comment,
+                                      delegate_name=actor.delegate.name if actor.delegate is not None else None)
         else:
             bucket.update(status=edge.via, decided_at=iso(now))
         return []
@@ -349,10 +350,17 @@ class ApprovalMixin(EngineBase):
             tx.replace(CASES, case_id, case.to_doc())
         return case
 
-    def may_approve(self, case: "Case", user: "User") -> bool:
-        """Whether ``user`` may approve or reject the case's step now."""
-        bucket = current(case, case.state)
-        return bucket is not None and seat_of(bucket, user.username) is not None
+    def may_approve(self, case: "Case", user: "User", delegated: bool = True) -> bool:
+        """Whether ``user`` may approve or reject the case's step now (the seat check of the one transition path;
+        ``delegated``: also for someone who delegated their tasks to them)."""
+        edge = self.workflow_of(case).edge(case.state, case.state, kind="approval", via="approve")
+        if edge is None or current(case, case.state) is None:
+            return False
+        try:
+            moves.check(self, case, edge, user, Step(), delegated=delegated)
+        except TransitionError:
+            return False
+        return True
 
     def approval_status(self, case: "Case", user: "User") -> dict[str, Any] | None:
         """For the case page: the round of the case's state, or else the latest round of a state it left; each

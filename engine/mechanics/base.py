@@ -43,6 +43,7 @@ class Step:
     assignees: list[str] | None = None                  # who has the case afterwards (None: unchanged)
     previous_assignees: list[str] = field(default_factory=list)
     chain: tuple[int, ...] = ()                         # linked moves: the cases that moved this one, in order
+    record: dict[str, Any] = field(default_factory=dict)  # more for the history entry (e.g. who was urged, copied in)
 
 
 class EdgeKind:

@@ -121,8 +121,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
 
-    from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
-                   health, pickers, webhooks, worklist)
+    from . import (account, admin, api, auth, cases, cli, dashboard, delegation, diagrams, editor, errors, export, files,
+                   governance, health, pickers, webhooks, worklist)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
@@ -137,6 +137,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(delegation.bp)  # 委托代理, 催办, 抄送
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # token requests need none; the API checks CSRF itself on session writes
     app.register_blueprint(editor.bp)

@@ -1,5 +1,5 @@
-"""The person's own page: who they are, how notifications reach them (e-mail, SMS), their password, and their
-API tokens (made, shown once, revoked)."""
+"""The person's own page: who they are, how notifications reach them (e-mail, SMS), their password, their
+API tokens (made, shown once, revoked) and their delegations (委托代理: ``engine.web.delegation``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +27,11 @@ def _my_doc(tx: Any = None) -> dict[str, Any]:
 
 def _page(new_token: str | None = None, error: str | None = None, name: str = "", status: int = 200,
           prefs: Preferences | None = None, notify_errors: dict[str, list[str]] | None = None,
-          password_errors: dict[str, list[str]] | None = None) -> Any:
+          password_errors: dict[str, list[str]] | None = None, **extra: Any) -> Any:
+    """The page; ``extra``: the 委托代理 section's context when a refused delegation brings it back
+    (``engine.web.delegation.account_context``)."""
+    from .delegation import account_context  # here: that module renders this page
+
     engine = get_engine()
     mine = [tokens.public(d) for d in tokens.tokens_of(engine.store, g.user.username)]
     offered = current_app.extensions["civicflow_channels"].offered
@@ -35,7 +39,7 @@ def _page(new_token: str | None = None, error: str | None = None, name: str = ""
                            scopes=tokens.SCOPES, prefs=prefs or Preferences.of(_my_doc()),
                            channels={c: tr(CHANNEL_TITLES[c]) for c in offered},
                            kinds={k: tr(v) for k, v in KINDS.items()}, notify_errors=notify_errors or {},
-                           password_errors=password_errors or {}), status
+                           password_errors=password_errors or {}, **(extra or account_context())), status
 
 
 @bp.route("/account")

@@ -287,6 +287,8 @@ def show(case_id: int) -> Any:
 
 def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
     """The case page for the user; ``extra``: what a refused form on it brings back (errors, what was typed)."""
+    from .delegation import followup  # here: that module imports the admin area, which imports this one
+
     engine = get_engine()
     wf = engine.workflow_of(case)
     state = engine.state_of(case)
@@ -294,7 +296,8 @@ def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
                  "notice_ends": engine.notice_ends(case), "assignee_names": engine.read.display_names(case.assignees),
                  "may_contribute": engine.may_contribute(case, g.user)[0],
                  "approval": engine.approval_status(case, g.user),
-                 "earlier_rounds": engine.earlier_rounds(case, g.user)}
+                 "earlier_rounds": engine.earlier_rounds(case, g.user),
+                 "followup": followup(case, g.user)}  # 代办 / 催办 / 抄送 (templates/_followup.html)
     children = engine.children(case, g.user)
     mechanics["waits"] = linked_moves.pending(engine, case, state, children)
     links = {"children": children,

@@ -255,7 +255,7 @@ class Layout:
         self.loops: dict[str, list[EdgeSpec]] = {}
         rank, back = _ranks(wf)
         for sid in wf.states:
-            self.loops[sid] = [e for e in wf.edges_from(sid) if e.loop]
+            self.loops[sid] = [e for e in wf.edges_from(sid) if e.loop and not e.aside]  # no 催办 / 抄送 on every box
         for sid, state in wf.states.items():
             lines = [(line, STATE_FONT, True, "title") for line in wrap(tr(state.title, lang) or sid, STATE_FONT, 150, True)]
             for e in self.loops[sid]:
@@ -598,6 +598,8 @@ def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[
     taken = case_marks(case)["taken"] if case is not None else set()
     moves: dict[str, list[dict[str, Any]]] = {sid: [] for sid in workflow.states}
     for e in workflow.edges:
+        if e.aside:
+            continue
         target = workflow.states.get(e.target)
         moves.setdefault(e.source, []).append({
             "edge": e, "label": edge_label(e, lang), "roles": _role_names(e, roles, lang, workflow),

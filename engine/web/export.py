@@ -155,7 +155,10 @@ def history_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False,
             doc = store.get(CASES, listed.id) if listed.summary else None
             case = Case.from_doc(doc, owned=True) if doc is not None else listed
             for entry in case.history:
-                yield [case.id, _stamp(entry.get("at") or "", typed), neutralise(entry.get("by_name") or entry.get("by") or ""),
+                by = entry.get("by_name") or entry.get("by") or ""
+                if entry.get("on_behalf_of_name"):  # done by a delegate (engine.delegation)
+                    by = f"{by}（代 {entry['on_behalf_of_name']}）" if lang == "zh" else f"{by} (for {entry['on_behalf_of_name']})"
+                yield [case.id, _stamp(entry.get("at") or "", typed), neutralise(by),
                        neutralise(tr(entry.get("label"), lang) or entry.get("action") or ""),
                        neutralise(state(entry.get("from"))), neutralise(state(entry.get("to"))),
                        neutralise(entry.get("comment") or "")]

@@ -68,6 +68,8 @@ def approve(case_id: int) -> Any:
     if case.state != request.form.get("state", case.state):
         done += " " + _("The case is now “%(state)s”.", state=tr(engine.workflow_of(case).states[case.state].title))
     flash(done)
+    if not engine.can_see(case, g.user):  # a delegate whose delegator's task it no longer is (engine.delegation)
+        return redirect(url_for("cases.inbox"))
     return redirect(url_for("cases.show", case_id=case_id))
 
 

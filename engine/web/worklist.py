@@ -13,7 +13,7 @@ from ..cases import Case
 from ..errors import NotFound, StaleVersion, SubmissionError, TransitionError
 from ..inbox import SORTS, InboxQuery, due_of
 from ..notify import NOTIFICATIONS
-from ..readmodel import PAGE_SIZE
+from ..readmodel import CASE_INDEX, PAGE_SIZE
 from ..spec import TransitionSpec
 from . import get_engine
 from .auth import login_required
@@ -36,6 +36,7 @@ class Card:
     overdue: bool
     waiting: str
     bulk: tuple[TransitionSpec, ...]
+    acting_for: tuple[str, ...] = ()  # 代: the names of those who delegated this task to the person
 
 
 def waited(since: str, now: dt.datetime) -> str:
@@ -70,8 +71,11 @@ def inbox_page() -> Any:
         # the available steps are worked out again only where the state has a bulk step at all (few do)
         bulk = (tuple(t for t in engine.available_transitions(case, g.user) if t.bulk)
                 if any(t.bulk for t in engine.state_of(case).transitions) else ())
+        # a delegator's task (engine.delegation): the card names for whom (one lookup, only for such cards)
+        acting_for = () if engine.waits_for(case, g.user, delegated=False) else tuple(
+            d.name for d in engine.acting_for(case, g.user))
         cards.append(Card(case, shown_time(due) if due else "", case.overdue or bool(due and _before(due, now)),
-                          waited(case.entered_at, now), bulk))
+                          waited(case.entered_at, now), bulk, acting_for))
     actions: dict[tuple[str, str], int] = {}
     for card in cards:
         for t in card.bulk:
@@ -81,7 +85,8 @@ def inbox_page() -> Any:
     wf = definitions.workflows.get(query.process) if query.process else None
     states = [(sid, _state_title(wf, sid), n) for sid, n in found.state_counts.items()] if wf else []
     mine = engine.read.started_by(g.user, size=MINE_ON_INBOX) if query.page == 1 and not _filtered(query) else None
-    return render_template("inbox.html", cards=cards, cases=found.cases, query=query, processes=processes,
+    copied = engine.store.count_keys(CASE_INDEX, [("cc", g.user.username)])  # the 抄送我的 tab's count
+    return render_template("inbox.html", copied=copied, cards=cards, cases=found.cases, query=query, processes=processes,
                            total=found.total, workflow=wf, states=states, sorts=SORTS, filtered=_filtered(query),
                            bulk_actions=sorted(actions.items()), mine=mine, now=stamp)
 

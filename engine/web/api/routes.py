@@ -105,7 +105,7 @@ def case_json(case: Case, full: bool = True) -> dict[str, Any]:
         collect = state.collect if state else None
         out.update(
             history=[{k: h.get(k) for k in ("at", "by", "by_name", "action", "label", "from", "to", "comment",
-                                          "changes")} for h in case.history],
+                                          "changes", "on_behalf_of", "on_behalf_of_name")} for h in case.history],
             transitions=[transition_json(t) for t in engine.available_transitions(case, g.user)] if state else [],
             contribution={"form": collect.form, "label": dict(collect.label), "allowed": may,
                           "reason": dict(reason) if reason else None} if collect else None,
