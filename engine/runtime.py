@@ -5,7 +5,7 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports); roles and reach are
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports, taskmoves); roles and reach are
 ``engine.access``, indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .mechanics.points import PointsMixin
 from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
+from .mechanics.taskmoves import TaskMovesMixin
 from .mechanics.timers import TimersMixin
 from .spec import FILE_TYPES, PSEUDO_ROLES, Definitions, FormSpec, StateSpec, TransitionSpec, WorkflowSpec, tr
 from .store.base import Store, Transaction
@@ -42,7 +43,7 @@ ROUNDS = readmodel.ROUNDS
 
 
 class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin, SpawnMixin,
-             ReportsMixin):
+             ReportsMixin, TaskMovesMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock, *, indexes: bool = True):
         """``indexes=False``: an engine over a store another engine already declared its indexes on, that

@@ -191,6 +191,8 @@ class StateSpec:
     offers: tuple[SpawnSpec, ...] = ()  # "start a linked case" buttons while a case is in this state
     certificate: bool = False           # cases in this state have a printable certificate
     approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
+    moves: tuple[str, ...] = ()         # a person's moves on their own task here: transfer, add_approver (转交 / 加签)
+    return_to: tuple[str, ...] = ()     # earlier states the case may be sent back to (退回)
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
@@ -199,7 +201,7 @@ class StateSpec:
 #: The clocks that take a transition by themselves (``EdgeSpec.triggers``): the state's ``after`` timer, the
 #: end of its public notice (``notice.on_expiry``) and its collect deadline (``collect.on_deadline``).
 TRIGGERS = ("after", "notice_expiry", "collect_deadline")
-EDGE_KINDS = ("transition", "objection", "ranking", "approval")
+EDGE_KINDS = ("transition", "objection", "ranking", "approval", "move")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
     "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
@@ -220,6 +222,9 @@ class EdgeSpec:
     * kind ``approval`` (``engine.mechanics.approval``): an approver's act, a self-loop with ``via``
       ``approve`` or ``reject``; and the round's outcome, ``via`` ``approved`` (to ``approval.approved``) or
       ``rejected`` (to ``approval.rejected``); ``outcome`` is the same as ``via``.
+    * kind ``move`` (``engine.mechanics.taskmoves``): a person's move on their own task: ``transfer`` (转交) and
+      ``add_approver`` (加签), self-loops; ``return`` (退回) to each of the state's ``return_to`` (``outcome``
+      ``return-<state>``); ``withdraw`` (撤回) to the workflow's ``withdraw.to``.
 
     ``via`` is also the ``action`` of the history entry the move writes, so ``(from, action, to)`` of a
     history entry names the edge the case took.
@@ -227,8 +232,9 @@ class EdgeSpec:
 
     source: str
     target: str
-    kind: str                           # transition | objection | ranking | approval
+    kind: str                           # transition | objection | ranking | approval | move
     via: str                            # transition id | "object" | "ranking" | approve | reject | approved | rejected
+                                        # | transfer | add_approver | return | withdraw
     label: Text
     roles: tuple[str, ...]
     triggers: tuple[str, ...] = ()      # transition: the clocks that take it
@@ -252,9 +258,11 @@ class EdgeSpec:
         return self.source == self.target
 
 
-def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) -> tuple[EdgeSpec, ...]:
+def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None,
+                withdraw: str | None = None) -> tuple[EdgeSpec, ...]:
     """Every way a case can move, in definition order: per state its transitions, its approval's acts and
-    outcomes, then its objection; the ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
+    outcomes, then its objection, then a person's moves on their task (``withdraw``: the workflow's
+    ``withdraw.to``); the ranking's two edges after the state cases wait in. Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
@@ -280,6 +288,9 @@ def state_graph(states: Mapping[str, StateSpec], ranking: RankingSpec | None) ->
         if state.notice is not None:
             edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
                                   state.notice.objection_roles))
+        if state.moves or state.return_to or withdraw is not None:
+            from .mechanics import taskmoves
+            edges += taskmoves.edges(sid, state, withdraw)
         if ranking is not None and ranking.state == sid:
             edges += ranking_edges()
     if ranking is not None and ranking.state not in states:
@@ -347,6 +358,8 @@ class WorkflowSpec:
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()
     migrations: tuple[MigrationSpec, ...] = ()
+    #: ``withdraw: {to: ...}``: the state the person who started a case withdraws it to (撤回); None: no withdrawal
+    withdraw: str | None = None
     #: a version kept in the store (``engine.versions``): the forms of that version (the current version
     #: reads ``Definitions.forms``) and the digest of its texts; not part of what the version *is*
     forms: Mapping[str, FormSpec] = field(default_factory=dict, repr=False, compare=False)

@@ -17,6 +17,7 @@ from .mechanics.points import build as build_points
 from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
+from .mechanics import taskmoves
 from .mechanics.timers import build_after, build_deadline
 from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
 from .yamlsource import PathItem, YamlSource
@@ -169,6 +170,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                 ld.problems.append(source.problem(
                     here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
                     "name it in the state's after, notice.on_expiry or collect.on_deadline, or add a role that takes it"))
+        moves, return_to = taskmoves.build(ld, source, here, state, states)
         built_states[sid] = StateSpec(
             sid, text(state["title"]) or {}, final, tuple(state["inbox"]) if "inbox" in state else None, tuple(transitions),
             collect=build_collect(ld, source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
@@ -186,6 +188,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             certificate=state.get("certificate", False),
             approval=build_approval(ld, source, here + ["approval"], state.get("approval"), sid, states, wf_roles,
                                     None if missing_forms else data_names),
+            moves=moves, return_to=return_to,
         )
 
     ranking = build_ranking(ld, source, doc.get("ranking"), states, wf_roles, data_names)
@@ -197,9 +200,11 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     if sensitive_to is not None:
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
-    edges = state_graph(built_states, ranking)
+    withdraw = taskmoves.build_withdraw(ld, source, doc.get("withdraw"), states)
+    edges = state_graph(built_states, ranking, withdraw)
     check_graph(ld, source, built_states, doc["initial"], edges,
                      doc["ranking"]["state"] if "ranking" in doc and ranking is None else None)
+    taskmoves.check_returns(ld, source, built_states, edges)
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
@@ -213,7 +218,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
         ranking=ranking, role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations,
+        migrations=migrations, withdraw=withdraw,
     )
 
 
@@ -256,7 +261,9 @@ def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], 
     (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
     check judges what only those edges would explain.
     """
-    leaving = {e.source for e in edges}
+    # a person's moves on their task (transfer, withdraw, send back) are no way forward: a state left only by them
+    # is still a dead end
+    leaving = {e.source for e in edges if e.kind != "move"}
     for sid, state in states.items():
         if not state.final and sid not in leaving and sid != unbuilt_ranking:
             ld.problems.append(source.problem(["states", sid], f"state {sid!r} has no way out",

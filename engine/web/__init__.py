@@ -119,6 +119,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     csrf.init_app(app)
 
     from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
+                   taskmoves,
                    health, webhooks, worklist)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
@@ -129,6 +130,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(diagrams.bp)
     app.register_blueprint(export.bp)
     app.register_blueprint(governance.bp)
+    app.register_blueprint(taskmoves.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
