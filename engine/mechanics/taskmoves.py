@@ -147,12 +147,16 @@ def seat_held(case: "Case", username: str) -> tuple[dict[str, Any], int] | None:
     return None if i is None else (bucket, i)
 
 
-def holds(case: "Case", username: str) -> str | None:
+def holds(engine: Any, case: "Case", username: str) -> str | None:
     """What task ``username`` holds on the case now: ``seat`` (an open seat of its approval round) or
-    ``assignee`` (the case is assigned to them); None: none."""
+    ``assignee`` (the case is assigned to them and its step is the assignees' to take); None: none."""
     if seat_held(case, username) is not None:
         return "seat"
-    return "assignee" if username in case.assignees else None
+    if username not in case.assignees:
+        return None
+    state = engine.state_of(case)
+    theirs = "assignee" in case.waiting_for or any("assignee" in t.roles for t in state.transitions)
+    return "assignee" if theirs and not state.final else None
 
 
 def task_roles(engine: Any, case: "Case", actor: "User", held: str) -> set[str]:
@@ -174,7 +178,7 @@ def task_roles(engine: Any, case: "Case", actor: "User", held: str) -> set[str]:
 def colleagues(engine: Any, tx: "Transaction | None", case: "Case", actor: "User") -> list["User"]:
     """Who the actor may hand their task to: active holders of one of its roles whose reach covers the case, not
     the actor, not someone who holds it already (for a seat: nobody of the round, nor the applicant)."""
-    held = holds(case, actor.username)
+    held = holds(engine, case, actor.username)
     if held is None:
         return []
     wf = engine.workflow_of(case)
@@ -243,7 +247,7 @@ class Move(EdgeKind):
     """A ``move`` edge (``via`` transfer, add_approver, withdraw or return)."""
 
     def check_roles(self, engine: Any, case: "Case", edge: EdgeSpec, actor: "User", step: Step) -> None:
-        if edge.via == "transfer" and holds(case, actor.username) is None:
+        if edge.via == "transfer" and holds(engine, case, actor.username) is None:
             _refuse("您没有持有此事项的待办，不能转交。", "You do not hold a task on this case, so you cannot transfer it.")
         if edge.via == "add_approver" and seat_held(case, actor.username) is None:
             _refuse("只有现在可以审批的审批人才能加签。", "Only an approver whose turn it is may add an approver.")
@@ -414,7 +418,7 @@ class TaskMovesMixin(EngineBase):
         state = self.state_of(case)
         found: dict[str, Any] = {}
         kinds = {e.via for e in wf.edges_from(case.state) if e.kind == "move"}
-        if "transfer" in kinds and holds(case, user.username) is not None:
+        if "transfer" in kinds and holds(self, case, user.username) is not None:
             found["transfer"] = colleagues(self, None, case, user)
         if "add_approver" in kinds and seat_held(case, user.username) is not None:
             found["add_approver"] = addable(self, None, case, user)
