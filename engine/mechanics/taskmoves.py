@@ -104,7 +104,8 @@ def build_withdraw(ld: "Loader", source: "YamlSource", raw: Mapping[str, Any] | 
     if target not in states:
         ld.problems.append(source.problem(["withdraw", "to"], f"unknown state {target!r}",
                                           did_you_mean(target, states) or f"states: {', '.join(states)}"))
-        return None
+    # kept even when misspelt (the workflow is not built then): its edges keep the graph checks from calling the
+    # state it was meant to be unreachable, a cascade of the one mistake
     return str(target)
 
 
