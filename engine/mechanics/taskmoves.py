@@ -218,15 +218,16 @@ def acted_by_others(case: "Case") -> dict[str, Any] | None:
 
 
 def may_act(engine: Any, case: "Case", user: "User") -> bool:
-    """Whether ``user`` may act on the case's step (so may send it back): a role of one of its transitions (not
-    the clock's alone), an open seat of its approval round, or the case assigned to them where it waits for that."""
+    """Whether ``user`` may act on the case's step (so may send it back): on an approval step, an approver whose
+    turn it is (a withdrawal transition the applicant may take there is no acting on the step); elsewhere a role of
+    one of its transitions (not the clock's alone), or the case assigned to them where it waits for that."""
     state = engine.state_of(case)
     if state.final:
         return False
+    if state.approval is not None:
+        return engine.may_approve(case, user)
     roles = engine.roles_for(case, user)
     if any(set(t.roles) & roles - {"system"} for t in state.transitions):
-        return True
-    if engine.may_approve(case, user):
         return True
     return "assignee" in case.waiting_for and user.username in case.assignees
 

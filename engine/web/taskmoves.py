@@ -26,8 +26,9 @@ def _run(case_id: int, form: str, move: Callable[[], Case], done: Callable[[Case
     try:
         case = move()
     except SubmissionError as exc:
+        said = " ".join(tr(m) for messages in exc.errors.values() for m in messages)  # also where no field shows it
         return case_page(engine.get(case_id, g.user), 422, move_form=form, move_errors=exc.errors, move_comment=comment,
-                         move_alert=_("Please correct the marked fields. Nothing you typed was lost."))
+                         move_alert=said or _("Please correct the marked fields. Nothing you typed was lost."))
     except StaleVersion as exc:
         return case_page(engine.get(case_id, g.user), 409, move_form=form, move_comment=comment, move_alert=tr(exc.message))
     flash(done(case))
