@@ -83,6 +83,7 @@ def test_cosign_with_a_transfer_to_a_colleague(phone: Any, server: Server):
     page.fill("#transfer-comment", "本周下社区，请罗斌代为会签")
     no_sideways_scroll(page)
     assert_accessible(page, "the case page with the transfer form open")
+    moves(page).screenshot(path=str(Path(server.app.config["UPLOADS"]).parent / "transfer.png"))
     moves(page).locator("#move-transfer button[type=submit]").click()
     expect(page.locator(".flash, [role=status]").first).to_contain_text("已转交：转交给 罗斌")
     expect(approval(page).locator("button[value=approve]")).to_have_count(0)   # no longer theirs
