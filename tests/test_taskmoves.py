@@ -113,7 +113,7 @@ def test_an_approver_transfers_their_seat_to_a_colleague_who_then_signs(eng: Eng
     assert [s[0] for s in seats(eng, cid)] == [["street"], ["street4"], ["street3"]]
     bucket = case.approvals["cosign"]
     assert bucket["round"] == before.approvals["cosign"]["round"] and case.entered_at == before.entered_at  # no reset
-    assert case.timers == before.timers
+    assert case.timers == before.timers and [t["kind"] for t in case.timers] == ["deadline"]  # the 时限 runs on
     h = last(eng, cid)
     assert (h["action"], h["by"], h["from"], h["to"], h["label"]["zh"], h["comment"]) == (
         "transfer", "street2", "cosign", "cosign", "转交给 罗斌", "出差一周，请罗斌代为审核")
@@ -303,6 +303,7 @@ def test_withdrawing_an_approval_step_closes_its_round_and_tells_its_approvers(e
 
 def test_the_street_sends_it_back_to_the_secretary_with_a_reason(eng: Engine):
     cid = to_cosign(eng)
+    before_due = eng.get(cid).timers[0]["due"]
     eng.approve(cid, U["street"], "approve")
     offered = eng.task_moves(eng.get(cid), U["street2"])
     assert [sid for sid, _t in offered["return_to"]] == ["handling", "check"]
@@ -320,9 +321,11 @@ def test_the_street_sends_it_back_to_the_secretary_with_a_reason(eng: Engine):
     assert cid in inbox(eng, "secretary") and cid not in inbox(eng, "street3")  # back with the one assigned
     assert notes(eng, "secretary")[-1] == ("case_changed", "退回") and notes(eng, "staff")[-1] == ("case_changed", "退回")
     assert ("case_changed", "退回") in notes(eng, "street3")  # no longer waited for
-    # entering again opens a fresh round, as entering does
+    # entering again opens a fresh round and a fresh time limit, as entering does
+    eng.clock.advance(days=3)  # Monday
     case = eng.fire(cid, "pass", U["secretary"])
     assert case.approvals["cosign"]["round"] == 2 and [s[1] for s in seats(eng, cid)] == [None, None, None]
+    assert case.entered_at.startswith("2026-11-30") and case.timers[0]["due"] > before_due
 
 
 def test_send_back_to_the_first_step_and_withdrawing_is_then_still_refused(eng: Engine):
