@@ -274,7 +274,7 @@ def test_every_move_in_the_demo_data_is_an_edge(tmp_path: Path):
                 assert e is not None, (doc["workflow"], h["from"], h["action"], h["to"])
                 kinds.add(e.kind)
                 moves += 1
-    assert kinds == {"transition", "objection", "ranking", "approval"} and moves > 100
+    assert kinds == {"transition", "objection", "ranking", "approval", "move"} and moves > 100
     store.close()
 
 
