@@ -7,7 +7,10 @@ means every active holder whose reach covers the case) into *seats* stored on th
 state -> round), so the read model can list the case for exactly the people still to act. Each approver's
 act is a self-loop of kind ``approval`` (``via`` ``approve`` / ``reject``) through the one transition path,
 with its history entry and a new case version; the act that decides the round moves the case along the
-outcome edge (``approved`` / ``rejected``), once.
+outcome edge (``approved`` / ``rejected``), once. Seats may change hands (转交) or be added (加签) while the round is
+open (``engine.mechanics.taskmoves``): an added seat records ``added`` (before / after) and ``added_by``; a seat
+whose holder added someone before themselves waits (:func:`held_back`), and in 或签 such an advisor's approval does
+not decide the step.
 
 Holds the spec (:class:`ApprovalSpec`), its load-time building and checks (:func:`build`), the state graph's
 edges (:func:`edges`), the pure round logic (:func:`pending`, :func:`decide`), the hooks the transition path
