@@ -14,6 +14,10 @@ demo data has real history, timers, points and publications. A scenario file is 
         - {object: 测评没有通知到我们楼, by: resident2}
         - {recuse: 亲属关系, by: street2}
         - {approve: approve, by: street, comment: 同意}   # an approver's act (approve / reject)
+        - {transfer: street3, by: street2, comment: 出差}  # 转交 the task one holds to a colleague
+        - {add_approver: secretary, position: before, by: street}   # 加签 (before / after oneself)
+        - {send_back: community_review, by: street2, comment: 请补充报价}  # 退回 to an earlier step
+        - {withdraw: 已自行解决, by: resident}          # 撤回 by the initiator (the reason)
         - {wait: 5wd}                   # time passes (a demo clock), and due timers fire
     - close_round: {workflow: award, by: district}      # a whole-round step, after the cases above
     - wait: 6d                                           # time passes for every case of the file
@@ -100,8 +104,17 @@ def _step(engine: Engine, clock: DemoClock, case_id: int, step: dict[str, Any], 
         engine.declare_conflict(case_id, who, step["recuse"])
     elif "approve" in step:
         engine.approve(case_id, who, step["approve"], step.get("comment", ""))
+    elif "transfer" in step:
+        engine.transfer(case_id, who, step["transfer"], step.get("comment", ""))
+    elif "add_approver" in step:
+        engine.add_approver(case_id, who, step["add_approver"], step.get("position", "after"), step.get("comment", ""))
+    elif "send_back" in step:
+        engine.send_back(case_id, who, step["send_back"], step.get("comment", ""))
+    elif "withdraw" in step:
+        engine.withdraw(case_id, who, step["withdraw"] if isinstance(step["withdraw"], str) else "")
     else:
-        raise DemoError(f"{where}: say do, contribute, object, recuse, approve or wait")
+        raise DemoError(f"{where}: say do, contribute, object, recuse, approve, transfer, add_approver, send_back, "
+                        "withdraw or wait")
 
 
 def run_file(engine: Engine, path: Path, clock: DemoClock | None = None) -> int:

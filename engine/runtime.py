@@ -5,9 +5,9 @@ Every move a case makes — a transition (:meth:`Engine.fire`), an objection (``
 order: role check -> guard -> form validation -> before-actions -> state change + data merge -> history entry
 -> after-actions, inside one store transaction with an optimistic version check. :meth:`Engine._record` is
 the one place history is written. Each mechanism's public methods come from its mixin in
-``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports, urge, cc) and the
-people user fields name from ``engine.people``; roles and reach are ``engine.access`` (what a delegate may see and do:
-``engine.delegation``), indexed reads ``engine.readmodel``.
+``engine.mechanics`` (collect, approval, notice, timers, ranking, assign, points, spawn, reports, urge, cc, taskmoves)
+and the people user fields name from ``engine.people``; roles and reach are ``engine.access`` (what a delegate may
+see and do: ``engine.delegation``), indexed reads ``engine.readmodel``.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from .mechanics.points import PointsMixin
 from .mechanics.ranking import RankingMixin, round_of
 from .mechanics.reports import ReportsMixin
 from .mechanics.spawn import SpawnMixin
+from .mechanics.taskmoves import TaskMovesMixin
 from .mechanics.timers import TimersMixin
 from .mechanics.urge import UrgeMixin
 from .people import PeopleMixin
@@ -48,7 +49,7 @@ ROUNDS = readmodel.ROUNDS
 
 
 class Engine(DelegationMixin, CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin, AssignMixin, PointsMixin,
-             SpawnMixin, ReportsMixin, UrgeMixin, CcMixin, PeopleMixin):
+             SpawnMixin, ReportsMixin, UrgeMixin, CcMixin, PeopleMixin, TaskMovesMixin):
     def __init__(self, definitions: Definitions, store: Store, actions: ActionRegistry = ACTIONS,
                  clock: Clock = default_clock, *, indexes: bool = True):
         """``indexes=False``: an engine over a store another engine already declared its indexes on, that

@@ -229,6 +229,8 @@ class StateSpec:
     certificate: bool = False           # cases in this state have a printable certificate
     approval: ApprovalSpec | None = None  # several approvers decide the step (会签 / 或签 / 依次审批)
     waits_for: WaitSpec | None = None   # moves on by itself when its children reach given states (links)
+    moves: tuple[str, ...] = ()         # a person's moves on their own task here: transfer, add_approver (转交 / 加签)
+    return_to: tuple[str, ...] = ()     # earlier states the case may be sent back to (退回)
 
     def transition(self, transition_id: str) -> TransitionSpec | None:
         return next((t for t in self.transitions if t.id == transition_id), None)
@@ -240,7 +242,7 @@ class StateSpec:
 TRIGGERS = ("timeout", "notice", "collect")
 #: Besides the clocks, a trigger of an edge the system takes: the state's ``waits_for`` (its children arrived).
 CHILDREN_TRIGGER = "children"
-EDGE_KINDS = ("transition", "objection", "ranking", "approval")
+EDGE_KINDS = ("transition", "objection", "ranking", "approval", "move", "urge", "cc")
 OBJECTION_LABEL: Text = {"zh": "提出异议", "en": "Objection filed"}
 RANKING_LABELS: Mapping[str, Text] = {
     "selected": {"zh": "确定排名 · 入选", "en": "Ranking closed · selected"},
@@ -266,6 +268,9 @@ class EdgeSpec:
     * kinds ``urge`` (催办, ``engine.mechanics.urge``) and ``cc`` (抄送, ``engine.mechanics.cc``): self-loops on every
       state that is not final (urge unless the workflow says ``urge: false``); ``via`` is the kind. They are
       :data:`ASIDE_KINDS`: no way out of a state, not drawn in the diagram.
+    * kind ``move`` (``engine.mechanics.taskmoves``): a person's move on their own task: ``transfer`` (转交) and
+      ``add_approver`` (加签), self-loops; ``return`` (退回) to each of the state's ``return_to`` (``outcome``
+      ``return-<state>``); ``withdraw`` (撤回) to the workflow's ``withdraw.to``.
 
     ``via`` is also the ``action`` of the history entry the move writes, so ``(from, action, to)`` of a
     history entry names the edge the case took.
@@ -273,8 +278,9 @@ class EdgeSpec:
 
     source: str
     target: str
-    kind: str                           # transition | objection | ranking | approval | urge | cc
+    kind: str                           # transition | objection | ranking | approval | move | urge | cc
     via: str                            # transition id | "object" | "ranking" | approve | reject | approved | rejected
+                                        # | transfer | add_approver | return | withdraw
     label: Text
     roles: tuple[str, ...]
     triggers: tuple[str, ...] = ()      # transition: the clocks that take it
@@ -303,11 +309,12 @@ class EdgeSpec:
         return self.kind in ASIDE_KINDS
 
 def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, ...] | RankingSpec | None",
-                urge: bool = True) -> tuple[EdgeSpec, ...]:
+                urge: bool = True, withdraw: str | None = None) -> tuple[EdgeSpec, ...]:
     """Every way a case can move, in definition order: per state its transitions, its approval's acts and
-    outcomes, then its objection; the rankings' two edges after the state cases wait in (and, for a round that
-    may be reopened, the way back from where they went); last, on every state that is not final, the moves beside
-    the process (urge unless ``urge`` is false, cc). Deadlines are no edges: they flag and escalate only.
+    outcomes, then its objection, then a person's moves on their task (``withdraw``: the workflow's
+    ``withdraw.to``); the rankings' two edges after the state cases wait in (and, for a round that may be
+    reopened, the way back from where they went); last, on every state that is not final, the moves beside the
+    process (urge unless ``urge`` is false, cc). Deadlines are no edges: they flag and escalate only.
 
     Edges may name states that do not exist (a misspelt ``to``): the loader reports those and checks the
     graph only when every end is known.
@@ -342,6 +349,9 @@ def state_graph(states: Mapping[str, StateSpec], rankings: "tuple[RankingSpec, .
         if state.notice is not None:
             edges.append(EdgeSpec(sid, state.notice.objection_to, "objection", "object", OBJECTION_LABEL,
                                   state.notice.objection_roles))
+        if state.moves or state.return_to or withdraw is not None:
+            from .mechanics import taskmoves
+            edges += taskmoves.edges(sid, state, withdraw)
         edges += ranking_edges(sid)
     for sid in ranking_sources - set(states):
         edges += ranking_edges(sid)
@@ -415,6 +425,8 @@ class WorkflowSpec:
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()
     migrations: tuple[MigrationSpec, ...] = ()
+    #: ``withdraw: {to: ...}``: the state the person who started a case withdraws it to (撤回); None: no withdrawal
+    withdraw: str | None = None
     #: a version kept in the store (``engine.versions``): the forms of that version (the current version
     #: reads ``Definitions.forms``) and the digest of its texts; not part of what the version *is*
     forms: Mapping[str, FormSpec] = field(default_factory=dict, repr=False, compare=False)

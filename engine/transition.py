@@ -17,7 +17,8 @@ the workflow's state graph (``WorkflowSpec.edges``); :func:`take` walks one edge
 
 What each kind of edge adds at a step lives with its mechanism (:class:`engine.mechanics.base.EdgeKind`):
 transitions here, objections in ``mechanics.notice``, ranking outcomes in ``mechanics.ranking``, approvers'
-acts and approval outcomes in ``mechanics.approval``, 催办 in ``mechanics.urge``, 抄送 in ``mechanics.cc``. The caller
+acts and approval outcomes in ``mechanics.approval``, 催办 in ``mechanics.urge``, 抄送 in ``mechanics.cc``, a
+person's moves on their own task (转交, 加签, 撤回, 退回) in ``mechanics.taskmoves``. The caller
 holds the store transaction and writes the case back.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from . import delegation, forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from .mechanics import approval, assign, cc, collect, links, notice, points, ranking, spawn, timers, urge
+from .mechanics import approval, assign, cc, collect, links, notice, points, ranking, spawn, taskmoves, timers, urge
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify
 from .spec import tr
@@ -61,7 +62,7 @@ def find(engine: "Engine", case: "Case", transition_id: str) -> "EdgeSpec":
 
 def _kind(edge: "EdgeSpec") -> EdgeKind:
     return {"transition": TRANSITION, "objection": notice.OBJECTION, "ranking": ranking.OUTCOME,
-            "approval": approval.APPROVAL, "urge": urge.URGE, "cc": cc.CC}[edge.kind]
+            "approval": approval.APPROVAL, "urge": urge.URGE, "cc": cc.CC, "move": taskmoves.MOVE}[edge.kind]
 
 
 def _prepare(engine: "Engine", case: "Case", edge: "EdgeSpec", step: Step | None) -> Step:

@@ -20,6 +20,7 @@ from .mechanics.points import build as build_points
 from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
+from .mechanics import taskmoves
 from .mechanics.timers import build_deadline, build_timeout
 from .mechanics.urge import build as build_urge
 from .spec import (PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
@@ -209,6 +210,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                     here + ["transitions", i, "roles"], f"only the clock takes transition {t['id']!r}, but no timer names it",
                     "name it in the state's timeout, notice or collect (then: ...), or add a role that takes it"))
         check_public(ld, source, here, state)
+        moves, return_to = taskmoves.build(ld, source, here, state, states)
         built_states[sid] = StateSpec(
             sid, text(state["title"]) or {}, final, tuple(inbox) if inbox is not None else None, tuple(transitions),
             collect=build_collect(ld, source, here + ["collect"], state.get("collect"), forms, wf_roles, by_id, check_form,
@@ -227,6 +229,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
             approval=build_approval(ld, source, here + ["approval"], state.get("approval"), sid, states, wf_roles,
                                     None if missing_forms else data_names),
             waits_for=build_wait(ld, source, here + ["waits_for"], state.get("waits_for"), by_id, doc["id"]),
+            moves=moves, return_to=return_to,
         )
 
     reopen = doc.get("round", {}).get("reopen")
@@ -247,11 +250,13 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         check_roles(["sensitive_to"], sensitive_to, set(doc["roles"]) | {"assignee"},
                     "the workflow's roles (or assignee)")
     urge = build_urge(ld, source, doc.get("urge"))
-    edges = state_graph(built_states, rankings or (), urge=urge is not None)
+    withdraw = taskmoves.build_withdraw(ld, source, doc.get("withdraw"), states)
+    edges = state_graph(built_states, rankings or (), urge=urge is not None, withdraw=withdraw)
     unbuilt = None
     if rankings is None:  # a ranking that could not be built: the state its cases wait in (of the first one)
         unbuilt = (doc["ranking"] if isinstance(doc["ranking"], dict) else doc["ranking"][0])["state"]
     check_graph(ld, source, built_states, doc["initial"], edges, unbuilt)
+    taskmoves.check_returns(ld, source, built_states, edges)
     metrics = build_metrics(ld, source, doc.get("metrics", []), None if missing_forms else data_names, step_forms)
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
@@ -266,7 +271,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         ranking=rankings[0] if rankings else None, more_rankings=tuple(rankings[1:]) if rankings else (),
         role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations, urge=urge,
+        migrations=migrations, urge=urge, withdraw=withdraw,
     )
 
 
@@ -315,7 +320,9 @@ def check_graph(ld: "Loader", source: YamlSource, states: dict[str, StateSpec], 
     (its own problem says why; ``unbuilt_ranking`` is the state its cases wait in) has no edges, so neither
     check judges what only those edges would explain.
     """
-    leaving = {e.source for e in edges if not e.aside}  # urging or copying in leads nowhere
+    # urging or copying in leads nowhere; a person's moves on their task (transfer, withdraw, send back) are no way
+    # forward either: a state left only by them is still a dead end
+    leaving = {e.source for e in edges if not e.aside and e.kind != "move"}
     edges = tuple(e for e in edges if not e.aside)
     for sid, state in states.items():
         if not state.final and sid not in leaving and sid != unbuilt_ranking:

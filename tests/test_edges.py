@@ -17,7 +17,7 @@ from engine.demo import load_demo
 from engine.errors import DefinitionError
 from engine.loader import load_definitions
 from engine.runtime import Engine
-from engine.spec import TRIGGERS, EdgeSpec, WorkflowSpec
+from engine.spec import TRIGGERS, EdgeSpec, WorkflowSpec, tr
 from engine.store import open_store
 from engine.users import USERS as USER_TABLE, User
 from engine.web.diagrams import render_svg
@@ -102,13 +102,15 @@ def test_every_shipped_state_has_a_way_out_and_every_state_is_reachable(shipped:
             assert bool(onward) != state.final, (wf.id, sid)
         assert wf.reachable() == set(wf.states), wf.id
         # one edge per transition, objection and ranking outcome (of each state rankings wait in, and back from
-        # their two outcomes when the round may be reopened), four per approval (two acts, two outcomes), and on
+        # their two outcomes when the round may be reopened), four per approval (two acts, two outcomes), one per
+        # task move (转交 / 加签), return_to state (退回) and open state the case may be withdrawn from (撤回), and on
         # every open state the moves beside the process, urge (unless urge: false) and cc: nothing left out
         ranked = {r.state for r in wf.rankings}
         back = {t for r in wf.rankings if r.reopen is not None for t in (r.selected, r.rest)}
         expected = sum(len(s.transitions) + (s.notice is not None) + 4 * (s.approval is not None)
+                       + len(s.moves) + len(s.return_to) + (wf.withdraw is not None and not s.final and sid != wf.withdraw)
                        + (not s.final) * ((wf.urge is not None) + 1)
-                       for s in wf.states.values()) + 2 * len(ranked) + len(back)
+                       for sid, s in wf.states.items()) + 2 * len(ranked) + len(back)
         assert len(wf.edges) == expected, wf.id
         for sid, state in wf.states.items():
             aside = [(e.kind, e.target, e.via) for e in wf.edges_from(sid) if e.aside]
@@ -216,12 +218,16 @@ def test_award_selection_diagram_shows_the_ways_out_of_ranked(shipped: Any):
 def test_every_shipped_diagram_draws_every_edge(shipped: Any):
     for wf in shipped.workflows.values():
         svg = str(render_svg(wf, shipped.roles, "zh"))
-        lines = {e.key for e in wf.edges if not e.loop}
+        # a person's moves on their own task (kind move) are left out, but for one compact line per return_to
+        lines = {e.key for e in wf.edges if not e.loop and e.kind != "move"}
         assert set(drawn(svg, "dg-edge")) == lines and set(drawn(svg, "dg-label")) == lines, wf.id
         states = {g.get("data-state"): g for g in ET.fromstring(svg).iter(SVG + "g") if g.get("data-state")}
         for e in wf.edges:
-            if e.loop and not e.aside:
+            if e.loop and not e.aside and e.kind != "move":
                 assert "↻" in texts(states[e.source]), (wf.id, e.key)
+            if e.kind == "move" and e.via == "return":
+                assert "↩ 可退回：" in texts(states[e.source], "") and tr(wf.states[e.target].title) in texts(states[e.source], ""), (wf.id, e.key)
+        assert "↻ 转交" not in texts(ET.fromstring(svg)) and "↻ 加签" not in texts(ET.fromstring(svg)), wf.id
         # 催办 and 抄送 are on every open state: the diagram leaves them out rather than repeat them in every box
         assert "催办" not in svg and "抄送" not in svg, wf.id
 
@@ -279,7 +285,7 @@ def test_every_move_in_the_demo_data_is_an_edge(tmp_path: Path):
                 assert e is not None, (doc["workflow"], h["from"], h["action"], h["to"])
                 kinds.add(e.kind)
                 moves += 1
-    assert kinds == {"transition", "objection", "ranking", "approval"} and moves > 100
+    assert kinds == {"transition", "objection", "ranking", "approval", "move"} and moves > 100
     store.close()
 
 

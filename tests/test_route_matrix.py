@@ -519,6 +519,7 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
                 refused = {403, 409} if set(t.roles) & roles else {403}
                 yield ("cases.step", f"/cases/{c.id}/do/{t.id}", login or (refused if visible else {404}),
                        {"version": str(c.version), "comment": "matrix", "assignees": "partner"})
+        yield from task_move_posts(w, c, user, visible, login)
         state = e.state_of(c)
         if not (visible and state.collect is not None and e.may_contribute(c, user)[0]):
             yield ("governance.contribute", f"/cases/{c.id}/contribute", login or ({409} if visible else {404}), {})
@@ -547,6 +548,41 @@ def refused_posts(w: World, who: str) -> Iterator[tuple[str, str, set[int], dict
                     "/admin/users/resident/deactivate", "/admin/users/resident/reactivate"):
             yield ("admin", url, login or {403}, {"username": "x", "name": "x", "roles": "admin", "unit": "huizhou",
                                                   "password": "matrix-password-1"})
+
+
+#: 转交 / 加签 / 退回 / 撤回 (engine.web.taskmoves): path, the move's edge ``via``, what is posted (never a valid choice)
+TASK_MOVES = {"taskmoves.transfer": ("transfer", "transfer", {"to": "matrix_nobody"}),
+              "taskmoves.add_approver": ("add-approver", "add_approver", {"who": "matrix_nobody", "position": "before"}),
+              "taskmoves.send_back": ("send-back", "return", {"target": "", "comment": ""}),
+              "taskmoves.withdraw": ("withdraw", "withdraw", {})}
+
+
+def task_move_posts(w: World, c: Case, user: User | None, visible: bool,
+                    login: set[int] | None) -> Iterator[tuple[str, str, set[int], dict[str, Any]]]:
+    """The moves on one's own task, as the rules answer them: 404 for a case one may not see, 409 where the step
+    has no such move, 403 for someone who may not take it, 422 for the invalid choice posted (a withdrawal the
+    initiator may take is not posted: it would go through; once someone else acted it is 409)."""
+    from engine.mechanics import taskmoves
+
+    e = w.engine
+    kinds = {x.via for x in e.workflow_of(c).edges_from(c.state) if x.kind == "move"}
+    for endpoint, (path, via, data) in TASK_MOVES.items():
+        if login or not visible:
+            expected = login or {404}
+        elif via not in kinds:
+            expected = {409}
+        elif not {"transfer": lambda: taskmoves.holds(e, c, user.username) is not None,
+                  "add_approver": lambda: taskmoves.seat_held(c, user.username) is not None,
+                  "return": lambda: taskmoves.may_act(e, c, user),
+                  "withdraw": lambda: user.username == c.created_by}[via]():
+            expected = {403}
+        elif via == "withdraw":
+            if taskmoves.acted_by_others(c) is None:
+                continue
+            expected = {409}
+        else:
+            expected = {422}
+        yield (endpoint, f"/cases/{c.id}/{path}", expected, {"version": str(c.version), **data})
 
 
 def run_posts(w: World, tally: Tally) -> None:

@@ -7,7 +7,10 @@ means every active holder whose reach covers the case) into *seats* stored on th
 state -> round), so the read model can list the case for exactly the people still to act. Each approver's
 act is a self-loop of kind ``approval`` (``via`` ``approve`` / ``reject``) through the one transition path,
 with its history entry and a new case version; the act that decides the round moves the case along the
-outcome edge (``approved`` / ``rejected``), once.
+outcome edge (``approved`` / ``rejected``), once. Seats may change hands (转交) or be added (加签) while the round is
+open (``engine.mechanics.taskmoves``): an added seat records ``added`` (before / after) and ``added_by``; a seat
+whose holder added someone before themselves waits (:func:`held_back`), and in 或签 such an advisor's approval does
+not decide the step.
 
 Holds the spec (:class:`ApprovalSpec`), its load-time building and checks (:func:`build`), the state graph's
 edges (:func:`edges`), the pure round logic (:func:`pending`, :func:`decide`), the hooks the transition path
@@ -169,15 +172,24 @@ def turn(bucket: Mapping[str, Any]) -> int | None:
     return next((i for i, seat in enumerate(bucket["seats"]) if seat.get("decision") is None), None)
 
 
+def held_back(bucket: Mapping[str, Any], seat: Mapping[str, Any]) -> bool:
+    """前加签 (``engine.mechanics.taskmoves``): a seat waits while an approver its holder added before themselves
+    has not decided."""
+    return any(s is not seat and s.get("added") == "before" and s.get("decision") is None
+               and s.get("added_by") in seat["users"] for s in bucket["seats"])
+
+
 def pending(bucket: Mapping[str, Any] | None) -> list[str]:
-    """Who may act now in an open round: each undecided seat's people (sequence: the seat whose turn it is)."""
+    """Who may act now in an open round: each undecided seat's people (sequence: the seat whose turn it is), but
+    for a seat held back by an approver added before its holder."""
     if not bucket or bucket.get("status") != "open":
         return []
     seats = bucket["seats"]
     if bucket["mode"] == "sequence":
         i = turn(bucket)
         seats = [] if i is None else [seats[i]]
-    return sorted({u for seat in seats if seat.get("decision") is None for u in seat["users"]})
+    return sorted({u for seat in seats if seat.get("decision") is None and not held_back(bucket, seat)
+                   for u in seat["users"]})
 
 
 def decide(bucket: Mapping[str, Any]) -> str | None:
@@ -185,7 +197,8 @@ def decide(bucket: Mapping[str, Any]) -> str | None:
     seats = bucket["seats"]
     approvals = sum(1 for s in seats if s.get("decision") == "approve")
     rejections = sum(1 for s in seats if s.get("decision") == "reject")
-    if bucket["mode"] == "any":
+    if bucket["mode"] == "any":  # an approver added before someone (前加签) advises them: their approval returns to them
+        approvals = sum(1 for s in seats if s.get("decision") == "approve" and s.get("added") != "before")
         return "approved" if approvals else "rejected" if rejections else None
     if bucket["mode"] == "sequence":
         return "rejected" if rejections else "approved" if seats and approvals == len(seats) else None
@@ -317,9 +330,12 @@ class Approval(EdgeKind):
         assert bucket is not None
         outcome = decide(bucket)
         if outcome is None:
+            spec = engine.workflow_of(case).states[edge.source].approval
             if bucket["mode"] == "sequence":  # the next turn's people are asked now
-                spec = engine.workflow_of(case).states[edge.source].approval
                 notify(tx, pending(bucket), "approval", case, spec.title, now, skip=actor.username)
+            else:  # 前加签: the approver who added this one before themselves is asked again
+                back = {s.get("added_by") for s in bucket["seats"] if s.get("by") == actor.username and s.get("added") == "before"}
+                notify(tx, back & set(pending(bucket)), "approval", case, spec.title, now, skip=actor.username)
             return
         wf = engine.workflow_of(case)
         target = next(e for e in wf.edges_from(edge.source) if e.kind == "approval" and e.via == outcome)
@@ -377,8 +393,8 @@ class ApprovalMixin(EngineBase):
         now_turn = turn(bucket) if bucket["mode"] == "sequence" else None
         seats = []
         for i, seat in enumerate(bucket["seats"]):
-            status = seat["decision"] or ("skipped" if bucket["status"] != "open" else
-                                          "pending" if now_turn is None or now_turn == i else "waiting")
+            status = seat["decision"] or ("skipped" if bucket["status"] != "open" else "waiting" if held_back(bucket, seat)
+                                          else "pending" if now_turn is None or now_turn == i else "waiting")
             names = [bucket["names"].get(u, u) for u in seat["users"]]
             seats.append({**seat, "status": status, "names": names,
                           "role_title": self.definitions.roles[seat["role"]].title

@@ -122,7 +122,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     csrf.init_app(app)
 
     from . import (account, admin, api, auth, cases, cli, dashboard, delegation, diagrams, editor, errors, export, files,
-                   governance, health, pickers, webhooks, worklist)
+                   governance, health, pickers, taskmoves, webhooks, worklist)
     app.register_blueprint(health.bp)
     csrf.exempt(health.bp)
     app.register_blueprint(auth.bp)
@@ -133,6 +133,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     app.register_blueprint(export.bp)
     app.register_blueprint(governance.bp)
     app.register_blueprint(pickers.bp)
+    app.register_blueprint(taskmoves.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)

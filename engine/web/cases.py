@@ -305,7 +305,7 @@ def case_page(case: Case, status: int = 200, **extra: Any) -> Any:
     return render_template("case.html", case=case, workflow=wf, state=state,
                            transitions=engine.available_transitions(case, g.user), mechanics=mechanics, links=links,
                            fields=engine.data_fields(wf), show_sensitive=engine.may_see_sensitive(case, g.user),
-                           diagram=diagram_for(wf, case), **extra), status
+                           diagram=diagram_for(wf, case), task_moves=engine.task_moves(case, g.user), **extra), status
 
 
 def _mark_read(case_id: int) -> None:

@@ -21,7 +21,9 @@ presentation attributes (no ``style=``), which the CSP ``style-src 'self'`` allo
 
 What is drawn is the workflow's state graph, ``WorkflowSpec.edges``: transitions (those the clock takes
 are marked ◷ and say when), objections during a public notice (dashed) and the two outcomes of closing a
-ranking round, so no state a case can leave is drawn as a dead end.
+ranking round, so no state a case can leave is drawn as a dead end. A person's moves on their own task
+(``move`` edges: 转交, 加签, 撤回 from every open state) are left out, so they do not clutter it; a state's
+``return_to`` is one compact line in its box (↩ 可退回：…) and in the text version.
 """
 from __future__ import annotations
 
@@ -148,7 +150,17 @@ class Edge:
 
 def _drawn(wf: WorkflowSpec, sid: str) -> list[EdgeSpec]:
     """The edges leaving ``sid`` drawn as lines (loops are written inside the state's box)."""
-    return [e for e in wf.edges_from(sid) if e.target in wf.states and not e.loop]
+    return [e for e in wf.edges_from(sid) if e.target in wf.states and not e.loop and e.kind != "move"]
+
+
+RETURN_TO = {"zh": "可退回：", "en": "May send back to: "}
+
+
+def _returns_line(wf: WorkflowSpec, sid: str, lang: str) -> str:
+    """The states a case here may be sent back to (``return_to``), as one line for the state's box."""
+    titles = [tr(wf.states[e.target].title, lang) for e in wf.edges_from(sid) if e.kind == "move" and e.via == "return"
+              and e.target in wf.states]
+    return "↩ " + tr(RETURN_TO, lang) + ("、" if lang == "zh" else ", ").join(titles) if titles else ""
 
 
 def _ranks(wf: WorkflowSpec) -> tuple[dict[str, int], set[str]]:
@@ -255,12 +267,15 @@ class Layout:
         self.loops: dict[str, list[EdgeSpec]] = {}
         rank, back = _ranks(wf)
         for sid in wf.states:
-            self.loops[sid] = [e for e in wf.edges_from(sid) if e.loop and not e.aside]  # no 催办 / 抄送 on every box
+            self.loops[sid] = [e for e in wf.edges_from(sid) if e.loop and not e.aside and e.kind != "move"]  # no 催办 / 抄送 / 转交 on every box
         for sid, state in wf.states.items():
             lines = [(line, STATE_FONT, True, "title") for line in wrap(tr(state.title, lang) or sid, STATE_FONT, 150, True)]
             for e in self.loops[sid]:
                 lines += [("↻ " + line, ROLE_FONT, False, "loop") for line in
                           wrap(edge_label(e, lang) + " · " + _role_names(e, roles, lang, wf), ROLE_FONT, 150)]
+            returns = _returns_line(wf, sid, lang)
+            if returns:
+                lines += [(line, ROLE_FONT, False, "loop") for line in wrap(returns, ROLE_FONT, 150)]
             self._add(Node(f"s:{sid}", "state", 2 * rank[sid], lines=lines, state=sid))
         dummies = 0
         for sid in wf.states:
@@ -598,7 +613,7 @@ def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[
     taken = case_marks(case)["taken"] if case is not None else set()
     moves: dict[str, list[dict[str, Any]]] = {sid: [] for sid in workflow.states}
     for e in workflow.edges:
-        if e.aside:
+        if e.aside or (e.kind == "move" and e.via != "return"):  # 催办 / 抄送 and a person's own moves on their task are not drawn
             continue
         target = workflow.states.get(e.target)
         moves.setdefault(e.source, []).append({
