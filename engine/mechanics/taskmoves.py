@@ -23,7 +23,7 @@ from ..clock import iso
 from ..errors import NotAllowed, StaleVersion, SubmissionError, TransitionError
 from ..loadkit import did_you_mean, msg
 from ..notify import notify
-from ..spec import PSEUDO_ROLES, EdgeSpec, Text, reachable, tr
+from ..spec import PSEUDO_ROLES, EdgeSpec, Text, reachable, role_name, tr
 from . import approval
 from .base import EdgeKind, EngineBase, Step
 
@@ -52,7 +52,7 @@ def people_act(state: "StateSpec | Mapping[str, Any]") -> bool:
     """Whether people act in the state (a transition someone takes, or an approval): where ``moves`` defaults
     to ``[transfer]``."""
     if isinstance(state, Mapping):
-        return "approval" in state or any(set(t["roles"]) - {"system"} for t in state.get("transitions", []))
+        return "approval" in state or any({role_name(r) for r in t["roles"]} - {"system"} for t in state.get("transitions", []))
     return state.approval is not None or any(set(t.roles) - {"system"} for t in state.transitions)
 
 
