@@ -99,6 +99,7 @@ class FieldType:
     numeric: ClassVar[bool] = False        # a number: metrics may sum it, aggregates score it, exports keep it a number
     date_like: ClassVar[bool] = False      # an ISO date or date-time text: deadlines, targets, date ranges
     holds_choices: ClassVar[bool] = False  # takes ``choices:``
+    multiple: ClassVar[bool] = False       # its value is a list of several choices (choice_sum adds them up)
     holds_files: ClassVar[bool] = False    # an uploaded file reference ``{name, key, size, content_type}``
     holds_rows: ClassVar[bool] = False     # a list of rows of sub-fields (``fields:``)
     holds_unit: ClassVar[bool] = False     # an org unit id
@@ -538,6 +539,7 @@ class MultiselectType(_Choices):
     xlsform_native = True
     widget = "multiselect"
     required_message = "choose"
+    multiple = True
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
         s: dict[str, Any] = {"type": "array", "uniqueItems": True,

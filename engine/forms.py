@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 
 from . import idnumber
 from .errors import SubmissionError
+from .expressions import CHOICE_FIELDS, choice_fields
 from .fieldtypes import MultiDictLike, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
 from .spec import FieldSpec, FormSpec, OrgTree
 
@@ -140,6 +141,9 @@ def expression_context(fields: Sequence[FieldSpec], values: Mapping[str, Any],
     for f in fields:
         if f.kind.holds_value:  # a note has no name in expressions
             ctx[f.id] = values.get(f.id, f.kind.empty())
+    own = choice_fields(fields)
+    if own:  # what choice(field, 'key') reads the choices from (a row's fields and its form's)
+        ctx[CHOICE_FIELDS] = {**ctx.get(CHOICE_FIELDS, {}), **own}
     return ctx
 
 

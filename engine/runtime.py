@@ -21,6 +21,7 @@ from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
 from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
+from .expressions import CHOICE_FIELDS, choice_fields
 from .loadkit import msg as _msg
 from .mechanics import collect, ranking
 from .mechanics.approval import ApprovalMixin
@@ -136,8 +137,11 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
 
     def guard_context(self, case: Case, user: User) -> dict[str, Any]:
         wf = self.workflow_of(case)
-        ctx = {f.id: case.data.get(f.id, f.kind.empty())
-               for _, f in self.data_fields(wf)}
+        fields = self.data_fields(wf)
+        ctx = {f.id: case.data.get(f.id, f.kind.empty()) for _, f in fields}
+        chosen = choice_fields(f for _, f in fields)
+        if chosen:
+            ctx[CHOICE_FIELDS] = chosen  # what choice(field, 'key') reads the choices from
         for state in wf.states.values():
             if state.collect and state.collect.aggregate:
                 ctx[state.collect.aggregate.into] = case.data.get(state.collect.aggregate.into) or {}

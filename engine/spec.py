@@ -65,6 +65,9 @@ def tr(text: Text | None, lang: str = "zh") -> str:
 class Choice:
     value: str
     label: Text
+    #: What the choice carries besides its label (``{points: 100, category: food}``): read by expressions with
+    #: ``choice(field, 'points')`` and ``choice_sum``; scalars only (text, numbers, true / false).
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,13 @@ class FieldSpec:
     @property
     def is_repeat(self) -> bool:
         return self.kind.holds_rows
+
+    def choice_data(self, value: Any) -> Mapping[str, Any]:
+        """The data the chosen ``value`` carries (empty for no choice, or a choice without data)."""
+        for choice in self.choices:
+            if choice.value == value:
+                return choice.data
+        return {}
 
     def choice_label(self, value: Any, lang: str = "zh") -> str:
         for choice in self.choices:

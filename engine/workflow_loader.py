@@ -50,6 +50,13 @@ def check_bulk(ld: "Loader", source: YamlSource, path: list[PathItem], t: dict, 
 
 
 def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
+    try:
+        return _build_workflow(ld, source, forms, roles)
+    finally:
+        ld.choice_scope = None
+
+
+def _build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
     doc = source.data
     problems_before = len(ld.problems)
 
@@ -88,6 +95,12 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
                     step_forms.append(f)
     for f in step_forms:
         data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
+    # what choice(field, 'key') in the workflow's expressions reads: the first form's field of each id, as a case
+    # holds it (Engine.data_fields)
+    ld.choice_scope = {}
+    for f in step_forms:
+        for fld in f.fields:
+            ld.choice_scope.setdefault(fld.id, fld)
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
