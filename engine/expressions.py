@@ -256,15 +256,12 @@ def _compile(source: str) -> tuple[Any, frozenset[str], tuple[ChoiceRef, ...]]:
     """The compiled function, the names an expression uses and its choice helpers, once per text: the definition
     editor loads every definition again as the admin types, and the same expressions compile the same way."""
     try:
-        tree = ENV.parse("{{ (" + source + ") }}")
-        names = frozenset(meta.find_undeclared_variables(tree)) - set(ENV.globals)
-        if not any(name in source for name in CHOICE_HELPERS):
-            return ENV.compile_expression(source, undefined_to_none=False), names, ()
         # as Environment.compile_expression, with the choice helpers' field arguments made names
         parser = Parser(ENV, source, state="variable")
         expr = parser.parse_expression()
         if not parser.stream.eos:
             raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+        names = frozenset(meta.find_undeclared_variables(ENV.parse("{{ (" + source + ") }}"))) - set(ENV.globals)
         refs = _choice_calls(expr)
         expr.set_environment(ENV)
         template = ENV.from_string(nodes.Template([nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)], lineno=1))
