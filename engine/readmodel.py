@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from . import inbox
+from .mechanics import unique
 from .cases import CASES, SCHEMA_VERSION, Case
 from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
@@ -281,6 +282,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
     store.add_indexes((
         Index(CASE_INDEX, CASES, keys=case_keys(definitions, resolve), order=_updated, version=version),
         Index(CASE_VERSION_INDEX, CASES, keys=version_keys(resolve), version=version),
+        Index(unique.CLAIM_INDEX, CASES, keys=unique.claim_keys(resolve), version=version),
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
         Tally(FIGURES, CASES, values=figure_values(definitions, context, resolve), version=version),
         versions_index(),

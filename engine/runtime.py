@@ -23,7 +23,7 @@ from .clock import now as default_clock
 from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
 from .expressions import CHOICE_FIELDS, choice_fields
 from .loadkit import msg as _msg
-from .mechanics import collect, ranking
+from .mechanics import collect, ranking, unique
 from .mechanics.approval import ApprovalMixin
 from .mechanics.assign import AssignMixin
 from .mechanics.base import SYSTEM, Step
@@ -259,6 +259,11 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
                     created_by=user.username, created_at=iso(now), updated_at=iso(now),
                     round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
+        try:  # another case holding the same values (a unique rule) refuses the form, keeping what was typed
+            unique.check(self, tx, case, wf, wf.initial, user, shown=[f.id for f in form.fields])
+        except SubmissionError as exc:
+            exc.values = dict(values)
+            raise
         self._record(case, user, "start", wf.title, None, wf.initial, note, moves.changes_of(form, {}, data), now, bump=False)
         self.kept.keep(tx, wf)  # the version this case runs on is kept with it, in the same transaction
         case.id = tx.insert(CASES, case.to_doc())

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .mechanics.reports import MetricSpec, TargetSpec
     from .mechanics.spawn import SpawnSpec
     from .mechanics.timers import DeadlineSpec, TimerSpec
+    from .mechanics.unique import UniqueSpec
 
 #: The mechanisms' specs live with their mechanism (``engine.mechanics``); ``from engine.spec import
 #: CollectSpec`` keeps working through :func:`__getattr__` (imported on first use: the mechanics modules
@@ -33,6 +34,7 @@ MOVED = {
     "ApprovalSpec": "approval", "AssignSpec": "assign", "AggregateSpec": "collect", "CollectSpec": "collect", "NoticeSpec": "notice",
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
+    "UniqueSpec": "unique",
 }
 
 
@@ -353,6 +355,8 @@ class WorkflowSpec:
     metrics: tuple[MetricSpec, ...] = ()
     targets: tuple[TargetSpec, ...] = ()
     listing: ListSpec = field(default_factory=ListSpec)
+    #: fields no two cases may share while in given states (``engine.mechanics.unique``)
+    unique: tuple[UniqueSpec, ...] = ()
     #: every way a case can move (:func:`state_graph`), built once by the loader; the loader's checks, the
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()

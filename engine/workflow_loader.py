@@ -18,6 +18,7 @@ from .mechanics.ranking import build as build_ranking
 from .mechanics.reports import build_listing, build_metrics, build_targets
 from .mechanics.spawn import build as build_spawns
 from .mechanics.timers import build_after, build_deadline
+from .mechanics.unique import build as build_unique
 from .spec import PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec, reachable, state_graph
 from .yamlsource import PathItem, YamlSource
 
@@ -95,8 +96,8 @@ def _build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec]
                     step_forms.append(f)
     for f in step_forms:
         data_names |= {fld.id for fld in f.fields if fld.kind.holds_value}  # a note holds no data
-    # what choice(field, 'key') in the workflow's expressions reads: the first form's field of each id, as a case
-    # holds it (Engine.data_fields)
+    # the fields of the case by id (the first form's field of each id, as Engine.data_fields): what choice(field,
+    # 'key') in the workflow's expressions reads, and what a unique rule compares
     ld.choice_scope = {}
     for f in step_forms:
         for fld in f.fields:
@@ -217,6 +218,7 @@ def _build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec]
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
     migrations = build_migrations(ld, source, doc.get("migrate"), doc["version"], built_states)
+    unique = build_unique(ld, source, doc.get("unique", []), states, None if missing_forms else ld.choice_scope)
     if len(ld.problems) > problems_before or start_form is None:
         return None
     return WorkflowSpec(
@@ -226,7 +228,7 @@ def _build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec]
         round=doc.get("round", {}).get("period"), round_title=text(doc.get("round", {}).get("title")),
         ranking=ranking, role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations,
+        migrations=migrations, unique=unique,
     )
 
 
