@@ -137,11 +137,9 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
 
     def guard_context(self, case: Case, user: User) -> dict[str, Any]:
         wf = self.workflow_of(case)
-        fields = self.data_fields(wf)
-        ctx = {f.id: case.data.get(f.id, f.kind.empty()) for _, f in fields}
-        chosen = choice_fields(f for _, f in fields)
-        if chosen:
-            ctx[CHOICE_FIELDS] = chosen  # what choice(field, 'key') reads the choices from
+        fields = [f for _, f in self.data_fields(wf)]
+        ctx = {f.id: case.data.get(f.id, f.kind.empty()) for f in fields}
+        ctx[CHOICE_FIELDS] = choice_fields(fields)  # what choice(field, 'key') reads the choices from
         for state in wf.states.values():
             if state.collect and state.collect.aggregate:
                 ctx[state.collect.aggregate.into] = case.data.get(state.collect.aggregate.into) or {}
@@ -259,11 +257,7 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
                     created_by=user.username, created_at=iso(now), updated_at=iso(now),
                     round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
-        try:  # another case holding the same values (a unique rule) refuses the form, keeping what was typed
-            unique.check(self, tx, case, wf, wf.initial, user, shown=[f.id for f in form.fields])
-        except SubmissionError as exc:
-            exc.values = dict(values)
-            raise
+        unique.check(self, tx, case, wf, wf.initial, user, [f.id for f in form.fields], values)  # values held elsewhere
         self._record(case, user, "start", wf.title, None, wf.initial, note, moves.changes_of(form, {}, data), now, bump=False)
         self.kept.keep(tx, wf)  # the version this case runs on is kept with it, in the same transaction
         case.id = tx.insert(CASES, case.to_doc())

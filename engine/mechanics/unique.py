@@ -116,12 +116,13 @@ def claim_keys(resolve: Callable[[str, Any], "WorkflowSpec | None"]) -> Callable
 
 
 def check(engine: Any, tx: "Transaction", case: "Case", wf: "WorkflowSpec", state: str, actor: "User",
-          shown: Iterable[str] = ()) -> None:
+          shown: Iterable[str] = (), values: Mapping[str, Any] | None = None) -> None:
     """Refuse (a :class:`SubmissionError`) to put ``case`` in ``state`` when another case holds one of its claims.
 
     The message names the case that holds it: its number and title, as a link, to someone who may see that case;
     only its number to anyone else (the title is built from fields that are not sensitive, and still not shown).
-    It stands under the first of the rule's fields in the form being filled (``shown``), else above the form."""
+    It stands under the first of the rule's fields in the form being filled (``shown``), else above the form;
+    ``values``: what was typed in it, kept for the form shown again."""
     shown = set(shown)
     for rule in wf.unique:
         key = rule.key(wf.id, state, case.data)
@@ -139,4 +140,4 @@ def check(engine: Any, tx: "Transaction", case: "Case", wf: "WorkflowSpec", stat
         if visible:
             message["case"] = holder["id"]  # the page links the message to that case
         where = next((f for f in rule.fields if f in shown), "")
-        raise SubmissionError({where: [message]})
+        raise SubmissionError({where: [message]}, values=dict(values or {}))
