@@ -19,7 +19,8 @@ from engine.runtime import Engine
 from engine.spec import FieldSpec
 from engine.store import open_store
 from engine.users import User
-from tests.conftest import ROOT, STORES, add_users, new_id_number, store_location
+from engine.web import create_app
+from tests.conftest import ROOT, STORES, Browser, add_users, new_id_number, store_location
 
 PEOPLE = [
     ("resident", "王芳", ["resident"], "renjia-g1"),
@@ -157,6 +158,28 @@ def test_a_step_form_is_refused_under_its_field_keeping_what_was_typed_and_hidin
     rooms.fire(mine, "reschedule", U["resident"], {"date": "2026-11-29", "slot": "pm"})
     rooms.fire(mine, "reschedule", U["resident"], {"date": "2026-11-29", "slot": "pm"})  # its own claim is no collision
     assert rooms.get(mine).data["slot"] == "pm"
+
+
+def test_the_pages_show_the_refusal_of_a_step_without_a_form_with_a_link(tmp_path: Path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "t", "STORE": str(tmp_path / "db.json"), "UPLOADS": str(tmp_path / "up"),
+                      "DEFINITIONS": str(booking_dir(tmp_path)), "CLOCK": FrozenClock("2026-11-27T09:00:00")})
+    add_users(app.extensions["civicflow"].store, PEOPLE)
+    try:
+        resident, staff = Browser(app).login("resident"), Browser(app).login("staff")
+        fields = {"room": "活动室 A", "date": "2026-11-28", "slot": "am"}
+        ids = []
+        for _ in range(2):
+            response = resident.post("/start/room_booking", fields)
+            assert response.status_code == 302
+            ids.append(int(response.headers["Location"].rsplit("/", 1)[1]))
+        assert staff.post(f"/cases/{ids[0]}/do/confirm", {"version": "1"}, page=f"/cases/{ids[0]}").status_code == 302
+        refused = staff.post(f"/cases/{ids[1]}/do/confirm", {"version": "1"}, page=f"/cases/{ids[1]}")
+        page = refused.get_data(as_text=True)
+        assert refused.status_code == 422
+        assert (f'<p class="alert" role="alert"><a href="/cases/{ids[0]}">该时段已被预约（#{ids[0]} 活动室 A 2026-11-28 am）'
+                '</a></p>') in page
+    finally:
+        app.extensions["civicflow"].store.close()
 
 
 # --------------------------------------------------------------------------- the shipped volunteer registration
