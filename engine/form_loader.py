@@ -80,6 +80,8 @@ def check_choice_refs(ld: "Loader", source: YamlSource, path: list[PathItem], ex
             ld.problems.append(source.problem(path, f"choice_sum() adds up several picks, but {ref.field!r} is a {target.type} "
                                               "field with one", f"use choice({ref.field}, {ref.key!r})"))
         keys = sorted({k for c in target.choices for k in c.data})
+        if not target.choices and ld.choices_broken:
+            continue  # its list is in a choice-list file that is broken itself: said there
         if ref.key not in keys:
             ld.problems.append(source.problem(
                 path, f"no choice of field {ref.field!r} carries {ref.key!r}",
