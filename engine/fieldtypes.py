@@ -226,7 +226,8 @@ class FieldType:
     def claim_term(self, f: FieldSpec, value: Any) -> str | None:
         """The value as a ``unique`` rule compares it across cases (None: nothing to claim): the stored value
         with typing habits undone once more (spaces inside, the type's own :meth:`normalise`), so that values
-        people would call the same collide."""
+        people would call the same collide. The claims index is keyed by it: changing what it gives needs a
+        bump of ``engine.readmodel.READMODEL_VERSION``."""
         if is_empty(value):
             return None
         if isinstance(value, bool):

@@ -16,6 +16,8 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
                                        an approver still to act)
 ``("public",)``                        listed on the public page (notice or public state)
 ``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
+``("claim", workflow, fields, value…)``  (index ``case_claims``) a case holding the values of a ``unique`` rule in
+                                       one of its states (``engine.mechanics.unique``)
 ``("assigned_open", user)``            an open case assigned to a person (admins find those of deactivated users)
 ``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
@@ -261,8 +263,9 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
     return values
 
 
-#: Bump when a key function below changes: a file store trusts the index entries it saved only while the
-#: name, table and version match.
+#: Bump when a key function below changes (also ``FieldType.claim_term``, by which the claims of ``unique`` rules
+#: are keyed in ``case_claims``): a file store trusts the index entries it saved only while the name, table and
+#: version match.
 READMODEL_VERSION = "5"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys
 
 

@@ -11,6 +11,7 @@ Engine's public methods for that mechanism):
 * ``points``   — ledger entries a transition makes, balances
 * ``spawn``    — links between processes: spawned and offered cases, prefill
 * ``reports``  — metrics, targets (quotas) and list page columns
+* ``unique``   — values no two cases may share while in given states: the claim index, the check on every move
 * ``base``     — what the one transition path (``engine.transition.take``) asks of each edge kind
 
 Certificates have no runtime logic (``state.certificate`` is a flag the web page reads).
