@@ -4,6 +4,7 @@ them (its title only to someone who may see it); leaving the states frees them; 
 both win; the claims are rebuilt from the cases with the read model."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import threading
 from pathlib import Path
@@ -180,6 +181,23 @@ def test_the_pages_show_the_refusal_of_a_step_without_a_form_with_a_link(tmp_pat
                 '</a></p>') in page
     finally:
         app.extensions["civicflow"].store.close()
+
+
+def test_a_move_the_clock_makes_into_a_taken_slot_is_skipped_and_noted(store: Any, tmp_path: Path):
+    timed = BOOKING.replace("    inbox: [community_staff]\n    transitions:\n      - {id: confirm,",
+                            "    inbox: [community_staff]\n    after: 1d -> auto_confirm\n    transitions:\n"
+                            "      - {id: auto_confirm, to: booked, label: 自动确认, roles: [system]}\n      - {id: confirm,")
+    clock = FrozenClock("2026-11-27T09:00:00")
+    engine = Engine(load_definitions(booking_dir(tmp_path, timed)), store, clock=clock)
+    first, second, other = book(engine), book(engine, "resident2"), book(engine, "resident3", slot="pm")
+    engine.fire(first, "confirm", U["staff"])
+    fired = engine.tick(clock() + dt.timedelta(days=2))
+    assert [f["case"] for f in fired] == [other]  # the refused one is not counted as fired; the tick goes on
+    assert engine.get(other).state == "booked"
+    refused = engine.get(second)
+    assert refused.state == "requested" and refused.history[-1]["action"] == "timer_skipped"
+    assert refused.history[-1]["comment"] == f"该时段已被预约（#{first}）"
+    assert engine.tick(clock() + dt.timedelta(days=3)) == []  # never retried
 
 
 # --------------------------------------------------------------------------- the shipped volunteer registration
