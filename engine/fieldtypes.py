@@ -102,6 +102,7 @@ class FieldType:
     numeric: ClassVar[bool] = False        # a number: metrics may sum it, aggregates score it, exports keep it a number
     date_like: ClassVar[bool] = False      # an ISO date or date-time text: deadlines, targets, date ranges
     holds_choices: ClassVar[bool] = False  # takes ``choices:``
+    multiple: ClassVar[bool] = False       # its value is a list of several choices (choice_sum adds them up)
     holds_files: ClassVar[bool] = False    # an uploaded file reference ``{name, key, size, content_type}``
     holds_rows: ClassVar[bool] = False     # a list of rows of sub-fields (``fields:``)
     holds_unit: ClassVar[bool] = False     # an org unit id
@@ -226,6 +227,23 @@ class FieldType:
     def wanted_terms(self, f: FieldSpec, wanted: Any) -> list[str]:
         return [str(wanted)]
 
+    # ------------------------------------------------------------------ uniqueness across cases
+    #: A value of this type can be claimed by a workflow's ``unique`` rule (files and rows cannot).
+    claimable: ClassVar[bool] = True
+
+    def claim_term(self, f: FieldSpec, value: Any) -> str | None:
+        """The value as a ``unique`` rule compares it across cases (None: nothing to claim): the stored value
+        with typing habits undone once more (spaces inside, the type's own :meth:`normalise`), so that values
+        people would call the same collide. The claims index is keyed by it: changing what it gives needs a
+        bump of ``engine.readmodel.READMODEL_VERSION``."""
+        if is_empty(value):
+            return None
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return self.normalise(" ".join(str(value).split()))
+
     # ------------------------------------------------------------------ definitions
     def defaults(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """FieldSpec values this type fills in when the definition leaves them out."""
@@ -306,15 +324,23 @@ COMMON_KEYS: dict[str, tuple[Callable[[FieldType], bool], str, str]] = {
 
 # --------------------------------------------------------------------------- text
 
+class _Words(FieldType):
+    """Typed words: ``张三`` and ``张三 `` or ``Room A`` and ``room a`` are one value to a ``unique`` rule."""
+
+    def claim_term(self, f: FieldSpec, value: Any) -> str | None:
+        term = super().claim_term(f, value)
+        return None if term is None else term.casefold()
+
+
 @register
-class TextType(FieldType):
+class TextType(_Words):
     name = "text"
     xlsform_native = True
     text_limits = True
 
 
 @register
-class TextareaType(FieldType):
+class TextareaType(_Words):
     name = "textarea"
     xlsform_appearance = "multiline"
     text_limits = True
@@ -350,7 +376,7 @@ class IdNumberType(FieldType):
 
 
 @register
-class EmailType(FieldType):
+class EmailType(_Words):
     name = "email"
     text_limits = True
     input_type = "email"
@@ -547,6 +573,7 @@ class MultiselectType(_Choices):
     xlsform_native = True
     widget = "multiselect"
     required_message = "choose"
+    multiple = True
 
     def value_schema(self, f: FieldSpec, org: OrgTree | None) -> dict[str, Any]:
         s: dict[str, Any] = {"type": "array", "uniqueItems": True,
@@ -578,6 +605,10 @@ class MultiselectType(_Choices):
 
     def terms(self, f: FieldSpec, value: Any, org: OrgTree) -> list[str]:
         return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def claim_term(self, f: FieldSpec, value: Any) -> str | None:
+        picked = sorted(str(v) for v in value) if isinstance(value, list) else []
+        return "\x1f".join(picked) if picked else None  # the same set of choices, in any order
 
 
 @register
@@ -633,6 +664,7 @@ class FileType(FieldType):
     widget = "file"
     holds_files = True
     list_column = False
+    claimable = False
     keys = ("accept", "max_size")
     elsewhere = ("{key!r} only belongs to a file or photo field", "")
 
@@ -687,6 +719,7 @@ class RepeatType(FieldType):
     widget = "rows"  # rendered by form_fields as a fieldset of rows, not by one input
     holds_rows = True
     list_column = False
+    claimable = False
     keys = ("fields",)
     elsewhere = ("'fields' only belongs to a repeat field, not {type}", "")
 
@@ -930,6 +963,7 @@ class NoteType(FieldType):
     widget = "note"
     holds_value = False
     list_column = False
+    claimable = False
 
     def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
         return ABSENT

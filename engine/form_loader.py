@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .expressions import BUILTINS
 from .fieldtypes import FIELD_KINDS, check_keys
@@ -25,10 +25,90 @@ def _choices(items: Sequence[Any]) -> tuple[Choice, ...]:
     result = []
     for item in items:
         if isinstance(item, dict):
-            result.append(Choice(str(item["value"]), text(item["label"]) or {}))
+            result.append(Choice(str(item["value"]), text(item["label"]) or {}, dict(item.get("data") or {})))
         else:
             result.append(Choice(str(item), {"zh": str(item), "en": str(item)}))
     return tuple(result)
+
+
+def _data_kind(value: Any) -> str:
+    return "true / false" if isinstance(value, bool) else "a number" if isinstance(value, (int, float)) else "text"
+
+
+def check_choice_data(ld: "Loader", source: YamlSource, path: list[PathItem], items: Sequence[Any]) -> None:
+    """Every choice of one list gives a data key the same kind of value: ``choice_sum`` over points that are
+    sometimes text would be unknown for some picks only."""
+    first: dict[str, tuple[str, str]] = {}  # key -> (kind, the choice that set it)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        for key, value in (item.get("data") or {}).items():
+            kind = _data_kind(value)
+            seen = first.setdefault(key, (kind, str(item["value"])))
+            if seen[0] != kind:
+                ld.problems.append(source.problem(
+                    path + [i, "data", key], f"data {key!r} of choice {str(item['value'])!r} is {kind}, "
+                    f"but {seen[0]} in choice {seen[1]!r}",
+                    f"give {key} the same kind of value in every choice (a number, a text, or true / false)"))
+
+
+def check_choice_refs(ld: "Loader", source: YamlSource, path: list[PathItem], expr: Any,
+                      scope: Mapping[str, FieldSpec]) -> None:
+    """The fields and keys ``choice(field, 'key')`` and ``choice_sum`` read: a choice field of ``scope`` (or one
+    in a repeat's rows) whose choices carry the key. Unknown names are reported by the loader already."""
+    for ref in getattr(expr, "choice_refs", ()):
+        name, _, sub = ref.field.partition(".")
+        target = scope.get(name)
+        if target is None:
+            continue  # an unknown name: said already
+        if sub:
+            if not target.kind.holds_rows:
+                ld.problems.append(source.problem(path, f"{ref.helper}() reads {ref.field!r}, but {name!r} is a {target.type} "
+                                                  "field, not a repeat", f"write {ref.helper}({name}, {ref.key!r})"))
+                continue
+            inner = {f.id: f for f in target.fields}
+            if sub not in inner:
+                ld.problems.append(source.problem(path, f"repeat {name!r} has no field {sub!r}",
+                                                  did_you_mean(sub, inner) or f"its fields: {', '.join(inner)}"))
+                continue
+            target = inner[sub]
+        if not target.kind.holds_choices:
+            ld.problems.append(source.problem(path, f"{ref.helper}() reads what a choice carries, but {ref.field!r} is a "
+                                              f"{target.type} field", "name a select or multiselect field"))
+            continue
+        if ref.helper == "choice_sum" and not sub and not target.kind.multiple:
+            ld.problems.append(source.problem(path, f"choice_sum() adds up several picks, but {ref.field!r} is a {target.type} "
+                                              "field with one", f"use choice({ref.field}, {ref.key!r})"))
+        keys = sorted({k for c in target.choices for k in c.data})
+        if not target.choices and ld.choices_broken:
+            continue  # its list is in a choice-list file that is broken itself: said there
+        if ref.key not in keys:
+            ld.problems.append(source.problem(
+                path, f"no choice of field {ref.field!r} carries {ref.key!r}",
+                did_you_mean(ref.key, keys) or (f"its choices carry: {', '.join(keys)}" if keys else
+                                                "give its choices data, e.g. {value: rice, label: 大米, data: {points: 100}}")))
+        if ref.weight is not None:
+            wname, _, wsub = ref.weight.partition(".")
+            weight = {f.id: f for f in target_rows(scope, wname)}.get(wsub)
+            if not sub or wname != name or weight is None or not weight.kind.numeric:
+                ld.problems.append(source.problem(path, f"choice_sum() multiplies by {ref.weight!r}, which is not a number "
+                                                  f"field of the rows of {name!r}",
+                                                  f"e.g. choice_sum({name}.{sub or 'item'}, {ref.key!r}, {name}.quantity)"))
+
+
+def target_rows(scope: Mapping[str, FieldSpec], name: str) -> tuple[FieldSpec, ...]:
+    return scope[name].fields if name in scope else ()
+
+
+def check_field_choice_refs(ld: "Loader", source: YamlSource, fields: Sequence[FieldSpec], paths: Sequence[list[PathItem]],
+                            outer: Mapping[str, FieldSpec]) -> None:
+    """:func:`check_choice_refs` for the expressions of ``fields`` (a row's read its own fields and the form's)."""
+    scope = {**outer, **{f.id: f for f in fields}}
+    for f, path in zip(fields, paths):
+        for key in ("show_if", "compute", "required_if"):
+            check_choice_refs(ld, source, path + [key], getattr(f, key), scope)
+        if f.fields:
+            check_field_choice_refs(ld, source, f.fields, [path + ["fields", i] for i in range(len(f.fields))], scope)
 
 
 def parse_size(text: str) -> int:
@@ -57,6 +137,7 @@ def load_form_files(ld: "Loader") -> tuple[list[YamlSource], dict[str, tuple[Cho
                     ld.problems.append(source.problem(["choice_lists", name], f"duplicate choice list {name!r}",
                                                         f"already defined in {list_files[name]}", key=True))
                 choice_lists[name] = _choices(items)
+                check_choice_data(ld, source, ["choice_lists", name], items)
                 list_files.setdefault(name, source.file)
         else:
             form_sources.append(source)
@@ -74,6 +155,7 @@ def build_form(ld: "Loader", source: YamlSource, choice_lists: dict[str, tuple[C
             ld.problems.append(source.problem(["rules", i, "field"], f"unknown field {rule['field']!r}",
                                                 did_you_mean(rule["field"], names) or "name a field of this form"))
         if check is not None:
+            check_choice_refs(ld, source, ["rules", i, "check"], check, {f.id: f for f in fields})
             rules.append(RuleSpec(check, text(rule["message"]) or {}, rule.get("field")))
     return FormSpec(doc["id"], doc["version"], text(doc["title"]) or {}, fields, source.file, tuple(rules),
                     description=text(doc.get("description")))
@@ -103,6 +185,8 @@ def build_fields(ld: "Loader", source: YamlSource, items: list[dict], path: list
         fields.append(build_field(ld, source, item, here, choice_lists, visible_names))
         paths.append(here)
     check_compute_cycles(ld, source, fields, paths)
+    if not outer:  # (a repeat's rows are checked with their form, reading its fields too)
+        check_field_choice_refs(ld, source, fields, paths, {})
     return tuple(fields)
 
 
@@ -124,6 +208,7 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
         choices = choice_lists.get(raw_choices, ())
     elif raw_choices is not None:
         choices = _choices(raw_choices)
+        check_choice_data(ld, source, here + ["choices"], raw_choices)
         values = [c.value for c in choices]
         for dup in {v for v in values if values.count(v) > 1}:
             ld.problems.append(source.problem(here + ["choices"], f"duplicate choice value {dup!r}"))

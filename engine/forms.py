@@ -17,6 +17,7 @@ from jsonschema.exceptions import ValidationError
 
 from . import idnumber
 from .errors import SubmissionError
+from .expressions import CHOICE_FIELDS, choice_fields
 from .fieldtypes import MultiDictLike, People, human_size, mask, read_post  # noqa: F401 - forms.mask, forms.human_size for callers
 from .spec import FieldSpec, FormSpec, OrgTree
 
@@ -140,6 +141,9 @@ def expression_context(fields: Sequence[FieldSpec], values: Mapping[str, Any],
     for f in fields:
         if f.kind.holds_value:  # a note has no name in expressions
             ctx[f.id] = values.get(f.id, f.kind.empty())
+    own = choice_fields(fields)
+    if own:  # what choice(field, 'key') reads the choices from (a row's fields and its form's)
+        ctx[CHOICE_FIELDS] = {**ctx.get(CHOICE_FIELDS, {}), **own}
     return ctx
 
 
@@ -153,15 +157,8 @@ def clean(fields: Sequence[FieldSpec], values: Mapping[str, Any], outer: Mapping
         value = f.kind.clean(f, values[f.id])
         if value is not None:
             data[f.id] = value
-    # Computed fields, in dependency order (the loader rejected cycles): repeat until stable.
     computed = [f for f in fields if f.compute]
-    for _ in range(len(computed)):
-        for f in computed:
-            value = f.compute.evaluate(expression_context(fields, data, outer), at)  # type: ignore[union-attr]
-            if value is None:
-                data.pop(f.id, None)
-            else:
-                data[f.id] = value
+    _compute(fields, computed, data, outer, at)
     visible = set()
     for f in fields:
         if f.show_if is None or f.show_if.test(expression_context(fields, data, outer), at):
@@ -172,7 +169,23 @@ def clean(fields: Sequence[FieldSpec], values: Mapping[str, Any], outer: Mapping
         if f.is_repeat and f.id in data:
             ctx = expression_context(fields, data, outer)
             data[f.id] = [clean(f.fields, row, ctx, at)[0] for row in data[f.id]]
+    rows = {f.id for f in fields if f.is_repeat and f.id in data}
+    if any(f.compute.names & rows for f in computed):  # type: ignore[union-attr]
+        # a total over the rows (choice_sum(items.reward, 'points', items.quantity)) reads them typed
+        _compute(fields, [f for f in computed if f.id in visible], data, outer, at)
     return data, visible
+
+
+def _compute(fields: Sequence[FieldSpec], computed: Sequence[FieldSpec], data: dict[str, Any],
+             outer: Mapping[str, Any] | None, at: dt.datetime | None) -> None:
+    """Computed fields, in dependency order (the loader rejected cycles): repeat until stable."""
+    for _ in range(len(computed)):
+        for f in computed:
+            value = f.compute.evaluate(expression_context(fields, data, outer), at)  # type: ignore[union-attr]
+            if value is None:
+                data.pop(f.id, None)
+            else:
+                data[f.id] = value
 
 
 MESSAGES: dict[str, dict[str, str]] = {

@@ -29,11 +29,11 @@ from referencing import Registry, Resource
 from .actions import ACTIONS, ActionRegistry
 from .errors import DefinitionError, Problem
 from .expressions import BUILTINS, Expression, ExpressionSyntaxError
-from .form_loader import build_form, load_form_files, parse_size  # noqa: F401 - parse_size for callers
+from .form_loader import build_form, check_choice_refs, load_form_files, parse_size  # noqa: F401 - parse_size for callers
 from .loadkit import GUARD_NAMES, did_you_mean, text  # noqa: F401 - GUARD_NAMES for callers
 from . import spelling, workdays
 from .mechanics import links, spawn
-from .spec import LEVELS, ActionCall, Definitions, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
+from .spec import LEVELS, ActionCall, Definitions, FieldSpec, FormSpec, OrgTree, OrgUnit, RoleSpec, WorkflowSpec
 from .workdays import WorkCalendar
 from .workflow_loader import build_workflow
 from .yamlsource import PathItem, YamlSource, parse_yaml, read_yaml
@@ -159,6 +159,8 @@ class Loader:
         self.roles_broken = False  # org/roles.yaml missing or invalid: do not also blame every workflow
         #: the roles of org/roles.yaml a user field's ``roles`` may name (None: not known, e.g. the file is broken)
         self.role_names: set[str] | None = None
+        #: the fields a workflow's expressions read while it is built, for the checks of choice(field, 'key')
+        self.choice_scope: dict[str, FieldSpec] | None = None
         self.choices_broken = False  # a choice-list file is invalid: do not also blame every form using a list
         self.sources: dict[str, str] = {}  # text of each workflow and form file read (kept versions are text)
 
@@ -294,6 +296,8 @@ class Loader:
         if names is None:
             return expr
         known = set(names)
+        if self.choice_scope is not None:
+            check_choice_refs(self, source, path, expr, self.choice_scope)
         for name in sorted(expr.names - known):
             self.problems.append(source.problem(
                 path, f"expression of {what} uses unknown name {name!r}",

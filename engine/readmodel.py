@@ -17,6 +17,8 @@ points ledger are all lookups. Keys are tuples; those on cases follow the access
                                        an approver still to act)
 ``("public",)``                        listed on the public page (notice or public state)
 ``("file", key)``, ``("parent", id)``, ``("round", workflow, state, round)``
+``("claim", workflow, fields, value…)``  (index ``case_claims``) a case holding the values of a ``unique`` rule in
+                                       one of its states (``engine.mechanics.unique``)
 ``("assigned_open", user)``            an open case assigned to a person (admins find those of deactivated users)
 ``("wf=", …, field, term)``, ``("person=", …)``, ``("open=", …)``  the first three once more per term of each
                                        list filter field whose type is ``indexed`` (select, multiselect, tick box,
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from . import delegation, inbox
+from .mechanics import unique
 from .cases import CASES, SCHEMA_VERSION, Case
 from . import webhooks
 from .ledger import ACCOUNTS, HEADS, LEDGER
@@ -268,10 +271,11 @@ def figure_values(definitions: Definitions, context: Callable[[Case], dict[str, 
     return values
 
 
-#: Bump when a key function below changes: a file store trusts the index entries it saved only while the
-#: name, table and version match.
-READMODEL_VERSION = "7"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys;
-#                          6: people named in user fields ({field: x} roles); 7: cc, delegates
+#: Bump when a key function below changes (also ``FieldType.claim_term``, by which the claims of ``unique`` rules
+#: are keyed in ``case_claims``): a file store trusts the index entries it saved only while the name, table and
+#: version match.
+READMODEL_VERSION = "8"  # 4: the inbox indexes (engine.inbox); 5: approval rounds in the waiting keys;
+#                          6: people named in user fields ({field: x} roles); 7: cc, delegates; 8: unique claims
 
 
 def fingerprint(definitions: Definitions, versions: Versions | None = None) -> str:
@@ -290,6 +294,7 @@ def install(store: Store, definitions: Definitions, context: Callable[[Case], di
     store.add_indexes((
         Index(CASE_INDEX, CASES, keys=case_keys(definitions, resolve), order=_updated, version=version),
         Index(CASE_VERSION_INDEX, CASES, keys=version_keys(resolve), version=version),
+        Index(unique.CLAIM_INDEX, CASES, keys=unique.claim_keys(resolve), version=version),
         Index(TIMER_INDEX, CASES, keys=_timer_keys, order=_next_due, version=READMODEL_VERSION),
         Tally(FIGURES, CASES, values=figure_values(definitions, context, resolve), version=version),
         versions_index(),

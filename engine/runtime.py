@@ -21,10 +21,11 @@ from .actions import ACTIONS, ActionContext, ActionRegistry
 from .cases import CASES, Case, is_case_number
 from .clock import Clock, iso
 from .clock import now as default_clock
-from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError
+from .errors import NotAllowed, NotFound, StaleVersion, SubmissionError, TransitionError
+from .expressions import CHOICE_FIELDS, choice_fields
 from .loadkit import msg as _msg
 from .delegation import DelegationMixin
-from .mechanics import collect, ranking
+from .mechanics import collect, ranking, unique
 from .mechanics.approval import ApprovalMixin
 from .mechanics.assign import AssignMixin
 from .mechanics.cc import CcMixin
@@ -134,8 +135,9 @@ class Engine(DelegationMixin, CollectMixin, ApprovalMixin, NoticeMixin, TimersMi
 
     def guard_context(self, case: Case, user: User) -> dict[str, Any]:
         wf = self.workflow_of(case)
-        ctx = {f.id: case.data.get(f.id, f.kind.empty())
-               for _, f in self.data_fields(wf)}
+        fields = [f for _, f in self.data_fields(wf)]
+        ctx = {f.id: case.data.get(f.id, f.kind.empty()) for f in fields}
+        ctx[CHOICE_FIELDS] = choice_fields(fields)  # what choice(field, 'key') reads the choices from
         for state in wf.states.values():
             if state.collect and state.collect.aggregate:
                 ctx[state.collect.aggregate.into] = case.data.get(state.collect.aggregate.into) or {}
@@ -225,6 +227,7 @@ class Engine(DelegationMixin, CollectMixin, ApprovalMixin, NoticeMixin, TimersMi
                     created_by=user.username, created_at=iso(now), updated_at=iso(now),
                     round=round_of(wf.round, now), parent=parent)
         case.title = self._title(wf, case)
+        unique.check(self, tx, case, wf, wf.initial, user, [f.id for f in form.fields], values)  # values held elsewhere
         self._record(case, user, "start", wf.title, None, wf.initial, note, moves.changes_of(form, {}, data), now, bump=False)
         self.kept.keep(tx, wf)  # the version this case runs on is kept with it, in the same transaction
         case.id = tx.insert(CASES, case.to_doc())

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .mechanics.reports import MetricSpec, TargetSpec
     from .mechanics.spawn import SpawnSpec
     from .mechanics.timers import DeadlineSpec, TimerSpec
+    from .mechanics.unique import UniqueSpec
 
 #: The mechanisms' specs live with their mechanism (``engine.mechanics``); ``from engine.spec import
 #: CollectSpec`` keeps working through :func:`__getattr__` (imported on first use: the mechanics modules
@@ -37,6 +38,7 @@ MOVED = {
     "PointsSpec": "points", "LevelSpec": "ranking", "RankingSpec": "ranking", "MetricSpec": "reports",
     "MoveSpec": "links", "WaitSpec": "links",
     "TargetSpec": "reports", "SpawnSpec": "spawn", "DeadlineSpec": "timers", "TimerSpec": "timers",
+    "UniqueSpec": "unique",
 }
 
 
@@ -97,6 +99,9 @@ def tr(text: Text | None, lang: str = "zh") -> str:
 class Choice:
     value: str
     label: Text
+    #: What the choice carries besides its label (``{points: 100, category: food}``): read by expressions with
+    #: ``choice(field, 'points')`` and ``choice_sum``; scalars only (text, numbers, true / false).
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,13 @@ class FieldSpec:
     @property
     def is_repeat(self) -> bool:
         return self.kind.holds_rows
+
+    def choice_data(self, value: Any) -> Mapping[str, Any]:
+        """The data the chosen ``value`` carries (empty for no choice, or a choice without data)."""
+        for choice in self.choices:
+            if choice.value == value:
+                return choice.data
+        return {}
 
     def choice_label(self, value: Any, lang: str = "zh") -> str:
         for choice in self.choices:
@@ -421,6 +433,8 @@ class WorkflowSpec:
     listing: ListSpec = field(default_factory=ListSpec)
     #: 催办: how often a case may be urged (``urge: {every: 1d}``, the default); None: ``urge: false``
     urge: "Duration | None" = None
+    #: fields no two cases may share while in given states (``engine.mechanics.unique``)
+    unique: tuple[UniqueSpec, ...] = ()
     #: every way a case can move (:func:`state_graph`), built once by the loader; the loader's checks, the
     #: diagram and the runtime all read this one graph
     edges: tuple[EdgeSpec, ...] = ()

@@ -24,13 +24,13 @@ holds the store transaction and writes the case back.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import delegation, forms, webhooks
 from .clock import iso
 from .errors import NotAllowed, SubmissionError, TransitionError
 from .loadkit import msg
-from .mechanics import approval, assign, cc, collect, links, notice, points, ranking, spawn, taskmoves, timers, urge
+from .mechanics import approval, assign, cc, collect, links, notice, points, ranking, spawn, taskmoves, timers, unique, urge
 from .mechanics.base import SYSTEM, EdgeKind, Step
 from .notify import notify
 from .spec import tr
@@ -117,8 +117,13 @@ def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", ac
     now = engine.clock()
     kind.before(engine, tx, case, edge, actor, step, now)                    # 4. before-actions
     changes = kind.apply(engine, tx, case, edge, actor, step, now)           # 5. data merge
-    move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
-         kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge), extra=step.record)
+    try:
+        move(engine, tx, case, engine.workflow_of(case), edge.target, actor, edge.via,  # 5. state, 6. history
+             kind.label(edge, step), step.comment, changes, now, reenter=kind.reenters(edge), extra=step.record,
+             shown=[f.id for f in step.form.fields] if step.form is not None else ())
+    except SubmissionError as exc:  # a unique rule: the form keeps what was typed
+        exc.values = dict(step.values)
+        raise
     kind.after(engine, tx, case, edge, actor, step, now)                     # 7. after-actions
     links.after(engine, tx, case, edge, actor, step, now)                    # 7. ... linked cases moved
     if actor.delegate is not None and not (edge.kind == "approval" and edge.via in approval.OUTCOMES):
@@ -129,17 +134,20 @@ def take(engine: "Engine", tx: "Transaction", case: "Case", edge: "EdgeSpec", ac
 
 def move(engine: "Engine", tx: "Transaction", case: "Case", wf: "WorkflowSpec", target: str, actor: "User", via: str,
          label: Mapping[str, str], comment: str, changes: list[dict[str, Any]], now: dt.datetime,
-         reenter: bool = True, extra: Mapping[str, Any] | None = None) -> None:
+         reenter: bool = True, extra: Mapping[str, Any] | None = None, shown: Iterable[str] = ()) -> None:
     """State change and its history entry; then what entering the new state means (timers, notices...), unless
     ``reenter`` is false (an approver's act: a self-loop that stays in the state's round).
 
     A case moves only along an edge of the workflow's state graph: ``via`` is the edge's ``via`` (a
     transition id, ``object``, ``ranking`` or an approval's act or outcome), as the history entry records it.
+    A move that would give the case values another case holds (a ``unique`` rule) is refused; ``shown``: the
+    fields of the form being filled, under which the refusal is shown.
     """
     source = case.state
     if wf.edge(source, target, via=via) is None:
         raise TransitionError(msg(f"流程中没有从“{source}”到“{target}”的步骤。",
                                   f"The process has no step from '{source}' to '{target}'."))
+    unique.check(engine, tx, case, wf, target, actor, shown)
     notice.on_leave(case, wf, source, target, actor, now)
     approval.on_leave(case, wf, source, target)
     left = wf.states.get(source)

@@ -25,6 +25,7 @@ from .mechanics.timers import build_deadline, build_timeout
 from .mechanics.urge import build as build_urge
 from .spec import (PSEUDO_ROLES, EdgeSpec, FormSpec, MigrationSpec, RoleSpec, StateSpec, TransitionSpec, WorkflowSpec,
                    reachable, role_field, role_name, state_graph)
+from .mechanics.unique import build as build_unique
 from .yamlsource import PathItem, YamlSource
 
 if TYPE_CHECKING:
@@ -73,6 +74,13 @@ def check_public(ld: "Loader", source: YamlSource, here: list[PathItem], state: 
 
 
 def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
+    try:
+        return _build_workflow(ld, source, forms, roles)
+    finally:
+        ld.choice_scope = None
+
+
+def _build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec], roles: dict[str, RoleSpec]) -> WorkflowSpec | None:
     doc = source.data
     problems_before = len(ld.problems)
 
@@ -122,6 +130,12 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     user_fields: set[str] | None = None if missing_forms else {
         fld.id for f in step_forms for fld in f.fields if fld.kind.holds_user}
     data_types = {fld.id: fld.type for f in step_forms for fld in f.fields}
+    # the fields of the case by id (the first form's field of each id, as Engine.data_fields): what choice(field,
+    # 'key') in the workflow's expressions reads, and what a unique rule compares
+    ld.choice_scope = {}
+    for f in step_forms:
+        for fld in f.fields:
+            ld.choice_scope.setdefault(fld.id, fld)
     # results the engine writes into the case data are readable by guards too
     data_names |= {st["collect"]["aggregate"]["into"] for st in doc["states"].values()
                    if "aggregate" in st.get("collect", {})}
@@ -261,6 +275,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
     targets = build_targets(ld, source, doc.get("targets", []), start_form, set(doc["roles"]))
     listing = build_listing(ld, source, doc.get("list", {}), start_form)
     migrations = build_migrations(ld, source, doc.get("migrate"), doc["version"], built_states)
+    unique = build_unique(ld, source, doc.get("unique", []), states, None if missing_forms else ld.choice_scope)
     if len(ld.problems) > problems_before or start_form is None:
         return None
     return WorkflowSpec(
@@ -271,7 +286,7 @@ def build_workflow(ld: "Loader", source: YamlSource, forms: dict[str, FormSpec],
         ranking=rankings[0] if rankings else None, more_rankings=tuple(rankings[1:]) if rankings else (),
         role_scope=role_scope,
         sensitive_to=tuple(sensitive_to) if sensitive_to is not None else None, metrics=metrics, targets=targets, listing=listing, edges=edges,
-        migrations=migrations, urge=urge, withdraw=withdraw,
+        migrations=migrations, urge=urge, withdraw=withdraw, unique=unique,
     )
 
 

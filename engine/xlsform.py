@@ -44,6 +44,21 @@ _KNOWN_COLUMNS = {"type", "name", "label", "hint", "required", "required_message
                   "parameters", "repeat_count", "civicflow_type", "civicflow_sensitive", "civicflow_keys",
                   "guidance_hint"}
 TIME_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+#: Columns of the choices sheet with a meaning of their own; any other (lower_snake_case) column is data the choice
+#: carries (``data:``, read by ``choice(field, 'key')``), as XLSForm allows extra columns there.
+_CHOICE_COLUMNS = {"list_name", "list name", "name", "label", "image", "audio", "video", "media", "big-image"}
+_DATA_KEY = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _data_value(text: str) -> Any:
+    """A cell of a data column typed back: whole numbers, numbers, TRUE / FALSE, else the text."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
 
 
 class XLSFormError(ValueError):
@@ -186,7 +201,12 @@ class _Builder:
                 self.note(sheet.name, number, "list_name", "a choice needs a list_name and a name; row skipped")
                 continue
             label = self.text(values, "label") or value
-            lists.setdefault(name, []).append(_flow({"value": value, "label": label}))
+            choice = _flow({"value": value, "label": label})
+            data = {column: _data_value(text) for (column, lang), text in values.items()
+                    if lang is None and column not in _CHOICE_COLUMNS and _DATA_KEY.fullmatch(column)}
+            if data:  # the extra columns XLSForm allows on the choices sheet: what the choice carries
+                choice["data"] = _flow(data)
+            lists.setdefault(name, []).append(choice)
         return lists
 
     def expression(self, source: Any, row: int, column: str, self_name: str | None = None) -> str | None:
@@ -632,6 +652,12 @@ def _texts(row: dict[str, Any], column: str, text: Any) -> None:
             row[f"{column}::English (en)"] = _en(text)
 
 
+def _data_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return ("TRUE" if value else "FALSE") if isinstance(value, bool) else value
+
+
 def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list[Note]]:
     """``form`` as an XLSForm workbook (survey, choices, settings) and the notes of what XLSForm cannot say."""
     notes: list[Note] = []
@@ -647,6 +673,8 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
             notes.append(Note("survey", 0, "constraint", f"the rule {rule.check.source!r} belongs to no field; "
                                                          "XLSForm has no form-wide constraint; not written"))
     lists: dict[tuple, str] = {}
+    data_columns: list[str] = []  # the choices sheet's columns after the labels: keys of the choices' data
+    reserved: set[str] = set()  # data keys that are a column of the choices sheet with its own meaning (name...)
 
     def append(row: dict[str, Any]) -> None:
         survey.append([row.get(column, "") for column in _SURVEY])
@@ -682,11 +710,21 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
                 continue
             kind = f.kind.xlsform  # each field type says which XLSForm type it is written as
             if f.kind.holds_choices:
-                key = tuple((c.value, _zh(c.label), _en(c.label)) for c in f.choices)
+                key = tuple((c.value, _zh(c.label), _en(c.label), tuple(c.data.items())) for c in f.choices)
                 if key not in lists:
                     lists[key] = f"{f.id}_choices"
-                    for value, zh, en in key:
-                        choices.append([lists[key], value, zh, en if en != zh else ""])
+                    for value, zh, en, data in key:
+                        for column, _ in data:  # what a choice carries: a column of its own
+                            if column in _CHOICE_COLUMNS and column not in reserved:
+                                reserved.add(column)
+                                notes.append(Note("choices", 0, column, f"the data key {column!r} of the choices of "
+                                                  f"{f.id!r} is a column XLSForm reserves; not written"))
+                            elif column not in data_columns and column not in _CHOICE_COLUMNS:
+                                data_columns.append(column)
+                                choices.cell(row=1, column=4 + len(data_columns), value=column)
+                        carried_data = dict(data)
+                        choices.append([lists[key], value, zh, en if en != zh else ""]
+                                       + [_data_cell(carried_data.get(c)) for c in data_columns])
                 kind = f"{f.kind.xlsform} {lists[key]}"
             elif not f.kind.xlsform_native:
                 row["civicflow_type"] = f.type

@@ -1,6 +1,8 @@
 """Shared fixtures: a real app on a real store (memory, TinyDB file, PostgreSQL), demo users, and a browser-like client."""
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import re
 import shutil
 from pathlib import Path
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from engine import idnumber
 from engine.actions import ActionRegistry
 from engine.builtin_actions import grant_role, notify_creator, open_points_account
 from engine.cases import CASES
@@ -32,6 +35,15 @@ DEMO_USERS = [
 #: mutants): ``pytest --hypothesis-profile=fuzz-long tests/test_fuzz_forms.py tests/test_fuzz_definitions.py``.
 settings.register_profile("fuzz-long", max_examples=200, deadline=None)
 _HASH = hash_password(PASSWORD)  # hashing is slow on purpose; do it once
+_PEOPLE = itertools.count()
+
+
+def new_id_number() -> str:
+    """A valid resident ID number no other call gives (volunteer registration allows one registration per
+    number): a birth date from 1950-01-01 on, and its check digit."""
+    born = dt.date(1950, 1, 1) + dt.timedelta(days=next(_PEOPLE))
+    first17 = f"110105{born:%Y%m%d}001"
+    return first17 + idnumber.check_digit(first17)
 
 
 def add_users(store: Any, users: list[tuple[str, str, list[str], str]] = DEMO_USERS) -> None:

@@ -7,9 +7,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from typing import TYPE_CHECKING
+
 import engine.expressions as expressions
 from engine.clock import SHANGHAI
 from engine.expressions import BUILTINS, HELPERS, Expression, ExpressionSyntaxError
+
+if TYPE_CHECKING:
+    from engine.spec import FormSpec
 
 AT = dt.datetime(2026, 11, 27, 9, 0, tzinfo=SHANGHAI)
 ID_1949 = "11010519491231002X"  # a valid resident ID number, born 1949-12-31
@@ -110,8 +115,74 @@ def test_range_is_available_but_bounded() -> None:
     assert ev("range(10 ** 9) | list") is None  # the sandbox refuses huge ranges instead of eating memory
 
 
+# --------------------------------------------------------------------------- choices that carry data
+
+def _choices_form() -> "FormSpec":
+    from engine.spec import Choice, FieldSpec, FormSpec
+    rewards = (Choice("rice", {"zh": "大米"}, {"points": 100, "category": "food"}),
+               Choice("towel", {"zh": "毛巾"}, {"points": 20, "category": "daily"}),
+               Choice("other", {"zh": "其他"}))  # carries nothing
+    fields = (
+        FieldSpec(id="reward", type="select", label={"zh": "物品"}, choices=rewards),
+        FieldSpec(id="quantity", type="integer", label={"zh": "数量"}),
+        FieldSpec(id="cost", type="integer", label={"zh": "积分"}, compute=Expression("choice(reward, 'points') * quantity")),
+        FieldSpec(id="extras", type="multiselect", label={"zh": "加购"}, choices=rewards),
+        FieldSpec(id="extras_points", type="integer", label={"zh": "加购积分"}, compute=Expression("choice_sum(extras, 'points')")),
+        FieldSpec(id="extras_kinds", type="text", label={"zh": "类别"},
+                  compute=Expression("choice(extras, 'category') | join(',')")),
+        FieldSpec(id="items", type="repeat", label={"zh": "清单"}, fields=(
+            FieldSpec(id="item", type="select", label={"zh": "物品"}, choices=rewards),
+            FieldSpec(id="qty", type="integer", label={"zh": "数量"}),
+            FieldSpec(id="row_points", type="integer", label={"zh": "小计"}, compute=Expression("choice(item, 'points') * qty")),
+        )),
+        FieldSpec(id="total", type="integer", label={"zh": "合计"},
+                  compute=Expression("choice_sum(items.item, 'points', items.qty)")),
+        FieldSpec(id="has_food", type="checkbox", label={"zh": "含食品"},
+                  compute=Expression("'food' in choice(items.item, 'category')")),
+    )
+    return FormSpec("shop", 1, {"zh": "兑换"}, fields, "forms/shop.yaml")
+
+
+def test_choice_reads_the_data_of_the_chosen_choice_in_a_form() -> None:
+    from engine import forms
+    form = _choices_form()
+    data = forms.validate(form, {"reward": "rice", "quantity": "2", "extras": ["towel", "other", "rice"],
+                                 "items": [{"item": "towel", "qty": "3"}, {"item": "rice", "qty": "1"}, {"item": "other", "qty": "9"}]})
+    assert data["cost"] == 200
+    assert data["extras_points"] == 120 and data["extras_kinds"] == "daily,food"  # 'other' carries nothing
+    assert [row.get("row_points") for row in data["items"]] == [60, 100, None]
+    assert data["total"] == 160 and data["has_food"] is True
+    empty = forms.validate(form, {"quantity": "2"})
+    assert "cost" not in empty and empty["extras_points"] == 0 and empty["total"] == 0  # nothing chosen
+
+
+def test_choice_outside_a_context_with_choices_is_unknown() -> None:
+    assert ev("choice(reward, 'points')", reward="rice") is None
+    assert ev("choice_sum(extras, 'points')", extras=["rice"]) == 0
+
+
+def test_choice_helpers_name_the_field_and_the_key() -> None:
+    expr = Expression("choice(reward, 'points') + choice_sum(items.item, 'points', items.qty)")
+    assert expr.names == {"reward", "items"}
+    assert [(r.helper, r.field, r.key, r.weight) for r in expr.choice_refs] == [
+        ("choice", "reward", "points", None), ("choice_sum", "items.item", "points", "items.qty")]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("choice('reward', 'points')", "choice() takes its first argument as a field name"),
+    ("choice(reward, points)", "the key of choice() is a name in quotes"),
+    ("choice(reward)", "choice() takes a field and a key in quotes"),
+    ("choice_sum(items.item, 'points', 2)", "choice_sum() takes the field to multiply by as a field name"),
+])
+def test_choice_helpers_refuse_what_the_loader_could_not_check(source: str, message: str) -> None:
+    with pytest.raises(ExpressionSyntaxError) as info:
+        Expression(source)
+    assert info.value.message.startswith(message)
+
+
 def test_helpers_are_the_documented_ones() -> None:
-    assert set(HELPERS) == {"age", "age_on", "days_between", "today", "now", "count", "id_valid", "id_birth_date", "id_sex"}
+    assert set(HELPERS) == {"age", "age_on", "days_between", "today", "now", "count", "id_valid", "id_birth_date", "id_sex",
+                            "choice", "choice_sum"}
     assert BUILTINS == set(HELPERS) | {"range"}
 
 

@@ -293,6 +293,30 @@ def test_gunicorn_workers_race_redemptions_and_never_overdraw(tmp_path: Path, pg
         engine.store.close()
 
 
+def test_gunicorn_workers_race_registrations_of_one_id_number_and_one_wins(tmp_path: Path, pg_url: str):
+    """volunteer_registration's unique rule (one registration per ID number) across worker processes."""
+    app = prepared(tmp_path, pg_url)
+    engine = app.extensions["civicflow"]
+    number = conftest.new_id_number()
+    form = {"name": "王芳", "gender": "female", "phone": "13812345678", "id_number": number, "skills": "tutoring",
+            "available_times": "weekend", "grid": "renjia-g1", "pledge": "1"}
+    try:
+        with gunicorn(tmp_path, pg_url) as server:
+            people = [logged_in(server.url, name) for name in ("resident", "steward", "party", "party2") * 2]
+            sends = [poster(b, "/start/volunteer_registration", "/start/volunteer_registration", form) for b in people]
+            before = len(server.pids())
+            results = concurrently(sends)
+            served = set(server.served_since(before, len(people)))
+        codes = sorted(code for code, _ in results)
+        assert codes == [302] + [422] * (len(people) - 1), codes
+        assert all("该身份证号码已提交过志愿者注册（#" in body for code, body in results if code == 422)
+        assert len(served) >= 2, served  # the race really was between worker processes
+        held = [d for d in engine.store.search(CASES) if d["data"].get("id_number") == number]
+        assert len(held) == 1 and held[0]["state"] == "submitted"
+    finally:
+        engine.store.close()
+
+
 @pytest.mark.parametrize("secret", [True, False], ids=["key-in-env", "instance-key"])
 def test_a_session_made_on_one_worker_works_on_every_worker(tmp_path: Path, pg_url: str, secret: bool):
     app = prepared(tmp_path, pg_url)

@@ -143,6 +143,21 @@ def test_redeem_collect_and_the_balance_never_goes_below_zero(app: Any, who: Any
     assert who("staff2").get(f"/cases/{towel}").status_code == 404
 
 
+def test_a_reward_carries_its_name_cost_and_category_into_the_case_and_the_figures(app: Any, who: Any):
+    """The rewards' names, costs and categories are data of their choices (charity_rewards): the form computes
+    with them and the dashboard counts food rewards by the category."""
+    earn(app, who, ["volunteer"], hours="12")  # 120 points
+    volunteer = who("volunteer")
+    rice = started(volunteer.post("/start/points_redemption", {"reward": "rice", "quantity": "1", "supermarket": "renjia"}))
+    soap = started(volunteer.post("/start/points_redemption", {"reward": "soap", "quantity": "2", "supermarket": "renjia"}))
+    assert case(app, rice)["data"]["reward_name"] == "大米" and case(app, rice)["data"]["unit_cost"] == 100
+    assert case(app, soap)["title"] == "洗衣皂 ×2（20 积分）"
+    assert figure(app, "food_redemptions") == 0  # not confirmed yet
+    assert act(volunteer, rice, "redeem").status_code == 302 and act(volunteer, soap, "redeem").status_code == 302
+    assert figure(app, "food_redemptions") == 1 and figure(app, "redemptions") == 2
+    assert app.extensions["civicflow"].balance("volunteer") == 0
+
+
 def test_staff_confirm_at_the_counter_and_cancel_returns_the_points(app: Any, who: Any):
     earn(app, who, ["volunteer2"], hours="2")  # 20 points
     volunteer = who("volunteer2")

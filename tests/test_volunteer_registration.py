@@ -158,7 +158,7 @@ def test_post_without_csrf_token_is_refused(app, as_user):
 def test_list_filters_by_state_and_masks_sensitive(app, as_user):
     applicant = as_user("resident")
     first = case_id(register(applicant))
-    case_id(register(applicant, name="李四"))
+    case_id(register(applicant, name="李四", id_number="110105198001010016"))  # one registration per ID number
     staff = as_user("staff")
     act(staff, first, "approve")
     page = staff.get("/workflows/volunteer_registration?state=active").get_data(as_text=True)
@@ -166,6 +166,29 @@ def test_list_filters_by_state_and_masks_sensitive(app, as_user):
     page = staff.get("/workflows/volunteer_registration").get_data(as_text=True)
     assert "王芳" in page and "李四" in page
     assert "13812345678" not in page and "138****5678" in page
+
+
+def test_one_registration_per_id_number_names_the_case_that_holds_it(app, as_user):
+    """The workflow's unique rule: an ID number waiting for review, returned or registered is not registered
+    again; the refusal keeps what was typed and names the case holding it (linked only for someone who sees it)."""
+    applicant = as_user("resident")
+    first = case_id(register(applicant))
+    again = register(applicant, name="王芳芳", id_number=" 11010519491231002x ")  # the same number, typed loosely
+    page = again.get_data(as_text=True)
+    assert again.status_code == 422
+    assert f'<a href="/cases/{first}">该身份证号码已提交过志愿者注册（#{first} 王芳）</a>' in page
+    assert 'value="王芳芳"' in page  # nothing typed is lost
+    other = as_user("resident2")  # cannot see the first case: only its number, no link, no name
+    page = register(other, name="马丽").get_data(as_text=True)
+    assert f"该身份证号码已提交过志愿者注册（#{first}）" in page and f'href="/cases/{first}"' not in page
+    assert len(app.extensions["civicflow"].store.search(CASES)) == 1
+    staff = as_user("staff")
+    assert act(staff, first, "return_for_changes", comment="请补充地址").status_code == 302
+    assert register(other, name="马丽").status_code == 422  # returned for changes still holds it
+    assert act(applicant, first, "withdraw").status_code == 302  # the claim is freed
+    second = register(other, name="马丽")
+    assert second.status_code == 302
+    assert register(applicant).status_code == 422  # now the second case holds it
 
 
 def test_login_required_and_wrong_password(browser):

@@ -13,7 +13,7 @@ import pytest
 from engine.cases import CASES
 from engine.web import create_app
 from engine.web.export import neutralise
-from tests.conftest import Browser, add_users, definitions_dir
+from tests.conftest import Browser, add_users, definitions_dir, new_id_number
 from tests.test_volunteer_registration import act, case_id, register
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -40,7 +40,7 @@ def cases(app: Any, as_user: Any) -> dict[str, int]:
     """Two applications in 徽州人家社区: one harmless, one typed by someone trying formula injection."""
     applicant = as_user("resident")
     plain = case_id(register(applicant))
-    hostile = case_id(register(applicant, name="=1+2", occupation="-2+3+cmd|' /C calc'!A0",
+    hostile = case_id(register(applicant, name="=1+2", id_number=new_id_number(), occupation="-2+3+cmd|' /C calc'!A0",
                                address="@SUM(1,2)", political_status="party_member", party_org="+party"))
     return {"plain": plain, "hostile": hostile}
 
@@ -159,7 +159,7 @@ def test_a_csv_is_sent_in_pieces_that_add_up_to_the_whole_list(app: Any, as_user
     from engine.web import export
 
     applicant = as_user("resident")
-    ids = {case_id(register(applicant, name=f"居民{n}")) for n in range(5)}
+    ids = {case_id(register(applicant, name=f"居民{n}", id_number=new_id_number())) for n in range(5)}
     monkeypatch.setattr(export, "CSV_CHUNK", 2)
     response = as_user("staff").client.get("/workflows/volunteer_registration/export.csv", buffered=False)
     assert response.is_streamed

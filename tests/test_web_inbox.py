@@ -9,6 +9,7 @@ from typing import Any
 from engine.cases import CASES
 from engine.notify import NOTIFICATIONS
 from engine.users import find_user
+from tests.conftest import new_id_number
 
 VOLUNTEER = {"gender": "female", "phone": "13812345678", "id_number": "11010519491231002X",
              "political_status": "masses", "occupation": "退休教师", "skills": ["tutoring"],
@@ -24,7 +25,7 @@ def engine_of(app: Any) -> Any:
 def volunteer(app: Any, name: str, username: str = "resident", **changes: Any) -> int:
     engine = engine_of(app)
     return engine.start("volunteer_registration", find_user(engine.store, username),
-                        {**VOLUNTEER, "name": name, **changes}).id
+                        {**VOLUNTEER, "name": name, "id_number": new_id_number(), **changes}).id
 
 
 def party(app: Any, name: str) -> int:

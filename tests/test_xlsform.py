@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openpyxl import Workbook
 from pyxform.xls2xform import convert
+from ruamel.yaml import YAML
 
 from engine.errors import SubmissionError
 from engine.forms import validate
@@ -237,6 +238,30 @@ def test_a_user_field_goes_out_as_text_and_comes_back_a_user_field():
     assert imported.notes == []
     field = load_yaml(imported.text)["fields"][0]
     assert (field["type"], field["multiple"], field["roles"], field["scope"]) == ("user", True, ["grid_worker"], "unit")
+
+
+
+def test_what_a_choice_carries_goes_out_as_columns_of_the_choices_sheet_and_comes_back_typed(tmp_path: Path):
+    """Choice data (``data:``) is written as extra columns of the choices sheet, which XLSForm allows and pyxform
+    accepts; read back, numbers, TRUE / FALSE and text keep their kind. A key XLSForm reserves is reported."""
+    form = SHIPPED.forms["points_redemption"]
+    data, notes = export_xlsform(form)
+    book = tmp_path / "points_redemption.xlsx"
+    book.write_bytes(data)
+    convert(xlsform=str(book), validate=False)
+    imported = read_xlsform(data, book.name)
+    assert imported.notes == []
+    choices = YAML(typ="safe").load(imported.text)["fields"][0]["choices"]
+    assert choices[0] == {"value": "rice", "label": {"zh": "大米 5 斤（100 积分）", "en": "Rice, 2.5 kg (100 points)"},
+                          "data": {"item": "大米", "points": 100, "category": "food"}}
+    from engine.spec import Choice, FieldSpec, FormSpec
+    odd = FormSpec("odd", 1, {"zh": "测试"}, (FieldSpec(id="kind", type="select", label={"zh": "类别"}, choices=(
+        Choice("a", {"zh": "甲"}, {"weight": 1.5, "urgent": True, "name": "保留字"}),
+        Choice("b", {"zh": "乙"}, {"weight": 2, "urgent": False}))),), "forms/odd.yaml")
+    data, notes = export_xlsform(odd)
+    assert [(n.sheet, n.column) for n in notes] == [("choices", "name")]
+    back = YAML(typ="safe").load(read_xlsform(data, "odd.xlsx").text)["fields"][0]["choices"]
+    assert [c["data"] for c in back] == [{"weight": 1.5, "urgent": True}, {"weight": 2, "urgent": False}]
 
 
 def load_yaml(text: str) -> Any:

@@ -14,6 +14,7 @@ Engine's public methods for that mechanism):
 * ``reports``  — metrics, targets (quotas) and list page columns
 * ``urge``     — 催办: reminding those a case waits for, once per period (an edge kind)
 * ``cc``       — 抄送: people copied in on a case see it and cannot act (an edge kind; a transition's ``cc:``)
+* ``unique``   — values no two cases may share while in given states: the claim index, the check on every move
 * ``base``     — what the one transition path (``engine.transition.take``) asks of each edge kind
 
 Certificates have no runtime logic (``state.certificate`` is a flag the web page reads).

@@ -17,7 +17,7 @@ from ..cases import CASES
 from ..clock import SHANGHAI, iso
 from ..durations import Duration
 from ..workdays import WorkCalendar
-from ..errors import TransitionError
+from ..errors import SubmissionError, TransitionError
 from ..loadkit import did_you_mean, msg
 from ..notify import notify
 from ..spec import tr
@@ -151,26 +151,48 @@ class TimersMixin(EngineBase):
         moment = now or self.clock()
         stamp = iso(moment)
         due_ids = self.read.due_case_ids(stamp)
-        fired = []
+        fired: list[dict[str, Any]] = []
         for case_id in due_ids:
-            with self.store.transaction() as tx:
-                case = self._load(tx, case_id, None)
-                wf = self.workflow_of(case)
-                for timer in list(case.timers):
-                    if timer["done"] or timer["due"] > stamp or timer["state"] != case.state:
-                        continue
-                    timer["done"] = True
-                    fired.append({"case": case_id, "kind": timer["kind"], "transition": timer["transition"]})
-                    if timer["kind"] == "deadline":
-                        overdue(self, tx, case, wf, moment)
-                    elif timer["transition"]:
-                        try:  # the one transition path, as the system: role check, guard, history, version
-                            moves.take(self, tx, case, moves.find(self, case, timer["transition"]), SYSTEM)
-                        except TransitionError as exc:  # a guard said no: note it, never retry forever
-                            self._record(case, SYSTEM, "timer_skipped", msg("定时操作未执行", "Timer skipped"),
-                                         case.state, case.state, tr(exc.message), [], moment)
-                        break  # the state changed: the old state's other timers are gone
-                    else:
-                        overdue(self, tx, case, wf, moment)
-                tx.replace(CASES, case_id, case.to_doc())
+            try:
+                fired += self._tick_case(case_id, stamp, moment)
+            except SubmissionError as exc:  # a unique rule: another case holds its values; nothing of the move is kept
+                self._skip_timers(case_id, stamp, moment, exc)
         return fired
+
+    def _tick_case(self, case_id: int, stamp: str, moment: dt.datetime) -> list[dict[str, Any]]:
+        """The due timers of one case, in a transaction of its own; what fired."""
+        fired = []
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, None)
+            wf = self.workflow_of(case)
+            for timer in list(case.timers):
+                if timer["done"] or timer["due"] > stamp or timer["state"] != case.state:
+                    continue
+                timer["done"] = True
+                fired.append({"case": case_id, "kind": timer["kind"], "transition": timer["transition"]})
+                if timer["kind"] == "deadline":
+                    overdue(self, tx, case, wf, moment)
+                elif timer["transition"]:
+                    try:  # the one transition path, as the system: role check, guard, history, version
+                        moves.take(self, tx, case, moves.find(self, case, timer["transition"]), SYSTEM)
+                    except TransitionError as exc:  # a guard said no: note it, never retry forever
+                        self._record(case, SYSTEM, "timer_skipped", msg("定时操作未执行", "Timer skipped"),
+                                     case.state, case.state, tr(exc.message), [], moment)
+                    break  # the state changed: the old state's other timers are gone
+                else:
+                    overdue(self, tx, case, wf, moment)
+            tx.replace(CASES, case_id, case.to_doc())
+        return fired
+
+    def _skip_timers(self, case_id: int, stamp: str, moment: dt.datetime, exc: SubmissionError) -> None:
+        """The due timers of a case whose move was refused as a submission is (a ``unique`` rule): done, and noted
+        in its history with the reason, never retried forever."""
+        with self.store.transaction() as tx:
+            case = self._load(tx, case_id, None)
+            for timer in case.timers:
+                if not timer["done"] and timer["due"] <= stamp and timer["state"] == case.state:
+                    timer["done"] = True
+            reason = "; ".join(tr(m, "zh") for messages in exc.errors.values() for m in messages)
+            self._record(case, SYSTEM, "timer_skipped", msg("定时操作未执行", "Timer skipped"),
+                         case.state, case.state, reason, [], moment)
+            tx.replace(CASES, case_id, case.to_doc())

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from engine.cases import CASES
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import PASSWORD, Server, _new_page, login, mark_page, open_menu, same_page
+from tests.conftest import new_id_number
 
 VOLUNTEER = {"gender": "female", "phone": "13812345678", "id_number": "11010519491231002X",
              "political_status": "masses", "occupation": "退休教师", "skills": ["tutoring"],
@@ -26,7 +27,8 @@ def cases(shipped_server: Server) -> dict[str, list[int]]:
     engine, resident = shipped_server.engine, shipped_server.user("resident")
     made: dict[str, list[int]] = {"volunteer": [], "party": []}
     for name in ("欧阳娜娜", "欧阳修", "李白", "杜甫"):
-        made["volunteer"].append(engine.start("volunteer_registration", resident, {**VOLUNTEER, "name": name}).id)
+        made["volunteer"].append(engine.start("volunteer_registration", resident,
+                                                {**VOLUNTEER, "name": name, "id_number": new_id_number()}).id)
     for name in ("张三", "李四"):
         made["party"].append(engine.start("party_member_reporting", resident, {**PARTY, "name": name}).id)
     return made
