@@ -164,3 +164,25 @@ def test_a_file_from_someone_elses_upload_cannot_be_claimed_in_a_row(app: Any, w
     resident = who("resident")
     cid = started(post(resident, "/start/activity", {**BASE, "rows-0-photo__keep": key}))
     assert "photo" not in case(app, cid)["data"]["rows"][0]  # a key of another's upload is not taken
+
+
+def test_the_api_takes_no_file_in_a_row_but_keeps_the_one_a_row_holds(app: Any, who: Any):
+    from tests.test_api import api
+    resident = who("resident")
+    cid = started(post(resident, "/start/activity", {**BASE, "rows-0-photo": upload(PNG, "现场.png")}))
+    held = case(app, cid)["data"]["rows"][0]["photo"]
+    client = api(app, "resident", lang="en")
+    refused = client.post("/workflows/activity/cases", {"data": {
+        "title": "又一次", "unit": "renjia", "rows": [{"what": "扫地", "photo": held}]}})  # another case's file
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {"rows.0.photo": ["Files cannot be sent through the API yet: use the web page."]}
+    schema = client.get("/forms/activity_report").json["request_schema"]
+    assert set(schema["properties"]["rows"]["items"]["properties"]) == {"what"}
+    # a step sends the row back as it read it: its file stays; a row without it drops it
+    kept = client.post(f"/workflows/activity/cases/{cid}/transitions/revise",
+                       {"data": {"rows": [{"what": "打扫卫生和擦窗", "photo": held}]}})
+    assert kept.status_code == 200, kept.json
+    assert case(app, cid)["data"]["rows"] == [{"what": "打扫卫生和擦窗", "photo": held}]
+    dropped = client.post(f"/workflows/activity/cases/{cid}/transitions/revise", {"data": {"rows": [{"what": "擦窗"}]}})
+    assert dropped.status_code == 200 and case(app, cid)["data"]["rows"] == [{"what": "擦窗"}]
+    assert app.extensions["civicflow"].read.mentioning(held["key"]) == []
