@@ -162,8 +162,13 @@
     var invalid = page.querySelector("[aria-invalid=true]");
     var target = invalid || page.querySelector(".page-title");
     if (!target) return;
-    target.focus();
-    if (!invalid) target.scrollIntoView({ block: "start" });
+    if (invalid) {
+      target.focus();
+      return;
+    }
+    var progress = root.querySelector(".page-progress");  // the top of the new page: where the person is, then what it asks
+    target.focus({ preventScroll: true });
+    (progress || target).scrollIntoView({ block: "start" });
   }
 
   document.addEventListener("htmx:afterSwap", function (evt) {
