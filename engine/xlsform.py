@@ -227,12 +227,12 @@ class _Builder:
             joined = " ".join(w.lower() for w in words[:2]).replace("_", " ")
             if joined in ("end group", "end repeat"):
                 if until == joined:
-                    return self._place_markers(fields, groups), at
+                    return _place_markers(self, fields, groups), at
                 self.note("survey", number, "type", f"'{joined}' without its begin; ignored")
                 continue
             if joined == "begin group":
                 inner = self._relevant(values, number, relevant)
-                marker = self._group_marker(values, number, level, in_repeat)
+                marker = _group_marker(self, values, number, level, in_repeat)
                 if marker is None and self.text(values, "label"):
                     self.note("survey", number, "label", GROUP_FLATTENED)
                 found, at = self._fields(rows, at, inner, in_repeat, until="end group",
@@ -255,51 +255,7 @@ class _Builder:
                 fields.append(item)
         if until:
             self.note("survey", rows[-1][0] if rows else 0, "type", f"'{until}' missing at the end of the survey")
-        return self._place_markers(fields, groups), at
-
-    def _place_markers(self, fields: list[CommentedMap],
-                       groups: list[tuple[int, int, CommentedMap, int]]) -> list[CommentedMap]:
-        """Put the marker of each group before its fields where the markers say the same as the groups: a
-        Civicflow section runs to the next section or page, a page to the next page, so a group followed by
-        fields outside any group is flattened, and pages stay pages only when every question is in one."""
-        def ends_clean(i: int) -> bool:
-            number, start, _marker, count = groups[i]
-            following = groups[i + 1][1] if i + 1 < len(groups) else len(fields)
-            return start + count == following
-        pages = [g for g in groups if g[2]["type"] == "page"]
-        if pages and not (groups[0][1] == 0 and all(g[2]["type"] == "page" for g in groups)
-                          and all(ends_clean(i) for i in range(len(groups)))):
-            for _n, _s, marker, _c in pages:
-                marker["type"] = "section"  # questions outside the field-list groups: they become sections
-        placed = list(fields)
-        for i in reversed(range(len(groups))):
-            number, start, marker, _count = groups[i]
-            if ends_clean(i):
-                placed.insert(start, marker)
-            else:
-                self.note("survey", number, "label", GROUP_FLATTENED + " (fields follow its end outside any group, "
-                                                                       "which a section cannot say)")
-        return placed
-
-    def _group_marker(self, values: Mapping, number: int, level: int, in_repeat: bool) -> CommentedMap | None:
-        """A labelled group as a ``section`` marker, or a ``page`` marker when it is a top-level field-list group
-        (one screen of questions in ODK and Enketo); None: the group is flattened (in a repeat, or nested deeper)."""
-        label = self.text(values, "label")
-        name = values.get(("name", None))
-        field_list = "field-list" in values.get(("appearance", None), "")
-        if in_repeat or not label or not name or level > 1:
-            return None
-        type_name = "page" if field_list and level == 0 else "section"
-        if type_name not in self.kinds:
-            return None
-        item = CommentedMap()
-        item["id"] = self.names.get(name) or _ident(name, self.taken)
-        item["type"] = type_name
-        item["label"] = label
-        hint = self.text(values, "hint")
-        if hint:
-            item["help"] = hint
-        return item
+        return _place_markers(self, fields, groups), at
 
     def _relevant(self, values: Mapping, number: int, outer: str | None) -> str | None:
         own = values.get(("relevant", None))
@@ -482,6 +438,52 @@ class _Builder:
             return native[kind], {}
         self.note("survey", number, "type", f"the type {kind!r} has no Civicflow counterpart; skipped")
         return None, {}
+
+
+def _group_marker(builder: "_Builder", values: Mapping, number: int, level: int, in_repeat: bool) -> CommentedMap | None:
+    """A labelled group as a ``section`` marker, or a ``page`` marker when it is a top-level field-list group
+    (one screen of questions in ODK and Enketo); None: the group is flattened (in a repeat, or nested deeper)."""
+    label = builder.text(values, "label")
+    name = values.get(("name", None))
+    field_list = "field-list" in values.get(("appearance", None), "")
+    if in_repeat or not label or not name or level > 1:
+        return None
+    type_name = "page" if field_list and level == 0 else "section"
+    if type_name not in builder.kinds:
+        return None
+    item = CommentedMap()
+    item["id"] = builder.names.get(name) or _ident(name, builder.taken)
+    item["type"] = type_name
+    item["label"] = label
+    hint = builder.text(values, "hint")
+    if hint:
+        item["help"] = hint
+    return item
+
+
+def _place_markers(builder: "_Builder", fields: list[CommentedMap],
+                   groups: list[tuple[int, int, CommentedMap, int]]) -> list[CommentedMap]:
+    """Put the marker of each group before its fields where the markers say the same as the groups: a
+    Civicflow section runs to the next section or page, a page to the next page, so a group followed by
+    fields outside any group is flattened, and pages stay pages only when every question is in one."""
+    def ends_clean(i: int) -> bool:
+        number, start, _marker, count = groups[i]
+        following = groups[i + 1][1] if i + 1 < len(groups) else len(fields)
+        return start + count == following
+    pages = [g for g in groups if g[2]["type"] == "page"]
+    if pages and not (groups[0][1] == 0 and all(g[2]["type"] == "page" for g in groups)
+                      and all(ends_clean(i) for i in range(len(groups)))):
+        for _n, _s, marker, _c in pages:
+            marker["type"] = "section"  # questions outside the field-list groups: they become sections
+    placed = list(fields)
+    for i in reversed(range(len(groups))):
+        number, start, marker, _count = groups[i]
+        if ends_clean(i):
+            placed.insert(start, marker)
+        else:
+            builder.note("survey", number, "label", GROUP_FLATTENED + " (fields follow its end outside any group, "
+                                                                   "which a section cannot say)")
+    return placed
 
 
 def _extra(builder: _Builder, item: CommentedMap, values: Mapping, number: int) -> None:
