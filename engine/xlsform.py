@@ -440,7 +440,8 @@ class _Builder:
         return None, {}
 
 
-def _group_marker(builder: "_Builder", values: Mapping, number: int, level: int, in_repeat: bool) -> CommentedMap | None:
+def _group_marker(builder: "_Builder", values: Mapping, number: int, level: int,
+                  in_repeat: bool) -> CommentedMap | None:
     """A labelled group as a ``section`` marker, or a ``page`` marker when it is a top-level field-list group
     (one screen of questions in ODK and Enketo); None: the group is flattened (in a repeat, or nested deeper)."""
     label = builder.text(values, "label")

@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import forms
 from engine.clock import FrozenClock
+from engine.errors import SubmissionError
 from engine.loader import load_definitions
 from engine.spec import FieldSpec, FormSpec
 from engine.expressions import Expression
@@ -68,7 +69,7 @@ def test_a_page_is_checked_alone_and_a_hidden_page_is_skipped() -> None:
     assert forms.shown_pages(form, visible) == [0, 1, 2]
     assert forms.page_errors(form, values, 1) == {}
     assert forms.page_errors(form, values, 2) == {"phone": [forms.message("required")]}
-    with pytest.raises(Exception) as info:
+    with pytest.raises(SubmissionError) as info:
         forms.validate(form, {"member": True})
     assert forms.first_page_with_errors(form, info.value.errors) == 0  # name on page 1 comes first
     assert forms.first_page_with_errors(form, {"": [], "phone": []}) == 2

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.clock import FrozenClock
+from engine.errors import SubmissionError
 from tests.conftest import (DURABLE_STORES, PNG, Browser, add_users, case, definitions_dir, started,
                             store_location)
 from engine.web import create_app
@@ -186,3 +187,26 @@ def test_the_api_takes_no_file_in_a_row_but_keeps_the_one_a_row_holds(app: Any, 
     dropped = client.post(f"/workflows/activity/cases/{cid}/transitions/revise", {"data": {"rows": [{"what": "擦窗"}]}})
     assert dropped.status_code == 200 and case(app, cid)["data"]["rows"] == [{"what": "擦窗"}]
     assert app.extensions["civicflow"].read.mentioning(held["key"]) == []
+
+
+def test_the_engine_files_each_rows_upload_and_forgets_a_deleted_rows(app: Any):
+    """Straight through the engine (no page): the read model's file index follows the rows in the same write."""
+    from engine.users import find_user
+    engine = app.extensions["civicflow"]
+    resident = find_user(engine.store, "resident")
+    photo = {"name": "a.png", "key": "k-photo.png", "size": 72, "content_type": "image/png"}
+    sheet = {"name": "b.pdf", "key": "k-sheet.pdf", "size": 109, "content_type": "application/pdf"}
+    started_case = engine.start("activity", resident, {**{k: v for k, v in BASE.items() if "-" not in k},
+                                                       "rows": [{"what": "扫地", "photo": photo},
+                                                                {"what": "擦窗", "sheet": sheet}]})
+    assert [c.id for c in engine.read.mentioning("k-photo.png")] == [started_case.id]
+    assert [c.id for c in engine.read.mentioning("k-sheet.pdf")] == [started_case.id]
+    with pytest.raises(SubmissionError) as refused:  # the column's own type limit
+        engine.start("activity", resident, {"title": "x", "unit": "renjia", "rows": [{"what": "扫地", "sheet": photo}]})
+    assert "rows.0.sheet" in refused.value.errors
+    moved = engine.fire(started_case.id, "revise", resident, {"title": "敬老院探访", "unit": "renjia",
+                                                              "rows": [{"what": "擦窗", "sheet": sheet}]})
+    assert moved.version == started_case.version + 1
+    assert engine.read.mentioning("k-photo.png") == []
+    assert [c.id for c in engine.read.mentioning("k-sheet.pdf")] == [started_case.id]
+    assert moved.history[-1]["changes"][0]["field"] == "rows"
