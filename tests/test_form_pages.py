@@ -17,7 +17,7 @@ from engine.errors import SubmissionError
 from engine.loader import load_definitions
 from engine.spec import FieldSpec, FormSpec
 from engine.expressions import Expression
-from tests.conftest import DURABLE_STORES, ROOT, Browser, case, shipped_app, started, store_location
+from tests.conftest import DURABLE_STORES, ROOT, case, shipped_app, started, store_location
 from tests.test_volunteer_registration import VALID
 
 USERS = [("resident", "王芳", ["resident"], "renjia-g1"), ("staff", "陈静", ["community_staff"], "renjia")]
