@@ -111,6 +111,8 @@ class FieldType:
     tally: ClassVar[bool] = False          # an aggregate may count its values (votes: yes / no / abstain)
     list_column: ClassVar[bool] = True     # short enough to be a default column of a list page
     holds_value: ClassVar[bool] = True     # False: shown only (a note), never in data, exports or expressions
+    starts_section: ClassVar[bool] = False  # a marker: the questions after it, to the next marker, are one fieldset
+    starts_page: ClassVar[bool] = False    # a marker: the questions after it, to the next page, are one step
     text_limits: ClassVar[bool] = False    # min_length / max_length / pattern limit what is typed
     # -- rendering (templates/_macros.html and _search.html)
     widget: ClassVar[str] = "text"         # the macro that renders the input
@@ -736,7 +738,9 @@ class RepeatType(FieldType):
 
     def from_html(self, f: FieldSpec, raw: MultiDictLike, key: str, files: Mapping[str, Any]) -> Any:
         """Rows come as ``attendees-0-name``, ``attendees-1-name``..."""
-        indices = sorted({int(m.group(1)) for k in raw if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", k))})
+        # a row is posted by its inputs, or only by an uploaded file (a row whose one column is a photo)
+        indices = sorted({int(m.group(1)) for k in [*raw, *files]
+                          if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", k))})
         return [read_post(f.fields, raw, f"{key}-{i}-", files) for i in indices]
 
     def empty(self) -> Any:
@@ -977,6 +981,37 @@ class NoteType(FieldType):
 
     def matches(self, f: FieldSpec, value: Any, wanted: Any, org: OrgTree) -> bool:
         return False
+
+
+class _Marker(NoteType):
+    """A heading that groups the questions after it (to the next marker of its kind or a wider one): its
+    ``label`` is the heading, its ``help`` the description. Like a note it holds no value."""
+
+    xlsform = "begin_group"
+    xlsform_native = False
+    widget = "heading"  # rendered by form_fields as a fieldset or a step, not by one input
+
+    def check(self, item: Mapping[str, Any], report: Report) -> None:
+        if "show_if" in item:
+            report(["show_if"], f"'show_if' has no effect on a {self.name}: it only groups the questions after it",
+                   "put show_if on the questions; a page whose questions are all hidden is skipped", key=True)
+
+
+@register
+class SectionType(_Marker):
+    """分组: the questions after it, to the next section or page, are one fieldset with this legend."""
+
+    name = "section"
+    starts_section = True
+
+
+@register
+class PageType(_Marker):
+    """分页: the questions after it, to the next page, are one step of a long form (上一步 / 下一步)."""
+
+    name = "page"
+    starts_page = True
+    xlsform_appearance = "field-list"
 
 
 # --------------------------------------------------------------------------- reading a post

@@ -147,6 +147,7 @@ def load_form_files(ld: "Loader") -> tuple[list[YamlSource], dict[str, tuple[Cho
 def build_form(ld: "Loader", source: YamlSource, choice_lists: dict[str, tuple[Choice, ...]]) -> FormSpec:
     doc = source.data
     fields = build_fields(ld, source, doc["fields"], ["fields"], choice_lists, outer=())
+    check_layout(ld, source, doc["fields"])
     names = {f.id for f in fields if f.kind.holds_value}
     rules = []
     for i, rule in enumerate(doc.get("rules", [])):
@@ -260,6 +261,35 @@ def build_field(ld: "Loader", source: YamlSource, item: dict, here: list[PathIte
         required_if=ld.expression(source, here + ["required_if"], item.get("required_if"), names, f"field {item['id']!r}"),
         required_message=text(item.get("required_message")),
     )
+
+
+def check_layout(ld: "Loader", source: YamlSource, items: list[dict]) -> None:
+    """Sections and pages (``type: section`` / ``type: page`` markers) group the form's own questions: not inside
+    repeat rows, none empty, none before the first page; a repeat with an upload column bounds its rows."""
+    kinds = [FIELD_KINDS[item["type"]] for item in items]
+    if any(k.starts_page for k in kinds) and not kinds[0].starts_page:
+        ld.problems.append(source.problem(["fields", 0], "the questions before the first page belong to no page",
+                                          "start the fields with a page, e.g. - {id: basics, type: page, label: 基本信息}"))
+    for i, (item, kind) in enumerate(zip(items, kinds)):
+        if kind.starts_page or kind.starts_section:
+            after = kinds[i + 1] if i + 1 < len(items) else None
+            ends = after is None or after.starts_page or (kind.starts_section and after.starts_section)
+            if ends:
+                ld.problems.append(source.problem(["fields", i], f"{item['type']} {item['id']!r} holds no questions",
+                                                  "put its questions after it, or remove it"))
+        if kind.holds_rows:
+            unbounded = "max_rows" not in item
+            for j, sub in enumerate(item.get("fields", [])):
+                sub_kind = FIELD_KINDS[sub["type"]]
+                if sub_kind.starts_page or sub_kind.starts_section:
+                    ld.problems.append(source.problem(
+                        ["fields", i, "fields", j, "type"], f"a {sub['type']} cannot be a column of a repeat row",
+                        "sections and pages group the form's own questions; put it before the repeat field"))
+                elif sub_kind.holds_files and unbounded:
+                    unbounded = False  # said once per repeat
+                    ld.problems.append(source.problem(
+                        ["fields", i], f"repeat {item['id']!r} has an upload column ({sub['id']!r}) but no 'max_rows'",
+                        "every row may carry a file: bound the rows, e.g. max_rows: 20"))
 
 
 def check_compute_cycles(ld: "Loader", source: YamlSource, fields: list[FieldSpec], paths: list[list[PathItem]]) -> None:

@@ -300,3 +300,28 @@ def display(f: FieldSpec, value: Any, lang: str = "zh", org: OrgTree | None = No
     """One value as text for a page, list or export (repeats are rendered as tables elsewhere); ``people`` names
     the users of user fields (``Engine.people``)."""
     return f.kind.display(f, value, lang, org, people)
+
+
+# --------------------------------------------------------------------------- pages
+
+def shown_pages(form: FormSpec, visible: set[str]) -> list[int]:
+    """The pages that ask something now: a page whose questions are all hidden (``show_if``) is skipped."""
+    return [i for i, page in enumerate(form.pages) if any(f.id in visible for f in page.fields)] or [0]
+
+
+def page_errors(form: FormSpec, values: Mapping[str, Any], page: int, *, outer: Mapping[str, Any] | None = None,
+                at: dt.datetime | None = None, org: OrgTree | None = None) -> dict[str, list[dict[str, str]]]:
+    """The problems of one page, checked as the person leaves it: the whole form is validated (a question may
+    depend on an earlier page), and only the errors under that page's questions count. Messages of the whole
+    form (a rule without ``field``) wait for the final submit."""
+    try:
+        validate(form, values, outer=outer, at=at, org=org)
+    except SubmissionError as exc:
+        return {path: msgs for path, msgs in exc.errors.items() if path and form.page_of(path) == page}
+    return {}
+
+
+def first_page_with_errors(form: FormSpec, errors: Mapping[str, Any], default: int = 0) -> int:
+    """Where a refused submit of a paged form opens: the first page with a problem on it."""
+    pages = sorted(form.page_of(path) for path in errors if path)
+    return pages[0] if pages else default

@@ -170,6 +170,56 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class SectionSpec:
+    """A fieldset of a form: a ``type: section`` marker and the questions after it (``id`` None: the questions
+    of a page before its first section, shown without a legend)."""
+
+    id: str | None
+    title: Text | None
+    help: Text | None
+    fields: tuple[FieldSpec, ...]
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One step of a paged form: a ``type: page`` marker and its sections (``id`` None: a form without pages
+    is one page)."""
+
+    id: str | None
+    title: Text | None
+    help: Text | None
+    sections: tuple[SectionSpec, ...]
+
+    @property
+    def fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for s in self.sections for f in s.fields)
+
+    @property
+    def has_uploads(self) -> bool:
+        """An upload field or a repeat with an upload column is on the page (leaving it posts the files)."""
+        return any(f.kind.holds_files or any(sub.kind.holds_files for sub in f.fields) for f in self.fields)
+
+
+def layout(fields: Iterable[FieldSpec]) -> tuple[PageSpec, ...]:
+    """The pages and sections that the ``section`` / ``page`` markers among ``fields`` make (the markers
+    themselves are not in them). Questions before the first marker are a section (or page) without a heading."""
+    pages: list[tuple[FieldSpec | None, list[tuple[FieldSpec | None, list[FieldSpec]]]]] = [(None, [(None, [])])]
+    for f in fields:
+        if f.kind.starts_page:
+            if not any(fs for _, fs in pages[-1][1]) and pages[-1][0] is None:
+                pages.pop()  # nothing before the first page
+            pages.append((f, [(None, [])]))
+        elif f.kind.starts_section:
+            pages[-1][1].append((f, []))
+        else:
+            pages[-1][1][-1][1].append(f)
+    return tuple(PageSpec(p.id if p else None, p.label if p else None, p.help if p else None,
+                          tuple(SectionSpec(s.id if s else None, s.label if s else None, s.help if s else None,
+                                            tuple(fs)) for s, fs in sections if s is not None or fs))
+                 for p, sections in pages)
+
+
+@dataclass(frozen=True)
 class FormSpec:
     id: str
     version: int
@@ -194,6 +244,33 @@ class FormSpec:
 
     def sensitive_paths(self) -> frozenset[str]:
         return frozenset(p for p, f in self.walk() if f.sensitive)
+
+    @cached_property
+    def pages(self) -> tuple[PageSpec, ...]:
+        """The steps of the form and the sections of each (one page when it has no ``page`` marker)."""
+        return layout(self.fields)
+
+    @property
+    def paged(self) -> bool:
+        return len(self.pages) > 1
+
+    def page_of(self, path: str) -> int:
+        """The index of the page that holds the field at an error path (``name``, ``items.0.receipt``); 0 for
+        a message of the whole form."""
+        top = path.split(".", 1)[0]
+        return next((i for i, p in enumerate(self.pages) if any(f.id == top for f in p.fields)), 0)
+
+    def upload_inputs(self) -> list[str]:
+        """The names of every file input the form may have: upload fields, and upload columns of repeat rows
+        for each row it may have (the loader makes a repeat with an upload column say ``max_rows``)."""
+        names = []
+        for f in self.fields:
+            if f.kind.holds_files:
+                names.append(f.id)
+            elif f.is_repeat:
+                columns = [sub.id for sub in f.fields if sub.kind.holds_files]
+                names += [f"{f.id}-{i}-{c}" for i in range(f.max_rows or 0) for c in columns]
+        return names
 
 
 @dataclass(frozen=True)

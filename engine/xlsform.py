@@ -160,6 +160,10 @@ def _ident(name: str, taken: set[str]) -> str:
     return ident
 
 
+GROUP_FLATTENED = "group labels are not shown: the group's fields are kept in order, its relevant applies to each of them"
+UPLOAD_ROWS = 20  # the rows of an imported repeat with an upload column, when the workbook does not bound them
+
+
 class _Builder:
     """One survey sheet walked row by row into fields, with the notes of what was left out."""
 
@@ -230,8 +234,9 @@ class _Builder:
         return fields
 
     def _fields(self, rows: list, at: int, relevant: str | None, in_repeat: bool,
-                until: str | None = None) -> tuple[list[CommentedMap], int]:
+                until: str | None = None, level: int = 0) -> tuple[list[CommentedMap], int]:
         fields: list[CommentedMap] = []
+        groups: list[tuple[int, int, CommentedMap, int]] = []  # (row, where its marker goes, marker, fields in it)
         while at < len(rows):
             number, values = rows[at]
             at += 1
@@ -242,15 +247,18 @@ class _Builder:
             joined = " ".join(w.lower() for w in words[:2]).replace("_", " ")
             if joined in ("end group", "end repeat"):
                 if until == joined:
-                    return fields, at
+                    return _place_markers(self, fields, groups), at
                 self.note("survey", number, "type", f"'{joined}' without its begin; ignored")
                 continue
             if joined == "begin group":
                 inner = self._relevant(values, number, relevant)
-                if self.text(values, "label"):
-                    self.note("survey", number, "label", "group labels are not shown: the group's fields are "
-                                                         "kept in order, its relevant applies to each of them")
-                found, at = self._fields(rows, at, inner, in_repeat, until="end group")
+                marker = _group_marker(self, values, number, level, in_repeat)
+                if marker is None and self.text(values, "label"):
+                    self.note("survey", number, "label", GROUP_FLATTENED)
+                found, at = self._fields(rows, at, inner, in_repeat, until="end group",
+                                         level=level + (marker is not None))
+                if marker is not None and found:
+                    groups.append((number, len(fields), marker, len(found)))
                 fields += found
                 continue
             if joined == "begin repeat":
@@ -267,7 +275,7 @@ class _Builder:
                 fields.append(item)
         if until:
             self.note("survey", rows[-1][0] if rows else 0, "type", f"'{until}' missing at the end of the survey")
-        return fields, at
+        return _place_markers(self, fields, groups), at
 
     def _relevant(self, values: Mapping, number: int, outer: str | None) -> str | None:
         own = values.get(("relevant", None))
@@ -294,6 +302,10 @@ class _Builder:
             else:
                 self.note("survey", number, "repeat_count", "a computed repeat count is not supported; rows are "
                                                               "added by the person filling the form")
+        if "max_rows" not in item and any(FIELD_KINDS[str(r["type"])].holds_files for r in rows):
+            item["max_rows"] = UPLOAD_ROWS
+            self.note("survey", number, "repeat_count", f"its rows carry uploads, so they are bounded: max_rows "
+                                                          f"{UPLOAD_ROWS}")
         return item
 
     def _base(self, values: Mapping, number: int, type_name: str, relevant: str | None) -> CommentedMap:
@@ -391,9 +403,6 @@ class _Builder:
         appearance = values.get(("appearance", None))
         if appearance and not (appearance == "multiline" and type_name == "textarea"):
             self.note("survey", number, "appearance", f"appearance {appearance!r} is not carried over")
-        if in_repeat and FIELD_KINDS[type_name].holds_files:
-            self.note("survey", number, "type", "uploads inside repeat rows are not supported; skipped")
-            return None
         return item
 
     def _required(self, item: CommentedMap, values: Mapping, number: int) -> None:
@@ -449,6 +458,53 @@ class _Builder:
             return native[kind], {}
         self.note("survey", number, "type", f"the type {kind!r} has no Civicflow counterpart; skipped")
         return None, {}
+
+
+def _group_marker(builder: "_Builder", values: Mapping, number: int, level: int,
+                  in_repeat: bool) -> CommentedMap | None:
+    """A labelled group as a ``section`` marker, or a ``page`` marker when it is a top-level field-list group
+    (one screen of questions in ODK and Enketo); None: the group is flattened (in a repeat, or nested deeper)."""
+    label = builder.text(values, "label")
+    name = values.get(("name", None))
+    field_list = "field-list" in values.get(("appearance", None), "")
+    if in_repeat or not label or not name or level > 1:
+        return None
+    type_name = "page" if field_list and level == 0 else "section"
+    if type_name not in builder.kinds:
+        return None
+    item = CommentedMap()
+    item["id"] = builder.names.get(name) or _ident(name, builder.taken)
+    item["type"] = type_name
+    item["label"] = label
+    hint = builder.text(values, "hint")
+    if hint:
+        item["help"] = hint
+    return item
+
+
+def _place_markers(builder: "_Builder", fields: list[CommentedMap],
+                   groups: list[tuple[int, int, CommentedMap, int]]) -> list[CommentedMap]:
+    """Put the marker of each group before its fields where the markers say the same as the groups: a
+    Civicflow section runs to the next section or page, a page to the next page, so a group followed by
+    fields outside any group is flattened, and pages stay pages only when every question is in one."""
+    def ends_clean(i: int) -> bool:
+        number, start, _marker, count = groups[i]
+        following = groups[i + 1][1] if i + 1 < len(groups) else len(fields)
+        return start + count == following
+    pages = [g for g in groups if g[2]["type"] == "page"]
+    if pages and not (groups[0][1] == 0 and all(g[2]["type"] == "page" for g in groups)
+                      and all(ends_clean(i) for i in range(len(groups)))):
+        for _n, _s, marker, _c in pages:
+            marker["type"] = "section"  # questions outside the field-list groups: they become sections
+    placed = list(fields)
+    for i in reversed(range(len(groups))):
+        number, start, marker, _count = groups[i]
+        if ends_clean(i):
+            placed.insert(start, marker)
+        else:
+            builder.note("survey", number, "label", GROUP_FLATTENED + " (fields follow its end outside any group, "
+                                                                   "which a section cannot say)")
+    return placed
 
 
 def _extra(builder: _Builder, item: CommentedMap, values: Mapping, number: int) -> None:
@@ -693,11 +749,28 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
                 notes.append(Note("survey", survey.max_row + 1, column, f"{where}: {exc}; not written"))
             return ""
 
+    open_groups: list[str] = []  # the page and section groups written and not yet ended, innermost last
+
+    def close(kind: str) -> None:
+        """End the open section (``kind`` section) or the open section and page (``kind`` page)."""
+        while open_groups and (kind == "page" or open_groups[-1] == "section"):
+            append({"type": "end_group"})
+            if open_groups.pop() == kind:
+                break
+
     def write(fields: tuple[FieldSpec, ...]) -> None:
         for f in fields:
             row: dict[str, Any] = {"name": f.id}
             _texts(row, "label", f.label)
             _texts(row, "hint", f.help)
+            if f.kind.starts_page or f.kind.starts_section:  # a group to the next marker (a page: one screen)
+                kind = "page" if f.kind.starts_page else "section"
+                close(kind)
+                row["type"] = "begin_group"
+                row["appearance"] = f.kind.xlsform_appearance
+                append(row)
+                open_groups.append(kind)
+                continue
             if f.show_if is not None:
                 row["relevant"] = expression(f.show_if.source, f.id, "relevant", key="show_if")
             if f.is_repeat:
@@ -758,6 +831,7 @@ def export_xlsform(form: FormSpec, description: Any = None) -> tuple[bytes, list
         _texts(row, "label", description if isinstance(description, Mapping) else {"zh": str(description)})
         append(row)
     write(form.fields)
+    close("page")
     settings = book.create_sheet("settings")
     # form_title has no translations in XLSForm (pyxform refuses them): the English title rides along apart
     settings.append(["form_id", "form_title", "version", "default_language", "civicflow_title_en"])

@@ -5,6 +5,7 @@
  *   value of the input being typed in alone; this file only tunes that (IME input, a change made while
  *   a repeat row is being added or removed, focus in the new row, a message when the server cannot be
  *   reached);
+ * - paged forms: the title of the page moved to (or its first refused question) takes the focus;
  * - file and photo fields: a preview of the chosen image and an early size / type check (the server
  *   checks again and remains the authority);
  * - people pickers (type: user fields): a search box over /people/search that fills in the field's select,
@@ -155,11 +156,29 @@
     }
   });
 
+  // 上一步 / 下一步 of a paged form: the new page's title takes the focus (a screen reader reads where the person is
+  // now), or, when the page was refused, its first marked question.
+  function focusAfterPageMove(root) {
+    var page = root.querySelector(".form-page:not([hidden])");
+    if (!page) return;
+    var invalid = page.querySelector("[aria-invalid=true]");
+    var target = invalid || page.querySelector(".page-title");
+    if (!target) return;
+    if (invalid) {
+      target.focus();
+      return;
+    }
+    var progress = root.querySelector(".page-progress");  // the top of the new page: where the person is, then what it asks
+    target.focus({ preventScroll: true });
+    (progress || target).scrollIntoView({ block: "start" });
+  }
+
   document.addEventListener("htmx:afterSwap", function (evt) {
     var target = evt.detail.target;
     refreshFiles(target);
     liveError(target && target.closest("form"), false);
     var config = evt.detail.requestConfig || {};
+    if (config.headers && config.headers["HX-Trigger-Name"] === "_page" && target) focusAfterPageMove(target);
     if (pendingRow && config.headers && isRowButton({ name: config.headers["HX-Trigger-Name"] })) {
       if (isRowButton(config.elt)) focusAfterRowAction(pendingRow);  // not when the person is busy elsewhere
       pendingRow = null;

@@ -66,7 +66,7 @@ CASES: dict[str, tuple[dict[str, Any], Any, Any, tuple[str, str], Any, str]] = {
     "user": ({}, "赵敏（grid）", "grid", ("grid", "grid"), "x" * 151, "Enter at most 150 characters."),
 }
 #: Types that hold no value (shown only): tried on their own below.
-SHOWN_ONLY = {"note"}
+SHOWN_ONLY = {"note", "section", "page"}
 
 
 def test_every_field_type_is_registered_once_and_the_form_schema_names_the_same() -> None:
@@ -251,7 +251,7 @@ def test_a_note_holds_no_value_anywhere() -> None:
     assert "intro" not in forms.object_schema(form.fields, {"intro", "name"})["properties"]
     assert "intro" not in forms.expression_context(form.fields, {})
     assert note.kind.display(note, "x") == "" and not note.kind.list_column
-    assert names_where("holds_value") == FIELD_TYPES - {"note"}
+    assert names_where("holds_value") == FIELD_TYPES - SHOWN_ONLY
 
 
 def test_time_reads_what_people_type_and_filters_by_range() -> None:

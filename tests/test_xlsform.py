@@ -316,3 +316,35 @@ def test_untranslatable_xpath_says_why(xpath: str, reason: str):
 ])
 def test_civicflow_expressions_translate_to_xpath(jinja: str, xpath: str):
     assert to_xpath(jinja) == xpath
+
+
+def test_groups_become_sections_and_field_list_groups_pages_where_they_say_the_same(definitions: Path):
+    survey = [["type", "name", "label::Chinese (zh)", "appearance", "relevant"],
+              ["begin_group", "basics", "基本信息", "field-list"],
+              ["begin_group", "who", "本人", ""],
+              ["text", "name", "姓名"], ["acknowledge", "member", "党员"],
+              ["end_group"],
+              ["end_group"],
+              ["begin_group", "activity", "活动记录", "field-list"],
+              ["text", "party_org", "所在党组织", "", "${member} = 'OK'"],
+              ["begin_repeat", "rows", "活动明细"], ["text", "what", "内容"], ["image", "photo", "照片"], ["end_repeat"],
+              ["end_group"]]
+    imported = import_xlsform(workbook(survey, None, [["form_id"], ["paged_survey"]]), "paged.xlsx", definitions)
+    form = load_definitions(definitions).forms["paged_survey"]
+    assert [(p.id, [(s.id, [f.id for f in s.fields]) for s in p.sections]) for p in form.pages] == [
+        ("basics", [("who", ["name", "member"])]), ("activity", [(None, ["party_org", "rows"])])]
+    rows = form.field("rows")
+    assert rows.max_rows == 20 and rows.fields[1].type == "photo"  # an upload in each row: the rows are bounded
+    assert [n.message for n in imported.notes if n.column == "repeat_count"] == [
+        "its rows carry uploads, so they are bounded: max_rows 20"]
+    # a group with questions after its end outside any group cannot be a section (it would run on): flattened,
+    # and a field-list group among loose questions is a section, not a page
+    loose = [["type", "name", "label::Chinese (zh)", "appearance"],
+             ["text", "first", "开头"],
+             ["begin_group", "one", "第一组", "field-list"], ["text", "a", "甲"], ["end_group"],
+             ["begin_group", "two", "第二组"], ["text", "b", "乙"], ["end_group"],
+             ["text", "c", "丙"]]
+    imported = read_xlsform(workbook(loose, None, [["form_id"], ["loose"]]))
+    assert "type: page" not in imported.text and "id: one\n    type: section" in imported.text
+    assert "id: two" not in imported.text
+    assert [n.row for n in imported.notes if "group labels are not shown" in n.message] == [6]

@@ -82,6 +82,34 @@ def _without_sensitive(form: FormSpec, data: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _posted_page(form: FormSpec) -> int:
+    """The page of a paged form the person was on (``_page_at``, kept in the form), within the form's pages."""
+    at = request.form.get("_page_at", type=int) or 0
+    return min(max(at, 0), len(form.pages) - 1)
+
+
+def _page_action(form: FormSpec, values: dict[str, Any],
+                 upload_errors: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    """下一步 / 上一步 of a paged form: ``(the page to show, its errors)``, or None if the post was no page move.
+    Leaving a page forward checks its questions (and its uploads); going back checks nothing and keeps all."""
+    move = request.form.get("_page")
+    if request.headers.get("HX-Request") and request.headers.get("HX-Trigger-Name") != "_page":
+        move = None  # htmx sends the last button clicked along with later updates: only the button's own counts
+    if not form.paged or move not in ("next", "prev"):
+        return None
+    engine = get_engine()
+    at = _posted_page(form)
+    _data, visible = forms.clean(form.fields, values, at=engine.clock())
+    shown = forms.shown_pages(form, visible)
+    if move == "prev":
+        return max((i for i in shown if i < at), default=at), {}
+    errors = {**forms.page_errors(form, values, at, at=engine.clock(), org=engine.definitions.org),
+              **{path: msgs for path, msgs in upload_errors.items() if form.page_of(path) == at}}
+    if errors:
+        return at, errors
+    return min((i for i in shown if i > at), default=at), {}
+
+
 def _read_form(form: FormSpec) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
     uploads, upload_errors = collect_uploads(form, g.user)
     values = forms.from_html(form, request.form, uploads)
@@ -89,20 +117,26 @@ def _read_form(form: FormSpec) -> tuple[dict[str, Any], dict[str, list[dict[str,
 
 
 def render_form_page(template: str, form: FormSpec, values: dict[str, Any], errors: dict[str, Any],
-                     status: int = 200, **context: Any) -> Any:
+                     status: int = 200, page_at: int | None = None, **context: Any) -> Any:
     """The form as typed, with computed fields filled and hidden fields left out: the same rules the server validates with."""
-    return render_template(template, **_form_context(form, values, errors, context.get("case"), context.get("workflow")),
-                           **context), status
+    return render_template(template, **_form_context(form, values, errors, context.get("case"), context.get("workflow"),
+                                                     page_at), **context), status
 
 
 def _form_context(form: FormSpec, values: dict[str, Any], errors: dict[str, Any], case: Case | None = None,
-                  wf: WorkflowSpec | None = None) -> dict[str, Any]:
+                  wf: WorkflowSpec | None = None, page_at: int | None = None) -> dict[str, Any]:
     """What the form macros need: the values as typed (computed ones filled), errors, visibility, the choices of
-    case fields and the people pickers of user fields (``case``: the case a step's form is for)."""
+    case fields and the people pickers of user fields (``case``: the case a step's form is for). ``page_at``: the
+    page of a paged form shown (the others are in the page, hidden, so that what was typed on them is posted
+    along); None shows every page at once."""
     engine = get_engine()
     data, visible = forms.clean(form.fields, values, at=engine.clock())
     shown = {**values, **{f.id: data.get(f.id) for f in form.fields if f.compute}}
+    pages = forms.shown_pages(form, visible) if form.paged and page_at is not None else []
+    if pages and page_at not in pages:
+        page_at = min((i for i in pages if i > page_at), default=pages[-1])  # its questions went: the next one
     return {"form": form, "values": shown, "errors": errors, "visible": visible,
+            "page_at": page_at if pages else None, "pages_shown": pages,
             "required": forms.required_now(form.fields, data, at=engine.clock()),
             "row_visible": lambda f, row: _row_visible(f, values, row),
             "row_required": lambda f, row: _row_required(form, f, data, row),
@@ -153,12 +187,19 @@ def _row_visible(field: FieldSpec, values: dict[str, Any], row: dict[str, Any]) 
 # by the same macros and the same engine.forms.clean as the full page; Idiomorph then morphs them into
 # the page. Without JavaScript the add / remove / update buttons post the whole page instead.
 
-def _live_fields(form: FormSpec, case: Case | None = None, wf: WorkflowSpec | None = None) -> Any:
+def _live_fields(form: FormSpec, case: Case | None = None, wf: WorkflowSpec | None = None,
+                 submit_in_pages: bool = False) -> Any:
     values = forms.from_html(form, request.form, kept_uploads(form, g.user))
     _rows_action(form, values)
-    errors = _live_errors(form, values, request.form.get("_errors", ""), case, wf)
+    page_at = _posted_page(form)
+    moved = _page_action(form, values, {})
+    if moved is not None:
+        page_at, errors = moved
+    else:
+        errors = _live_errors(form, values, request.form.get("_errors", ""), case, wf)
     # the row buttons in the fragment post here again (request.path is this endpoint's own URL)
-    return render_template("_fields.html", **_form_context(form, values, errors, case, wf), live_url=request.path)
+    return render_template("_fields.html", **_form_context(form, values, errors, case, wf, page_at),
+                           live_url=request.path, submit_in_pages=submit_in_pages)
 
 
 def _live_errors(form: FormSpec, values: dict[str, Any], shown: str, case: Case | None = None,
@@ -179,7 +220,7 @@ def _live_errors(form: FormSpec, values: dict[str, Any], shown: str, case: Case 
         current: dict[str, Any] = {}
     except SubmissionError as exc:
         current = exc.errors
-    uploads = {f.id for f in form.fields if f.kind.holds_files}
+    uploads = {path.replace("-", ".") for path in form.upload_inputs()}  # error paths: receipt, items.0.receipt
     kept: dict[str, Any] = {}
     for path, messages in previous.items():
         if path in current:
@@ -204,7 +245,7 @@ def _startable(workflow_id: str) -> tuple[Any, WorkflowSpec]:
 @login_required
 def start_fields(workflow_id: str) -> Any:
     engine, wf = _startable(workflow_id)
-    return _live_fields(engine.definitions.forms[wf.start_form], wf=wf)
+    return _live_fields(engine.definitions.forms[wf.start_form], wf=wf, submit_in_pages=True)
 
 
 @bp.route("/cases/<int:case_id>/do/<transition_id>/fields", methods=["POST"])
@@ -255,16 +296,19 @@ def start(workflow_id: str) -> Any:
     form = engine.definitions.forms[wf.start_form]
     live_url = url_for("cases.start_fields", workflow_id=wf.id)
     parent = request.values.get("parent", type=int)  # started from another case's offer, pre-filled from it
-    page = {"workflow": wf, "live_url": live_url, "parent": parent}
+    page = {"workflow": wf, "live_url": live_url, "parent": parent, "submit_in_pages": True}
     if request.method == "GET":
         values = _initial_values(form)
         if parent is not None:
             parent_case, offer = engine.offer(parent, workflow_id, g.user)
             values.update(engine.prefill(parent_case, offer, g.user, shown=True))
-        return render_form_page("form.html", form, values, {}, **page)
+        return render_form_page("form.html", form, values, {}, page_at=0, **page)
     values, upload_errors = _read_form(form)
     if _rows_action(form, values):
-        return render_form_page("form.html", form, values, {}, **page)
+        return render_form_page("form.html", form, values, {}, page_at=_posted_page(form), **page)
+    moved = _page_action(form, values, upload_errors)
+    if moved is not None:
+        return render_form_page("form.html", form, values, moved[1], 422 if moved[1] else 200, page_at=moved[0], **page)
     try:
         if upload_errors:
             raise SubmissionError(upload_errors, values)
@@ -272,6 +316,7 @@ def start(workflow_id: str) -> Any:
     except SubmissionError as exc:
         errors = {**exc.errors, **upload_errors}
         return render_form_page("form.html", form, values, errors, 422, **page,
+                                page_at=forms.first_page_with_errors(form, errors, _posted_page(form)),
                                 alert=_("Please correct the marked fields. Nothing you typed was lost."))
     flash(_("Submitted. Case #%(id)s is now “%(state)s”.", id=case.id,
             state=tr(wf.states[case.state].title)))
@@ -339,22 +384,31 @@ def step(case_id: int, transition_id: str) -> Any:
             raise NotAllowed({"zh": "您不能执行此操作。", "en": "You may not take this action."})
         data = case.data if engine.may_see_sensitive(case, g.user) else _without_sensitive(form, case.data) if form else None
         values = _initial_values(form, data) if form else {}
-        return _render_step(form, values, {}, 200, case=case, workflow=wf, transition=t, comment="", version=case.version)
+        return _render_step(form, values, {}, 200, case=case, workflow=wf, transition=t, comment="", version=case.version,
+                            page_at=0)
     values, upload_errors = _read_form(form) if form else ({}, {})
     if form and _rows_action(form, values):
-        return _render_step(form, values, {}, 200, case=case, workflow=wf, transition=t, comment=comment, version=version)
+        return _render_step(form, values, {}, 200, case=case, workflow=wf, transition=t, comment=comment, version=version,
+                            page_at=_posted_page(form))
+    moved = _page_action(form, values, upload_errors) if form else None
+    if moved is not None:
+        return _render_step(form, values, moved[1], 422 if moved[1] else 200, case=case, workflow=wf, transition=t,
+                            comment=comment, version=version, page_at=moved[0])
     try:
         if upload_errors:
             raise SubmissionError(upload_errors, values)
         case = engine.fire(case_id, transition_id, g.user, values, comment=comment, expected_version=version,
                            assignees=request.form.getlist("assignees"))
     except SubmissionError as exc:
-        return _render_step(form, values, {**exc.errors, **upload_errors}, 422, case=case, workflow=wf, transition=t,
+        errors = {**exc.errors, **upload_errors}
+        return _render_step(form, values, errors, 422, case=case, workflow=wf, transition=t,
                             comment=comment, version=version,
+                            page_at=forms.first_page_with_errors(form, errors, _posted_page(form)) if form else None,
                             alert=_("Please correct the marked fields. Nothing you typed was lost."))
     except StaleVersion as exc:
         return _render_step(form, values, {}, 409, case=engine.get(case_id, g.user), workflow=wf, transition=t,
-                            comment=comment, version=version, alert=tr(exc.message), stale=True)
+                            comment=comment, version=version, alert=tr(exc.message), stale=True,
+                            page_at=_posted_page(form) if form else None)
     flash(_("Done: %(label)s. The case is now “%(state)s”.", label=tr(t.label),
             state=tr(wf.states[case.state].title)))
     if engine.can_see(case, g.user):
@@ -368,6 +422,7 @@ def _render_step(form: FormSpec | None, values: dict[str, Any], errors: dict[str
         context["assign_choices"] = get_engine().eligible_assignees(context["case"], t.assign, g.user)
         context["assign_picked"] = request.form.getlist("assignees")
     if form is None:
+        context.pop("page_at", None)
         return render_template("step.html", form=None, values={}, errors=errors, visible=set(),
                                row_visible=None, **context), status
     live_url = url_for("cases.step_fields", case_id=context["case"].id, transition_id=context["transition"].id)

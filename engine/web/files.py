@@ -1,15 +1,16 @@
 """Uploads for file and photo fields: size- and type-limited, type read from the bytes, served only to those allowed."""
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from flask import Blueprint, abort, current_app, g, request, send_file
 
 from .. import forms, readmodel
 from ..clock import iso
-from ..spec import FormSpec
+from ..spec import FieldSpec, FormSpec
 from ..users import User
 from . import get_engine
 from .auth import login_required
@@ -36,30 +37,43 @@ def sniff(head: bytes) -> tuple[str, str]:
     return "application/octet-stream", ".bin"
 
 
-def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
-    """Save the uploaded files of ``form`` that fit their field; the rest become field errors.
+def upload_inputs(form: FormSpec) -> Iterator[tuple[FieldSpec, str, str]]:
+    """Each file input of the posted form: ``(its field, input name, error path)``, for upload fields and for
+    the upload columns of every posted repeat row (``items-0-receipt`` / ``items.0.receipt``)."""
+    posted = [*request.form, *request.files]
+    for f in form.fields:
+        if f.kind.holds_files:
+            yield f, f.id, f.id
+        elif f.is_repeat and any(sub.kind.holds_files for sub in f.fields):
+            rows = sorted({int(m.group(1)) for k in posted if (m := re.fullmatch(re.escape(f.id) + r"-(\d+)-.+", k))})
+            for i in rows[: f.max_rows]:  # a row past max_rows is refused by validation; its file is not saved
+                for sub in f.fields:
+                    if sub.kind.holds_files:
+                        yield sub, f"{f.id}-{i}-{sub.id}", f"{f.id}.{i}.{sub.id}"
 
-    Returns ``{field_id: file_ref}`` (also for files kept from an earlier attempt) and errors.
+
+def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[str, list[dict[str, str]]]]:
+    """Save the uploaded files of ``form`` that fit their field (or repeat column); the rest become field errors.
+
+    Returns ``{input name: file_ref}`` (also for files kept from an earlier attempt) and errors by field path.
     """
     engine = get_engine()
     refs: dict[str, Any] = {}
     errors: dict[str, list[dict[str, str]]] = {}
-    for f in form.fields:
-        if not f.kind.holds_files:
-            continue
-        upload = request.files.get(f.id)
+    for f, name, path in upload_inputs(form):
+        upload = request.files.get(name)
         if upload is None or not upload.filename:
-            ref = _kept(f.id, user)
+            ref = _kept(name, user)
             if ref is not None:
-                refs[f.id] = ref
+                refs[name] = ref
             continue
         data = upload.stream.read((f.max_size or 0) + 1 if f.max_size else -1)
         ctype, ext = sniff(data[:16])
         if f.max_size and len(data) > f.max_size:
-            errors[f.id] = [forms.message("file_size", limit=forms.human_size(f.max_size))]
+            errors[path] = [forms.message("file_size", limit=forms.human_size(f.max_size))]
             continue
         if f.accept and ctype not in f.accept:
-            errors[f.id] = [forms.message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))]
+            errors[path] = [forms.message("file_type", limit=", ".join(a.split("/")[-1] for a in f.accept))]
             continue
         key = secrets.token_urlsafe(16) + ext
         folder = Path(current_app.config["UPLOADS"])
@@ -68,16 +82,16 @@ def collect_uploads(form: FormSpec, user: User) -> tuple[dict[str, Any], dict[st
         ref = {"name": Path(upload.filename).name[:200], "key": key, "size": len(data), "content_type": ctype}
         with engine.store.transaction() as tx:
             tx.insert(UPLOADS, {**ref, "by": user.username, "at": iso(engine.clock())})
-        refs[f.id] = ref
+        refs[name] = ref
     return refs, errors
 
 
 def kept_uploads(form: FormSpec, user: User) -> dict[str, Any]:
-    """The files uploaded earlier and sent back as ``<field>__keep`` (no new upload is read or saved)."""
+    """The files uploaded earlier and sent back as ``<input name>__keep`` (no new upload is read or saved)."""
     refs = {}
-    for f in form.fields:
-        if f.kind.holds_files and (ref := _kept(f.id, user)) is not None:
-            refs[f.id] = ref
+    for _f, name, _path in upload_inputs(form):
+        if (ref := _kept(name, user)) is not None:
+            refs[name] = ref
     return refs
 
 

@@ -16,16 +16,37 @@ from tests.conftest import new_id_number
 ID_NUMBER = "11010519491231002X"  # born 1949-12-31: 76 on the frozen 2026-11-27
 
 
-def fill_registration(page: Any, name: str = "王芳", grid: str = "renjia-g1") -> None:
+def shown_page(page: Any) -> Any:
+    """The title of the page of the form shown now (the form is in three pages: 基本信息, 服务意向, 经历与承诺)."""
+    return page.locator(".form-page:not([hidden]) .page-title")
+
+
+def next_page(page: Any, title: str) -> None:
+    page.click(".page-buttons button[value=next]")
+    expect(shown_page(page)).to_have_text(title)
+
+
+def fill_page_1(page: Any, name: str = "王芳", phone: str = "138 1234 5678") -> None:
     page.fill("#name", name)
     page.select_option("#gender", "female")
-    page.fill("#phone", "138 1234 5678")
+    page.fill("#phone", phone)
     page.fill("#id_number", ID_NUMBER)
+
+
+def fill_page_2(page: Any, grid: str = "renjia-g1") -> None:
     page.fill("#occupation", "退休教师")
     page.check("input[name=skills][value=tutoring]")
     page.check("input[name=available_times][value=weekend]")
     page.select_option("#grid", grid)
     page.fill("#address", "1号楼302")
+
+
+def fill_registration(page: Any, name: str = "王芳", grid: str = "renjia-g1") -> None:
+    """Every page, each left by 下一步; ends on the last page (经历与承诺) with the pledge ticked."""
+    fill_page_1(page, name)
+    next_page(page, "服务意向")
+    fill_page_2(page, grid)
+    next_page(page, "经历与承诺")
     page.check("#pledge")
 
 
@@ -43,21 +64,27 @@ def test_applicant_registers_with_a_live_form_and_staff_approve(page: Any, shipp
     page.click("a[href='/start/volunteer_registration']")
     mark_page(page)
     expect(page.locator("button[name=_refresh]")).to_be_hidden()  # JavaScript is on: no need
-    fill_registration(page)
+    expect(page.locator(".page-count")).to_have_text("第 1/3 页")
+    fill_page_1(page)
     expect(page.locator("#age_years")).to_have_text("76")                      # computed from the ID number
     expect(page.locator("#party_org")).to_have_count(0)
     page.select_option("#political_status", "party_member")
     expect(page.locator("#party_org")).to_be_visible()                         # show_if appears ...
     page.fill("#party_org", "徽州区机关党委")
+    next_page(page, "服务意向")
+    expect(page.locator(".page-count")).to_have_text("第 2/3 页")
+    fill_page_2(page)
     page.check("input[name=skills][value=other]")
     expect(page.locator("#skills_other")).to_be_visible()
     page.fill("#skills_other", "摄影")
     page.uncheck("input[name=skills][value=other]")
     expect(page.locator("#skills_other")).to_have_count(0)                     # ... and goes again
+    next_page(page, "经历与承诺")
     page.check("#has_experience")
     expect(page.locator("#experience")).to_be_visible()
     page.fill("#experience", "社区义诊两年")
-    assert same_page(page)  # all of it without a reload
+    page.check("#pledge")
+    assert same_page(page)  # all of it, the pages too, without a reload
     assert page.input_value("#name") == "王芳" and page.input_value("#party_org") == "徽州区机关党委"
     submit(page)
     page.wait_for_url("**/cases/*")
@@ -81,18 +108,26 @@ def test_applicant_registers_with_a_live_form_and_staff_approve(page: Any, shipp
 
 
 def test_an_invalid_submission_keeps_every_typed_value(page: Any, shipped_server: Server):
+    """A wrong phone on page 1 that reaches the submit is refused there (the submit checks every page): the form
+    opens at page 1, with everything typed on all three pages kept."""
     login(page, shipped_server, "resident")
     page.goto(shipped_server.url + "/start/volunteer_registration")
-    fill_registration(page, name="李四")
-    page.fill("#phone", "12345")  # not a mobile number
+    fill_page_1(page, name="李四")
     page.select_option("#political_status", "party_member")
     page.fill("#party_org", "机关党委")
+    next_page(page, "服务意向")
+    fill_page_2(page)
     page.check("input[name=skills][value=other]")
     page.fill("#skills_other", "摄影")
+    next_page(page, "经历与承诺")
     page.check("#has_experience")
     page.fill("#experience", "两年\n社区义诊")
+    page.check("#pledge")
+    # the phone is changed behind the pages' back (as a stale tab would post it): only the submit can catch it
+    page.evaluate("document.getElementById('phone').value = '12345'")
     submit(page)
     expect(page.locator("main > .alert")).to_contain_text("您已填写的内容都已保留")
+    expect(shown_page(page)).to_have_text("基本信息")                           # the first page with a problem
     expect(page.locator("#phone-error")).to_contain_text("11位手机号码")
     assert page.get_attribute("#phone", "aria-invalid") == "true"
     values = {f: page.input_value("#" + f) for f in ("name", "phone", "id_number", "occupation", "party_org",
@@ -218,23 +253,30 @@ PAYLOADS = {  # each fits the field's max_length, so the browser lets all of it 
 def test_markup_typed_into_every_text_field_stays_text(page: Any, shipped_server: Server):
     login(page, shipped_server, "resident2")
     page.goto(shipped_server.url + "/start/volunteer_registration")
-    fill_registration(page, grid="wenfeng-g1")
-    page.select_option("#political_status", "party_member")
-    page.check("input[name=skills][value=other]")
-    page.check("#has_experience")
-    expect(page.locator("#experience")).to_be_visible()
-    for field, payload in PAYLOADS.items():
-        page.fill("#" + field, payload)
-    page.fill("#phone", "<b>1</b>")          # phone and ID number are refused, but shown back as typed
+    fill_page_1(page, name=PAYLOADS["name"], phone="<b>1</b>")  # phone and ID number are refused, shown back as typed
     page.fill("#id_number", "<i>x</i>")
+    page.select_option("#political_status", "party_member")
+    page.fill("#party_org", PAYLOADS["party_org"])
     page.wait_for_timeout(600)              # let a live update re-render the fields with the payloads
     no_injected_markup(page)
-    submit(page)
-    expect(page.locator("#phone-error")).to_be_visible()
-    assert page.input_value("#phone") == "<b>1</b>" and page.input_value("#experience") == PAYLOADS["experience"]
+    page.click(".page-buttons button[value=next]")
+    expect(page.locator("#phone-error")).to_be_visible()                       # page 1 is checked as it is left
+    assert page.input_value("#phone") == "<b>1</b>" and page.input_value("#name") == PAYLOADS["name"]
     no_injected_markup(page)
     page.fill("#phone", "13812345678")
-    page.fill("#id_number", new_id_number())  # (one registration per ID number: the first test's is taken)
+        page.fill("#id_number", new_id_number())  # (one registration per ID number: the first test's is taken)
+    next_page(page, "服务意向")
+    fill_page_2(page, grid="wenfeng-g1")
+    page.check("input[name=skills][value=other]")
+    for field in ("occupation", "skills_other", "address"):
+        page.fill("#" + field, PAYLOADS[field])
+    next_page(page, "经历与承诺")
+    page.check("#has_experience")
+    expect(page.locator("#experience")).to_be_visible()
+    page.fill("#experience", PAYLOADS["experience"])
+    page.check("#pledge")
+    page.wait_for_timeout(600)
+    no_injected_markup(page)
     submit(page)
     page.wait_for_url("**/cases/*")
     case_path = page.url.removeprefix(shipped_server.url)

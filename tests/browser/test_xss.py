@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from playwright.sync_api import expect
 from ruamel.yaml import YAML
 
 from engine.demo import load_demo
@@ -112,11 +113,30 @@ def set_value(page: Any, name: str, f: Any, value: Any) -> None:
         page.fill(f"#{name}", str(value))
 
 
+def turn_page(page: Any, form: Any, values: dict[str, Any], to: str) -> None:
+    """下一步 to the page ``to`` of a paged form; where a payload is refused on the page being left (a pattern, a
+    length), the demo value is typed instead and the page left again."""
+    with page.expect_response(lambda r: r.request.headers.get("hx-trigger-name") == "_page"):
+        page.click(".page-buttons button[value=next]")
+    page.wait_for_load_state("networkidle")
+    if page.locator(f"#page-{to}:not([hidden])").count() == 0:
+        for name in page.locator(".form-page:not([hidden]) .field.invalid").evaluate_all(
+                "els => els.map(e => e.id.replace('field-', ''))"):
+            f = form.field(name)
+            if f is not None and is_text(f) and values.get(name):
+                page.fill(f"#{name}", str(values[name]))
+        page.click(".page-buttons button[value=next]")
+    expect(page.locator(f"#page-{to}")).to_be_visible()
+
+
 def fill_start_form(page: Any, form: Any, values: dict[str, Any]) -> list[str]:
     """Type payloads into every text field, demo values into the rest; returns the payloads typed."""
     typed: list[str] = []
     n = 0
     for f in form.fields:
+        if f.kind.starts_page and f.id != form.pages[0].id:  # a paged form: on to the next page
+            turn_page(page, form, values, f.id)
+            continue
         if page.locator(f"[name='{f.id}'], #field-{f.id}").count() == 0:
             continue  # hidden by show_if just now
         if f.is_repeat:

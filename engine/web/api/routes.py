@@ -45,6 +45,13 @@ def request_schema(form: FormSpec) -> dict[str, Any]:
     for name in files:
         schema["properties"].pop(name, None)
     schema["required"] = [r for r in schema["required"] if r not in files]
+    for f in form.fields:  # nor the upload columns of repeat rows
+        columns = {sub.id for sub in f.fields if sub.kind.holds_files} if f.is_repeat else set()
+        items = schema["properties"].get(f.id, {}).get("items", {})
+        for name in columns:
+            items.get("properties", {}).pop(name, None)
+        if columns and "required" in items:
+            items["required"] = [r for r in items["required"] if r not in columns]
     schema.pop("$schema", None)
     return schema
 
@@ -63,6 +70,14 @@ def _values(form: FormSpec, given: Any, base: Mapping[str, Any]) -> dict[str, An
             errors[key] = [UNKNOWN_FIELD]
         elif f.kind.holds_files:
             errors[key] = [NO_FILES]
+        elif f.is_repeat and isinstance(given[key], list):
+            # an upload column of a row takes no file, only the file the case's row already holds (sent back as read)
+            held = [ref for row in base.get(key) or [] if isinstance(row, dict)
+                    for sub in f.fields if sub.kind.holds_files and isinstance(ref := row.get(sub.id), dict)]
+            for i, row in enumerate(given[key]):
+                for sub in f.fields:
+                    if sub.kind.holds_files and isinstance(row, dict) and row.get(sub.id) not in (None, *held):
+                        errors[f"{key}.{i}.{sub.id}"] = [NO_FILES]
     if errors:
         raise SubmissionError(errors, dict(given))
     return {**base, **given}
