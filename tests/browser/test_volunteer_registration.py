@@ -26,11 +26,12 @@ def next_page(page: Any, title: str) -> None:
     expect(shown_page(page)).to_have_text(title)
 
 
-def fill_page_1(page: Any, name: str = "王芳", phone: str = "138 1234 5678") -> None:
+def fill_page_1(page: Any, name: str = "王芳", phone: str = "138 1234 5678", id_number: str | None = None) -> None:
+    """Page 1 of the registration; a fresh ID number unless one is given (one registration per ID number)."""
     page.fill("#name", name)
     page.select_option("#gender", "female")
     page.fill("#phone", phone)
-    page.fill("#id_number", ID_NUMBER)
+    page.fill("#id_number", id_number or new_id_number())
 
 
 def fill_page_2(page: Any, grid: str = "renjia-g1") -> None:
@@ -65,7 +66,7 @@ def test_applicant_registers_with_a_live_form_and_staff_approve(page: Any, shipp
     mark_page(page)
     expect(page.locator("button[name=_refresh]")).to_be_hidden()  # JavaScript is on: no need
     expect(page.locator(".page-count")).to_have_text("第 1/3 页")
-    fill_page_1(page)
+    fill_page_1(page, id_number=ID_NUMBER)
     expect(page.locator("#age_years")).to_have_text("76")                      # computed from the ID number
     expect(page.locator("#party_org")).to_have_count(0)
     page.select_option("#political_status", "party_member")
@@ -112,7 +113,7 @@ def test_an_invalid_submission_keeps_every_typed_value(page: Any, shipped_server
     opens at page 1, with everything typed on all three pages kept."""
     login(page, shipped_server, "resident")
     page.goto(shipped_server.url + "/start/volunteer_registration")
-    fill_page_1(page, name="李四")
+    fill_page_1(page, name="李四", id_number=(number := new_id_number()))
     page.select_option("#political_status", "party_member")
     page.fill("#party_org", "机关党委")
     next_page(page, "服务意向")
@@ -124,6 +125,7 @@ def test_an_invalid_submission_keeps_every_typed_value(page: Any, shipped_server
     page.fill("#experience", "两年\n社区义诊")
     page.check("#pledge")
     # the phone is changed behind the pages' back (as a stale tab would post it): only the submit can catch it
+    page.wait_for_load_state("networkidle")  # after the live re-render of the last tick, not before it
     page.evaluate("document.getElementById('phone').value = '12345'")
     submit(page)
     expect(page.locator("main > .alert")).to_contain_text("您已填写的内容都已保留")
@@ -133,7 +135,7 @@ def test_an_invalid_submission_keeps_every_typed_value(page: Any, shipped_server
     values = {f: page.input_value("#" + f) for f in ("name", "phone", "id_number", "occupation", "party_org",
                                                      "skills_other", "address", "experience", "gender",
                                                      "political_status", "grid")}
-    assert values == {"name": "李四", "phone": "12345", "id_number": ID_NUMBER, "occupation": "退休教师",
+    assert values == {"name": "李四", "phone": "12345", "id_number": number, "occupation": "退休教师",
                       "party_org": "机关党委", "skills_other": "摄影", "address": "1号楼302",
                       "experience": "两年\n社区义诊", "gender": "female", "political_status": "party_member",
                       "grid": "renjia-g1"}
@@ -264,7 +266,7 @@ def test_markup_typed_into_every_text_field_stays_text(page: Any, shipped_server
     assert page.input_value("#phone") == "<b>1</b>" and page.input_value("#name") == PAYLOADS["name"]
     no_injected_markup(page)
     page.fill("#phone", "13812345678")
-        page.fill("#id_number", new_id_number())  # (one registration per ID number: the first test's is taken)
+    page.fill("#id_number", new_id_number())  # (one registration per ID number: the first test's is taken)
     next_page(page, "服务意向")
     fill_page_2(page, grid="wenfeng-g1")
     page.check("input[name=skills][value=other]")
