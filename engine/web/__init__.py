@@ -155,7 +155,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
 
     # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
     # shows is computed by its view. A reload (engine.web.reload) swaps in the new definitions.
-    app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
+    app.jinja_env.globals.update(org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
                                  url_for=UrlCache(),
                                  state_title=lambda case: _state_title(app.extensions["civicflow"], case))
