@@ -20,6 +20,8 @@ from ..channels import ChannelConfig, ChannelError
 from ..webhooks import http_send
 from . import i18n, reload, settings, ticker
 from .requestlog import RequestLog
+from .fragments import FragmentCache
+from .sessions import CookieSessions
 from .urls import UrlCache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +119,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     babel.init_app(app, locale_selector=i18n.select_locale)
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
+    app.session_interface = CookieSessions()  # an unchanged session's cookie is not re-sent on every request
 
     from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
                    health, webhooks, worklist)
@@ -157,7 +160,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     # shows is computed by its view. A reload (engine.web.reload) swaps in the new definitions.
     app.jinja_env.globals.update(org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
-                                 url_for=UrlCache(),
+                                 url_for=UrlCache(), fragment=FragmentCache(),
                                  state_title=lambda case: _state_title(app.extensions["civicflow"], case))
 
     @app.context_processor

@@ -3,6 +3,7 @@ and notifications that lead to their case and mark themselves read. The queries 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..readmodel import PAGE_SIZE
 from ..spec import TransitionSpec
 from . import get_engine
 from .auth import login_required
-from .i18n import tr
+from .i18n import current_lang, tr
 
 bp = Blueprint("inbox", __name__)
 
@@ -37,6 +38,11 @@ class Card:
     waiting: str
     bulk: tuple[TransitionSpec, ...]
 
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Everything the card's HTML depends on beside the language and the definitions (engine.web.fragments)."""
+        return (self.case.id, self.case.version, self.due, self.overdue, self.waiting, tuple(t.id for t in self.bulk))
+
 
 def waited(since: str, now: dt.datetime) -> str:
     """How long a case has waited since ``since`` (ISO time), in words."""
@@ -48,9 +54,20 @@ def waited(since: str, now: dt.datetime) -> str:
         start = start.replace(tzinfo=now.tzinfo)
     hours = int((now - start).total_seconds() // 3600)
     if hours >= 48:
-        return _("Waiting %(n)s days", n=hours // 24)
+        return _waited_words(current_lang(), "days", hours // 24)
     if hours >= 1:
-        return _("Waiting %(n)s hours", n=hours)
+        return _waited_words(current_lang(), "hours", hours)
+    return _waited_words(current_lang(), "", 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _waited_words(lang: str, unit: str, n: int) -> str:
+    """The words for ``n`` days or hours in ``lang`` (the page's language, which gettext also uses): kept, as
+    a page of 20 cards asks for a dozen of the same few phrases."""
+    if unit == "days":
+        return _("Waiting %(n)s days", n=n)
+    if unit == "hours":
+        return _("Waiting %(n)s hours", n=n)
     return _("Waiting less than an hour")
 
 

@@ -1,0 +1,63 @@
+"""Flask's signed-cookie session, without re-sending an unchanged cookie on every request.
+
+A logged-in session is permanent (``PERMANENT_SESSION_LIFETIME``, 8 hours since the last request), so Flask
+serialises, signs and sends it again on every response to move its expiry along (``SESSION_REFRESH_EACH_REQUEST``).
+Here an unchanged session is sent again only once it is :data:`REFRESH_AFTER` old: the 8 hours still count from
+the last request, give or take that minute. A changed session (login, logout, language, a flashed message,
+the CSRF token made for a new session) is sent at once, as before; the cookie's attributes (HttpOnly,
+SameSite, Secure) are Flask's. The signing serializer is built once per key instead of on every request.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+#: How old (by its signature's time) an unchanged permanent session's cookie may be before it is sent again.
+REFRESH_AFTER = dt.timedelta(seconds=60)
+
+
+class Session(SecureCookieSession):
+    #: when the cookie the session came in was signed (None: a new session)
+    signed_at: dt.datetime | None = None
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    session_class = Session
+
+    def __init__(self) -> None:
+        self._serializer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != keys:  # a test or a reload may change the key
+            cached = self._serializer = (keys, super().get_signing_serializer(app))
+        return cached[1]
+
+    def open_session(self, app: Flask, request: Request) -> Session | None:
+        s = self.get_signing_serializer(app)
+        if s is None:
+            return None
+        val = request.cookies.get(self.get_cookie_name(app))
+        if not val:
+            return self.session_class()
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        try:
+            data, signed_at = s.loads(val, max_age=max_age, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        session = self.session_class(data)
+        session.signed_at = signed_at
+        return session
+
+    def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
+        if session.modified:
+            return True
+        if not (session.permanent and app.config["SESSION_REFRESH_EACH_REQUEST"]):
+            return False
+        signed_at = getattr(session, "signed_at", None)
+        return signed_at is None or dt.datetime.now(dt.timezone.utc) - signed_at >= REFRESH_AFTER
