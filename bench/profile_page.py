@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         from engine.web import create_app
 
         app = create_app(start_timers=False)
-        clients = {"staff": app.test_client(), "secretary": app.test_client(), "anonymous": app.test_client()}
+        clients = {"staff": app.test_client(), "secretary": app.test_client(), "anonymous": app.test_client(use_cookies=False)}  # as wrk: no cookie
         login(clients["staff"], "staff")
         login(clients["secretary"], "secretary")
         urls = page_urls(app, clients["staff"])

@@ -18,7 +18,7 @@ from ..runtime import Engine
 from ..store import is_database_url, open_store
 from ..channels import ChannelConfig, ChannelError
 from ..webhooks import http_send
-from . import i18n, reload, settings, ticker
+from . import i18n, reload, settings, ticker, tokens
 from .requestlog import RequestLog
 from .fragments import FragmentCache
 from .sessions import CookieSessions
@@ -120,6 +120,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
     app.session_interface = CookieSessions()  # an unchanged session's cookie is not re-sent on every request
+    app.jinja_env.globals["csrf_token"] = tokens.csrf_token  # Flask-WTF's token, signed once per session
 
     from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
                    health, webhooks, worklist)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from flask import current_app, request
 
-LIMIT = 20000  # pieces kept (a card is ~0.6 kB, so at most ~12 MB); the least recently used go first
+LIMIT = 10000  # pieces kept (a card is ~0.6 kB, the top bar ~1 kB: at most ~10 MB); the least recently used go first
 
 
 class FragmentCache:

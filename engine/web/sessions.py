@@ -5,7 +5,8 @@ serialises, signs and sends it again on every response to move its expiry along 
 Here an unchanged session is sent again only once it is :data:`REFRESH_AFTER` old: the 8 hours still count from
 the last request, give or take that minute. A changed session (login, logout, language, a flashed message,
 the CSRF token made for a new session) is sent at once, as before; the cookie's attributes (HttpOnly,
-SameSite, Secure) are Flask's. The signing serializer is built once per key instead of on every request.
+SameSite, Secure) are Flask's. The signing serializer is built once per key instead of on every request, and
+its signer keeps the key it derives (engine.web.tokens).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .tokens import Signer
 
 #: How old (by its signature's time) an unchanged permanent session's cookie may be before it is sent again.
 REFRESH_AFTER = dt.timedelta(seconds=60)
@@ -32,10 +35,15 @@ class CookieSessions(SecureCookieSessionInterface):
         self._serializer: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        if not app.secret_key:
+            return None
+        keys = (*(app.config["SECRET_KEY_FALLBACKS"] or ()), app.secret_key)  # Flask's order: the current key last
         cached = self._serializer
-        if cached is None or cached[0] != keys:  # a test or a reload may change the key
-            cached = self._serializer = (keys, super().get_signing_serializer(app))
+        if cached is None or cached[0] != keys:  # a test may change the key
+            serializer = URLSafeTimedSerializer(
+                list(keys), salt=self.salt, serializer=self.serializer, signer=Signer,  # type: ignore[arg-type]
+                signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method})
+            cached = self._serializer = (keys, serializer)
         return cached[1]
 
     def open_session(self, app: Flask, request: Request) -> Session | None:
