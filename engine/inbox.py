@@ -173,11 +173,13 @@ class Inbox:
                     found.append(("a", wid, role))
         return found
 
-    def counts(self, user: Any) -> dict[str, int]:
-        """Cases waiting for ``user`` per workflow (only those with any)."""
+    def counts(self, user: Any, entries: Mapping[str, list[tuple[Any, ...]]] | None = None) -> dict[str, int]:
+        """Cases waiting for ``user`` per workflow (only those with any); ``entries``: the user's entries per
+        workflow id, if already worked out."""
         counts = {}
         for wf in self.read.definitions.workflows.values():
-            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in self.entries(user, [wf])])
+            mine = entries[wf.id] if entries is not None else self.entries(user, [wf])
+            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in mine])
             if n:
                 counts[wf.id] = n
         return counts
@@ -192,9 +194,8 @@ class Inbox:
         """The cases of one inbox page, with the counts the page shows beside them."""
         from .readmodel import Paged
 
-        workflows = [self.read.definitions.workflows[query.process]] if query.process else \
-            list(self.read.definitions.workflows.values())
-        entries = self.entries(user, workflows)
+        by_workflow = {wf.id: self.entries(user, [wf]) for wf in self.read.definitions.workflows.values()}
+        entries = by_workflow[query.process] if query.process else [e for found in by_workflow.values() for e in found]
         waits_for = self.engine.waits_for
         number = NUMBER.match(query.q)
         exact: list[Case] = []
@@ -206,7 +207,7 @@ class Inbox:
             cases = exact + cases
         paged = Paged(cases, found.total + len(exact), query.page, size)
         wf = self.read.definitions.workflows.get(query.process) if query.process else None
-        return InboxPage(paged, self.counts(user), self.state_counts(user, wf) if wf else {})
+        return InboxPage(paged, self.counts(user, by_workflow), self.state_counts(user, wf) if wf else {})
 
     def _by_number(self, case_id: int, user: Any, query: InboxQuery) -> list[Case]:
         doc = self.read.store.get(CASES, case_id)

@@ -120,7 +120,6 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
     app.session_interface = CookieSessions()  # an unchanged session's cookie is not re-sent on every request
-    app.jinja_env.globals["csrf_token"] = tokens.csrf_token  # Flask-WTF's token, signed once per session
 
     from . import (account, admin, api, auth, cases, cli, dashboard, diagrams, editor, errors, export, files, governance,
                    health, webhooks, worklist)
@@ -168,7 +167,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     def globals_for_templates() -> dict[str, Any]:
         engine = app.extensions["civicflow"]
         unread = engine.read.unread_count(g.user.username) if g.get("user") else 0
-        return {"lang": i18n.current_lang(), "unread": unread}
+        # csrf_token: Flask-WTF's token, signed once per session (engine.web.tokens); this processor runs after
+        # Flask-WTF's, so its name is ours
+        return {"lang": i18n.current_lang(), "unread": unread, "csrf_token": tokens.csrf_token}
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

@@ -98,7 +98,10 @@ def inbox_page() -> Any:
     wf = definitions.workflows.get(query.process) if query.process else None
     states = [(sid, _state_title(wf, sid), n) for sid, n in found.state_counts.items()] if wf else []
     mine = engine.read.started_by(g.user, size=MINE_ON_INBOX) if query.page == 1 and not _filtered(query) else None
-    return render_template("inbox.html", cards=cards, cases=found.cases, query=query, processes=processes,
+    # what the title, search and filters above the cards show besides the language (engine.web.fragments)
+    top_key = (query.q, query.sort, query.process, query.state, found.total,
+               tuple((wf.id, n) for wf, n in processes), tuple((sid, n) for sid, _, n in states))
+    return render_template("inbox.html", cards=cards, cases=found.cases, query=query, processes=processes, top_key=top_key,
                            total=found.total, workflow=wf, states=states, sorts=SORTS, filtered=_filtered(query),
                            bulk_actions=sorted(actions.items()), mine=mine, now=stamp)
 
