@@ -152,12 +152,13 @@ class Engine(CollectMixin, ApprovalMixin, NoticeMixin, TimersMixin, RankingMixin
         return ctx
 
     def available_transitions(self, case: Case, user: User) -> list[TransitionSpec]:
-        """The transitions ``user`` may take now (role check and guard of the one transition path)."""
-        wf = self.workflow_of(case)
-        result = []
+        """The transitions ``user`` may take now (role check and guard of the one transition path, not tried for
+        a transition none of the roles the check would find names)."""
+        wf, result = self.workflow_of(case), []
+        roles = self.roles_for(case, user) | ({"system"} if user is SYSTEM else set())  # as Transition.check_roles
         for t in self.state_of(case).transitions:
             edge = wf.edge(case.state, t.target, kind="transition", via=t.id)
-            if t.roles == ("system",) or edge is None:
+            if t.roles == ("system",) or edge is None or roles.isdisjoint(t.roles):
                 continue
             try:
                 moves.check(self, case, edge, user, Step(transition=t))
