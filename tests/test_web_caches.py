@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from engine.cases import CASES
 from engine.loader import load_definitions
 from engine.runtime import Engine
 from engine.users import find_user
@@ -98,3 +99,22 @@ def test_a_session_cookie_past_its_lifetime_opens_no_session(app, as_user, monke
     monkeypatch.setattr(sessions, "_now", lambda: later)  # the kept check of the cookie
     monkeypatch.setattr("itsdangerous.timed.time.time", lambda: later.timestamp())  # itsdangerous' own check
     assert staff.get("/").status_code == 302  # to the login page: the cookie is past its 8 hours
+
+
+def test_an_export_row_follows_its_case(app, as_user):
+    a = volunteer(app, "丁亥")
+    staff = as_user("staff")
+    first = staff.get("/workflows/volunteer_registration/export.csv").get_data(as_text=True)
+    assert "丁亥" in first and "11010519491231002X" in first  # staff see the ID number
+    assert staff.get("/workflows/volunteer_registration/export.csv").get_data(as_text=True) == first
+    engine = engine_of(app)
+    engine.fire(a, "return_for_changes", find_user(engine.store, "staff"), comment="请补充住址")
+    engine.fire(a, "resubmit", find_user(engine.store, "resident"), {**VOLUNTEER, "name": "戊子"})
+    again = staff.get("/workflows/volunteer_registration/export.csv").get_data(as_text=True)
+    assert "戊子" in again and "丁亥" not in again  # a new version: the row made anew
+    with engine.store.transaction() as tx:  # as tests/test_web_export.py: the grid worker sees the case, not its data
+        doc = tx.get(CASES, a)
+        doc["escalated_to"] = ["grid"]
+        tx.replace(CASES, a, doc)
+    masked = as_user("grid").get("/workflows/volunteer_registration/export.csv").get_data(as_text=True)
+    assert "戊子" in masked and "1101**********002X" in masked and "11010519491231002X" not in masked

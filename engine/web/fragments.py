@@ -23,12 +23,15 @@ LIMIT = 10000  # pieces kept (a card is ~0.6 kB, the top bar ~1 kB: at most ~10 
 
 
 class FragmentCache:
+    """``cache(*key, caller=...)``: what ``caller()`` made for that key before, or makes it now (also for values
+    other than HTML: engine.web.export keeps rows)."""
+
     def __init__(self, limit: int = LIMIT) -> None:
         self.limit = limit
-        self._items: OrderedDict[tuple[Any, ...], tuple[Any, str]] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
         self._lock = Lock()
 
-    def __call__(self, *key: Any, caller: Callable[[], str]) -> str:
+    def __call__(self, *key: Any, caller: Callable[[], Any]) -> Any:
         definitions = current_app.extensions["civicflow"].definitions
         full = (request.script_root, *key)
         found = self._items.get(full)
