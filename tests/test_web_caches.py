@@ -16,7 +16,7 @@ from engine.runtime import Engine
 from engine.users import find_user
 from engine.web import reload, sessions
 
-from tests.conftest import ROOT
+from tests.conftest import PASSWORD, ROOT
 from tests.test_web_inbox import VOLUNTEER, engine_of, ids_on, volunteer
 
 
@@ -118,3 +118,15 @@ def test_an_export_row_follows_its_case(app, as_user):
         tx.replace(CASES, a, doc)
     masked = as_user("grid").get("/workflows/volunteer_registration/export.csv").get_data(as_text=True)
     assert "戊子" in masked and "1101**********002X" in masked and "11010519491231002X" not in masked
+
+
+def test_a_kept_login_page_carries_each_sessions_own_token(app):
+    first, second = app.test_client(), app.test_client()
+    pages = [c.get("/login").get_data(as_text=True) for c in (first, second)]
+    tokens = [re.findall(r'name="csrf_token" value="([^"]+)"', page) for page in pages]
+    assert all(len(set(found)) == 1 and len(found) == 2 for found in tokens)  # the language form and the login form
+    assert tokens[0][0] != tokens[1][0]
+    assert pages[0].replace(tokens[0][0], "") == pages[1].replace(tokens[1][0], "")  # otherwise the same page
+    login = {"username": "staff", "password": PASSWORD, "next": ""}
+    assert first.post("/login", data={**login, "csrf_token": tokens[1][0]}).status_code == 400  # not its session's
+    assert first.post("/login", data={**login, "csrf_token": tokens[0][0]}).status_code == 302
