@@ -18,6 +18,7 @@ class Access:
         self.spec_of = spec_of or (lambda case: definitions.workflows.get(case.workflow))
         self._acting: dict[tuple[str, int, str], frozenset[str]] = {}
         self._staff: dict[tuple[str, int, str], frozenset[str]] = {}
+        self._reached: dict[tuple[Any, ...], frozenset[str]] = {}
         self.reach_units = lru_cache(maxsize=4096)(self._reach_units)
         self._top = lru_cache(maxsize=4096)(self._top_of)
 
@@ -93,8 +94,7 @@ class Access:
         (an applicant) sees its own cases, not its neighbours'. Someone named to approve one of its steps holds
         ``approver`` on it (``engine.mechanics.approval``)."""
         wf = self.spec_of(case)
-        roles = {r for r in set(user.roles) & (self.acting_roles(wf) if wf else set())
-                 if self.reaches(user, r, case.org_unit, wf)}
+        roles = set(self._reached_roles(user, wf, case.org_unit)) if wf else set()
         state = wf.states.get(case.state) if wf else None
         if state is not None and state.collect and state.collect.scope == "any":  # open to contributors anywhere
             roles |= set(user.roles) & set(state.collect.roles)
@@ -111,6 +111,18 @@ class Access:
         if user.username in getattr(case, "cc", ()):
             roles.add("cc")         # copied in (抄送, engine.mechanics.cc): sees the case; no step names this role
         return roles
+
+    def _reached_roles(self, user: Any, wf: WorkflowSpec, org_unit: str) -> frozenset[str]:
+        """The user's roles acting in ``wf`` that reach ``org_unit``: the same for every case of that workflow
+        version and unit (a page asks for each of its cases, several times), so kept per user roles and unit."""
+        key = (tuple(user.roles), user.org_unit, wf.key, org_unit)
+        found = self._reached.get(key)
+        if found is None:
+            found = frozenset(r for r in set(user.roles) & self.acting_roles(wf) if self.reaches(user, r, org_unit, wf))
+            if len(self._reached) > 65536:
+                self._reached.clear()
+            self._reached[key] = found
+        return found
 
     def can_see(self, case: Any, user: Any) -> bool:
         return bool(self.roles_for(case, user))

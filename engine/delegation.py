@@ -199,13 +199,16 @@ class DelegationMixin:
         """The transitions ``user`` may take now (role check and guard of the one transition path; ``delegated``:
         also those they may take for someone who delegated to them)."""
         from . import transition as moves  # here: the transition path imports this module
-        from .mechanics.base import Step
+        from .mechanics.base import SYSTEM, Step
 
         wf = self.workflow_of(case)
         result = []
+        # the roles the check would find (as Transition.check_roles): a transition none of them names is not tried
+        people = [user, *(delegators(self, user) if delegated else ())]
+        roles = set().union(*(self.roles_for(case, p) for p in people)) | ({"system"} if user is SYSTEM else set())
         for t in self.state_of(case).transitions:
             edge = wf.edge(case.state, t.target, kind="transition", via=t.id)
-            if t.roles == ("system",) or edge is None:
+            if t.roles == ("system",) or edge is None or roles.isdisjoint(t.roles):
                 continue
             try:
                 moves.check(self, case, edge, user, Step(transition=t), delegated=delegated)

@@ -162,12 +162,13 @@ class Inbox:
         self.read = read
         self.engine = read.engine
 
-    def entries(self, user: Any, workflows: Iterable[WorkflowSpec]) -> list[tuple[Any, ...]]:
+    def entries(self, user: Any, workflows: Iterable[WorkflowSpec], people: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Every inbox entry ``user`` answers for, in ``workflows`` (all their kept versions): their own, and
-        those of each person who delegated their tasks to them today (``engine.delegation``)."""
+        those of each person who delegated their tasks to them today (``engine.delegation``); ``people``: the
+        user and their delegators, if already looked up."""
         workflows = list(workflows)
         found: list[tuple[Any, ...]] = []
-        for person in [user, *self.engine.delegators(user)]:
+        for person in people if people is not None else [user, *self.engine.delegators(user)]:
             found += self._own_entries(person, workflows)
         return list(dict.fromkeys(found))
 
@@ -184,13 +185,14 @@ class Inbox:
                     found.append(("a", wid, role))
         return found
 
-    def counts(self, user: Any) -> dict[str, int]:
-        """Cases waiting for ``user`` per workflow (only those with any)."""
+    def counts(self, user: Any, entries: Mapping[str, list[tuple[Any, ...]]] | None = None) -> dict[str, int]:
+        """Cases waiting for ``user`` per workflow (only those with any); ``entries``: the user's entries per
+        workflow id, if already worked out."""
         counts = {}
         people = [user, *self.engine.delegators(user)]  # looked up once, not per workflow
         for wf in self.read.definitions.workflows.values():
-            entries = dict.fromkeys(w for person in people for w in self._own_entries(person, [wf]))
-            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in entries])
+            mine = entries[wf.id] if entries is not None else self.entries(user, [wf], people)
+            n = self.read.store.count_keys(INBOX_WAIT, [("w", *w) for w in mine])
             if n:
                 counts[wf.id] = n
         return counts
@@ -205,9 +207,9 @@ class Inbox:
         """The cases of one inbox page, with the counts the page shows beside them."""
         from .readmodel import Paged
 
-        workflows = [self.read.definitions.workflows[query.process]] if query.process else \
-            list(self.read.definitions.workflows.values())
-        entries = self.entries(user, workflows)
+        people = [user, *self.engine.delegators(user)]  # looked up once, not per workflow
+        by_workflow = {wf.id: self.entries(user, [wf], people) for wf in self.read.definitions.workflows.values()}
+        entries = by_workflow[query.process] if query.process else [e for found in by_workflow.values() for e in found]
         waits_for = self.engine.waits_for
         number = NUMBER.match(query.q)
         exact: list[Case] = []
@@ -219,7 +221,7 @@ class Inbox:
             cases = exact + cases
         paged = Paged(cases, found.total + len(exact), query.page, size)
         wf = self.read.definitions.workflows.get(query.process) if query.process else None
-        return InboxPage(paged, self.counts(user), self.state_counts(user, wf) if wf else {})
+        return InboxPage(paged, self.counts(user, by_workflow), self.state_counts(user, wf) if wf else {})
 
     def _by_number(self, case_id: int, user: Any, query: InboxQuery) -> list[Case]:
         doc = self.read.store.get(CASES, case_id)

@@ -468,18 +468,24 @@ class ReadModel:
         (and only the ``months`` asked for: a tally holds every month there ever was)."""
         org = self.definitions.org
         reach: dict[str, frozenset[str]] = {}
+        inside: dict[str, bool] = {}  # per case unit: inside ``unit`` (the same few units come back per metric and month)
         rows = []
         wanted = set(months) if months is not None else None
         for (wid, metric, month, case_unit), value in self.store.totals(FIGURES).items():
             if wanted is not None and month not in wanted:
                 continue
-            wf = self.definitions.workflows.get(wid)
-            if wf is None:
-                continue
             if wid not in reach:
-                reach[wid] = self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
-            if case_unit not in reach[wid] or (unit and not org.contains(unit, case_unit)):
+                wf = self.definitions.workflows.get(wid)
+                reach[wid] = frozenset() if wf is None else \
+                    self.access.units_for(user, set(user.roles) & self.access.acting_roles(wf), wf)
+            if case_unit not in reach[wid]:
                 continue
+            if unit:
+                found = inside.get(case_unit)
+                if found is None:
+                    found = inside[case_unit] = org.contains(unit, case_unit)
+                if not found:
+                    continue
             rows.append({"workflow": wid, "metric": metric, "month": month, "unit": case_unit, "value": value})
         return rows
 

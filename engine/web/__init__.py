@@ -18,8 +18,10 @@ from ..runtime import Engine
 from ..store import is_database_url, open_store
 from ..channels import ChannelConfig, ChannelError
 from ..webhooks import http_send
-from . import i18n, reload, settings, ticker
+from . import i18n, reload, settings, ticker, tokens
 from .requestlog import RequestLog
+from .fragments import FragmentCache
+from .sessions import CookieSessions
 from .urls import UrlCache
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +122,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
     babel.init_app(app, locale_selector=i18n.select_locale)
     i18n.install_template_gettext(app, Path(app.config["BABEL_TRANSLATION_DIRECTORIES"]))
     csrf.init_app(app)
+    app.session_interface = CookieSessions()  # an unchanged session's cookie is not re-sent on every request
 
     from . import (account, admin, api, auth, cases, cli, dashboard, delegation, diagrams, editor, errors, export, files,
                    governance, health, pickers, taskmoves, webhooks, worklist)
@@ -161,16 +164,18 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, start_timers: bo
 
     # Templates get the (immutable) definitions to label things, never the engine or the store: what a page
     # shows is computed by its view. A reload (engine.web.reload) swaps in the new definitions.
-    app.jinja_env.globals.update(tr=i18n.tr, org=definitions.org, workflows_by_id=definitions.workflows,
+    app.jinja_env.globals.update(org=definitions.org, workflows_by_id=definitions.workflows,
                                  forms_by_id=definitions.forms, notification_kinds=notify.KINDS,
-                                 url_for=UrlCache(),
+                                 url_for=UrlCache(), fragment=FragmentCache(),
                                  state_title=lambda case: _state_title(app.extensions["civicflow"], case))
 
     @app.context_processor
     def globals_for_templates() -> dict[str, Any]:
         engine = app.extensions["civicflow"]
         unread = engine.read.unread_count(g.user.username) if g.get("user") else 0
-        return {"lang": i18n.current_lang(), "unread": unread}
+        # csrf_token: Flask-WTF's token, signed once per session (engine.web.tokens); this processor runs after
+        # Flask-WTF's, so its name is ours
+        return {"lang": i18n.current_lang(), "unread": unread, "csrf_token": tokens.csrf_token}
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

@@ -479,7 +479,9 @@ def list_cases(workflow_id: str) -> Any:
              if sid not in wf.states and sid in counts}  # cases of an older version in a state it alone has
     return render_template("list.html", workflow=wf, cases=shown, state=state, counts=counts, columns=columns, older=older,
                            total=sum(counts.values()), search=search, chosen=filters.active(search, request.args),
-                           unit_choices=units, may_rank=engine.can_rank(wf, g.user))
+                           unit_choices=units, may_rank=engine.can_rank(wf, g.user),
+                           # what a kept row and search form depend on besides the case and URL (engine.web.fragments)
+                           columns_key=tuple(f.id for f in columns), units_key=tuple(u.id for u in units))
 
 
 @bp.route("/workflows")

@@ -27,6 +27,7 @@ ranking round, so no state a case can leave is drawn as a dead end. A person's m
 """
 from __future__ import annotations
 
+import functools
 import unicodedata
 from threading import Lock
 from pathlib import Path
@@ -596,14 +597,27 @@ class DiagramCache:
         return drawn
 
 
-def diagram_for(workflow: WorkflowSpec, case: Case | None = None) -> dict[str, Any]:
+def diagram_for(workflow: WorkflowSpec, case: Case | None = None) -> "Diagram":
     """What ``_diagram.html`` / ``diagram.html`` show: the picture (SVG text, escaped by the ``svg`` macro)
-    and the same moves as text; a view passes it as ``diagram``."""
+    and the same moves as text; a view passes it as ``diagram``. Each is worked out when the template first
+    reads it (a case page kept rendered, engine.web.fragments, reads neither)."""
     cache = current_app.extensions.get("civicflow.diagrams")
     if cache is None:
         cache = current_app.extensions["civicflow.diagrams"] = DiagramCache(get_engine().definitions.roles)
-    lang = current_lang()
-    return {"svg": cache.svg(workflow, lang, case), "moves": diagram_moves(workflow, case, lang)}
+    return Diagram(cache, workflow, case, current_lang())
+
+
+class Diagram:
+    def __init__(self, cache: DiagramCache, workflow: WorkflowSpec, case: Case | None, lang: str) -> None:
+        self._cache, self._workflow, self._case, self._lang = cache, workflow, case, lang
+
+    @functools.cached_property
+    def svg(self) -> Any:
+        return self._cache.svg(self._workflow, self._lang, self._case)
+
+    @functools.cached_property
+    def moves(self) -> dict[str, list[dict[str, Any]]]:
+        return diagram_moves(self._workflow, self._case, self._lang)
 
 
 def diagram_moves(workflow: WorkflowSpec, case: Case | None, lang: str) -> dict[str, list[dict[str, Any]]]:

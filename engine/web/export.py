@@ -12,7 +12,7 @@ import io
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
-from flask import Blueprint, Response, abort, g, request, send_file, stream_with_context
+from flask import Blueprint, Response, abort, current_app, g, request, send_file, stream_with_context
 from flask_babel import gettext as _
 
 from ..cases import CASES, Case
@@ -20,6 +20,7 @@ from ..spec import FieldSpec, OrgTree, WorkflowSpec
 from . import get_engine
 from .auth import login_required
 from .cases import listed_cases
+from .fragments import FragmentCache
 from .i18n import current_lang, tr
 
 bp = Blueprint("export", __name__)
@@ -94,16 +95,32 @@ def table_rows(wf: WorkflowSpec, cases: Iterable[Case], *, ids: bool = False, st
         out = _cell(f, value, lang, org, masked, people)
         return out if typed else keep_text(out)
 
+    def row(case: Case, masked: bool) -> tuple[Any, ...]:
+        state = wf.states.get(case.state)
+        return tuple([case.id]
+                     + [cell(f, case.data.get(f.id), masked) for f in fields]
+                     + [neutralise(tr(state.title, lang) if state else case.state),
+                        neutralise(org.path_name(case.org_unit, lang) if case.org_unit in org.units else case.org_unit),
+                        _stamp(case.created_at, typed), _stamp(case.updated_at, typed)])
+
+    # A case's row is the same for the same version, language, columns and masking: kept (engine.web.fragments)
+    kept, shape = _kept_rows(), (lang, typed, wf.id, tuple(f.id for f in fields))
+
     def rows() -> Iterator[list[Any]]:
         for case in cases:
             masked = not engine.may_see_sensitive(case, g.user)
-            state = wf.states.get(case.state)
-            yield ([case.id]
-                   + [cell(f, case.data.get(f.id), masked) for f in fields]
-                   + [neutralise(tr(state.title, lang) if state else case.state),
-                      neutralise(org.path_name(case.org_unit, lang) if case.org_unit in org.units else case.org_unit),
-                      _stamp(case.created_at, typed), _stamp(case.updated_at, typed)])
+            yield list(kept(shape, case.id, case.version, masked, caller=lambda c=case, m=masked: row(c, m)))
     return header, rows()
+
+
+ROWS_KEPT = 5000  # export rows kept (a few pages' worth: a download of every case goes past them)
+
+
+def _kept_rows() -> FragmentCache:
+    cache = current_app.extensions.get("civicflow.export_rows")
+    if cache is None:
+        cache = current_app.extensions["civicflow.export_rows"] = FragmentCache(ROWS_KEPT)
+    return cache
 
 
 def keep_text(value: Any) -> Any:

@@ -3,6 +3,7 @@ and notifications that lead to their case and mark themselves read. The queries 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..readmodel import CASE_INDEX, PAGE_SIZE
 from ..spec import TransitionSpec
 from . import get_engine
 from .auth import login_required
-from .i18n import tr
+from .i18n import current_lang, tr
 
 bp = Blueprint("inbox", __name__)
 
@@ -38,6 +39,12 @@ class Card:
     bulk: tuple[TransitionSpec, ...]
     acting_for: tuple[str, ...] = ()  # 代: the names of those who delegated this task to the person
 
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Everything the card's HTML depends on beside the language and the definitions (engine.web.fragments)."""
+        return (self.case.id, self.case.version, self.due, self.overdue, self.waiting, tuple(t.id for t in self.bulk),
+                self.acting_for)
+
 
 def waited(since: str, now: dt.datetime) -> str:
     """How long a case has waited since ``since`` (ISO time), in words."""
@@ -49,9 +56,20 @@ def waited(since: str, now: dt.datetime) -> str:
         start = start.replace(tzinfo=now.tzinfo)
     hours = int((now - start).total_seconds() // 3600)
     if hours >= 48:
-        return _("Waiting %(n)s days", n=hours // 24)
+        return _waited_words(current_lang(), "days", hours // 24)
     if hours >= 1:
-        return _("Waiting %(n)s hours", n=hours)
+        return _waited_words(current_lang(), "hours", hours)
+    return _waited_words(current_lang(), "", 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _waited_words(lang: str, unit: str, n: int) -> str:
+    """The words for ``n`` days or hours in ``lang`` (the page's language, which gettext also uses): kept, as
+    a page of 20 cards asks for a dozen of the same few phrases."""
+    if unit == "days":
+        return _("Waiting %(n)s days", n=n)
+    if unit == "hours":
+        return _("Waiting %(n)s hours", n=n)
     return _("Waiting less than an hour")
 
 
@@ -86,7 +104,10 @@ def inbox_page() -> Any:
     states = [(sid, _state_title(wf, sid), n) for sid, n in found.state_counts.items()] if wf else []
     mine = engine.read.started_by(g.user, size=MINE_ON_INBOX) if query.page == 1 and not _filtered(query) else None
     copied = engine.store.count_keys(CASE_INDEX, [("cc", g.user.username)])  # the 抄送我的 tab's count
-    return render_template("inbox.html", copied=copied, cards=cards, cases=found.cases, query=query, processes=processes,
+    # what the title, search and filters above the cards show besides the language (engine.web.fragments)
+    top_key = (query.q, query.sort, query.process, query.state, found.total,
+               tuple((wf.id, n) for wf, n in processes), tuple((sid, n) for sid, _, n in states))
+    return render_template("inbox.html", copied=copied, cards=cards, cases=found.cases, query=query, processes=processes, top_key=top_key,
                            total=found.total, workflow=wf, states=states, sorts=SORTS, filtered=_filtered(query),
                            bulk_actions=sorted(actions.items()), mine=mine, now=stamp)
 
