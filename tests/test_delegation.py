@@ -308,6 +308,8 @@ def test_delegation_on_the_account_page_then_the_delegate_approves(app: Any, who
                    page="/account")
     assert done.status_code == 302
     assert "孔亮" in me.get("/account").get_data(as_text=True)
+    own = re.search(rf'<li class="card[^"]*">.*?#{cid} .*?</li>', me.get("/").get_data(as_text=True), re.S)
+    assert own and "代" not in own.group(0)  # the delegator's own card, kept rendered (engine.web.fragments)
     other = who("secretary2")
     card = re.search(rf'<li class="card[^"]*">.*?#{cid} .*?</li>', other.get("/").get_data(as_text=True), re.S)
     assert card and "代 周伟" in card.group(0)
