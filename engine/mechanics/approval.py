@@ -86,6 +86,20 @@ class ApprovalSpec:
 
 # --------------------------------------------------------------------------- load time
 
+def check_people(ld: "Loader", source: "YamlSource", where: list["PathItem"], who: Mapping[str, Any], wf_roles: set[str],
+                 data_names: set[str] | None) -> None:
+    """The roles and the field a ``{users | roles | field}`` block names (approvers, a transition's ``cc``) exist."""
+    people = wf_roles - PSEUDO_ROLES
+    for i, role in enumerate(who.get("roles") or []):
+        if role not in people:
+            ld.problems.append(source.problem(where + ["roles", i], f"unknown role {role!r}",
+                                              did_you_mean(role, people) or "list it in the workflow's roles"))
+    if "field" in who and data_names is not None and who["field"] not in data_names:
+        ld.problems.append(source.problem(where + ["field"], f"unknown field {who['field']!r}",
+                                          did_you_mean(who["field"], data_names) or
+                                          "name a field of the case that holds a username or a list of them"))
+
+
 def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict | None, sid: str, states: Mapping[str, Any],
           wf_roles: set[str], data_names: set[str] | None) -> ApprovalSpec | None:
     if raw is None:
@@ -115,15 +129,7 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
     elif given is not None and (not named or not who[named[0]]):
         ld.problems.append(source.problem(where, "approval has nobody to approve",
                                           "list users: [...] or roles: [...], or name a field: holding usernames"))
-    people = wf_roles - PSEUDO_ROLES
-    for i, role in enumerate(who.get("roles", [])):
-        if role not in people:
-            ld.problems.append(source.problem(where + ["roles", i], f"unknown role {role!r}",
-                                              did_you_mean(role, people) or "list it in the workflow's roles"))
-    if "field" in who and data_names is not None and who["field"] not in data_names:
-        ld.problems.append(source.problem(where + ["field"], f"unknown field {who['field']!r}",
-                                          did_you_mean(who["field"], data_names) or
-                                          "name a field of the case that holds a username or a list of them"))
+    check_people(ld, source, where, who, wf_roles, data_names)
     reject = raw.get("reject", "any")
     if "reject" in raw and mode != "all":
         ld.problems.append(source.problem(path + ["reject"], f"'reject' is for mode: all, not mode: {mode}",

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..cases import CASES
 from ..errors import NotAllowed, StaleVersion, SubmissionError, TransitionError
-from ..loadkit import did_you_mean, msg
+from ..loadkit import msg
 from ..notify import notify
-from ..spec import PSEUDO_ROLES, EdgeSpec, Text
+from ..spec import EdgeSpec, Text
 from ..users import User
+from .approval import check_people
 from .base import EdgeKind, EngineBase, Step
 
 if TYPE_CHECKING:
@@ -59,15 +60,7 @@ def build(ld: "Loader", source: "YamlSource", path: list["PathItem"], raw: dict 
     elif not named or not raw[named[0]]:
         ld.problems.append(source.problem(path, "cc names nobody to copy in",
                                           "cc: {roles: [...]}, {users: [...]} or {field: ...}"))
-    people = wf_roles - PSEUDO_ROLES
-    for i, role in enumerate(raw.get("roles") or []):
-        if role not in people:
-            ld.problems.append(source.problem(path + ["roles", i], f"unknown role {role!r}",
-                                              did_you_mean(role, people) or "list it in the workflow's roles"))
-    if "field" in raw and data_names is not None and raw["field"] not in data_names:
-        ld.problems.append(source.problem(path + ["field"], f"unknown field {raw['field']!r}",
-                                          did_you_mean(raw["field"], data_names) or
-                                          "name a field of the case that holds a username or a list of them"))
+    check_people(ld, source, path, raw, wf_roles, data_names)
     return CcSpec(tuple(raw.get("users") or ()), tuple(raw.get("roles") or ()), raw.get("field"))
 
 

@@ -218,3 +218,21 @@ def no_injected_markup(page: Any) -> None:
         return bad;
     }""")
     assert found == [], f"{page.url}: {found}"
+
+
+def no_sideways_scroll(page: Any) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
+
+
+def start_funds_request(page: Any, server: "Server", project: str = "楼道照明改造", amount: str = "8600",
+                        purpose: str = "为1号楼、2号楼更换声控灯共48盏。") -> str:
+    """As staff, ask for service funds (服务群众专项经费) for the 人家 community; the new case's URL."""
+    login(page, server, "staff")
+    page.goto(server.url + "/start/service_funds")
+    page.fill("#project", project)
+    page.select_option("#community", "renjia")
+    page.fill("#amount", amount)
+    page.fill("#purpose", purpose)
+    page.click("form .actions button.primary")
+    page.wait_for_url("**/cases/*")
+    return page.url

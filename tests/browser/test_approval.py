@@ -9,7 +9,8 @@ from typing import Any, Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Server, login, logout, make_app, no_injected_markup, serve
+from tests.browser.conftest import (Server, login, logout, make_app, no_injected_markup, no_sideways_scroll, serve,
+                                    start_funds_request)
 from tests.conftest import ROOT, add_users
 
 STREET = [("street", "郑军", ["street_evaluator"], "huizhou-jie"),
@@ -28,21 +29,9 @@ def approval(page: Any) -> Any:
     return page.locator("section#approval")
 
 
-def no_sideways_scroll(page: Any) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
-
-
 def test_three_street_evaluators_cosign_on_a_phone(phone: Any, funds_server: Server):
     page = phone
-    login(page, funds_server, "staff")
-    page.goto(funds_server.url + "/start/service_funds")
-    page.fill("#project", "楼道照明改造")
-    page.select_option("#community", "renjia")
-    page.fill("#amount", "8600")
-    page.fill("#purpose", "为1号楼、2号楼更换声控灯共48盏。")
-    page.click("form .actions button.primary")
-    page.wait_for_url("**/cases/*")
-    case_url = page.url
+    case_url = start_funds_request(page, funds_server)
     expect(approval(page)).to_contain_text("社区书记审核")
     expect(approval(page).locator("button[value=approve]")).to_have_count(0)  # the applicant does not sign
     logout(page)

@@ -9,7 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import Server, login, logout, make_app, no_injected_markup, serve
+from tests.browser.conftest import (Server, login, logout, make_app, no_injected_markup, no_sideways_scroll, serve,
+                                    start_funds_request)
 from tests.conftest import ROOT, add_users
 
 
@@ -21,21 +22,9 @@ def funds_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from serve(app)
 
 
-def no_sideways_scroll(page: Any) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
-
-
 def test_a_delegate_approves_the_delegators_task_on_a_phone(phone: Any, funds_server: Server):
     page = phone
-    login(page, funds_server, "staff")
-    page.goto(funds_server.url + "/start/service_funds")
-    page.fill("#project", "楼道照明改造")
-    page.select_option("#community", "renjia")
-    page.fill("#amount", "8600")
-    page.fill("#purpose", "为1号楼、2号楼更换声控灯共48盏。")
-    page.click("form .actions button.primary")
-    page.wait_for_url("**/cases/*")
-    case_url = page.url
+    case_url = start_funds_request(page, funds_server)
     logout(page)
 
     login(page, funds_server, "secretary")

@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.axe import assert_accessible
-from tests.browser.conftest import Server, login, logout, make_app, no_injected_markup, serve
+from tests.browser.conftest import (Server, login, logout, make_app, no_injected_markup, no_sideways_scroll, serve,
+                                    start_funds_request)
 from tests.conftest import ROOT, add_users
 
 STREET = [("street", "郑军", ["street_evaluator"], "huizhou-jie"),
@@ -36,10 +37,6 @@ def moves(page: Any) -> Any:
     return page.locator("section#task-moves")
 
 
-def no_sideways_scroll(page: Any) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
-
-
 def open_case(page: Any, server: Server, username: str, title: str) -> None:
     login(page, server, username)
     expect(page.locator("main")).to_contain_text(title)  # in their to-do list
@@ -49,15 +46,7 @@ def open_case(page: Any, server: Server, username: str, title: str) -> None:
 
 def test_cosign_with_a_transfer_to_a_colleague(phone: Any, server: Server):
     page = phone
-    login(page, server, "staff")
-    page.goto(server.url + "/start/service_funds")
-    page.fill("#project", "小区路灯维修")
-    page.select_option("#community", "renjia")
-    page.fill("#amount", "5200")
-    page.fill("#purpose", "维修小区主干道路灯12盏。")
-    page.click("form .actions button.primary")
-    page.wait_for_url("**/cases/*")
-    case_url = page.url
+    case_url = start_funds_request(page, server, project="小区路灯维修", amount="5200", purpose="维修小区主干道路灯12盏。")
     logout(page)
 
     login(page, server, "secretary")
