@@ -149,6 +149,8 @@ class InboxPage:
     cases: "Paged[Case]"
     counts: dict[str, int] = field(default_factory=dict)
     state_counts: dict[str, int] = field(default_factory=dict)
+    #: case id -> the names of those who delegated it to the user (代), for the cases that are not the user's own task
+    acting_for: dict[Any, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -210,27 +212,36 @@ class Inbox:
         people = [user, *self.engine.delegators(user)]  # looked up once, not per workflow
         by_workflow = {wf.id: self.entries(user, [wf], people) for wf in self.read.definitions.workflows.values()}
         entries = by_workflow[query.process] if query.process else [e for found in by_workflow.values() for e in found]
-        waits_for = self.engine.waits_for
+        acting: dict[Any, tuple[str, ...]] = {}
+
+        def waiting(case: Case) -> bool:
+            """The user's own task, or (once per case) the task of those who delegated to them."""
+            if self.engine.waits_for(case, user, delegated=False):
+                return True
+            names = tuple(d.name for d in people[1:] if self.engine.waits_for(case, d, delegated=False))
+            if names:
+                acting[case.id] = names
+            return bool(names)
         number = NUMBER.match(query.q)
         exact: list[Case] = []
         if number:  # a number finds that case (if it waits for this person and passes the filters), then titles
-            exact = self._by_number(int(number.group(1)), user, query)
+            exact = self._by_number(int(number.group(1)), user, query, waiting)
         found = self._lookup(entries, query, size, {c.id for c in exact})
-        cases = [c for c in found.items if waits_for(c, user)]
+        cases = [c for c in found.items if waiting(c)]
         if query.page == 1:
             cases = exact + cases
         paged = Paged(cases, found.total + len(exact), query.page, size)
         wf = self.read.definitions.workflows.get(query.process) if query.process else None
-        return InboxPage(paged, self.counts(user, by_workflow), self.state_counts(user, wf) if wf else {})
+        return InboxPage(paged, self.counts(user, by_workflow), self.state_counts(user, wf) if wf else {}, acting)
 
-    def _by_number(self, case_id: int, user: Any, query: InboxQuery) -> list[Case]:
+    def _by_number(self, case_id: int, user: Any, query: InboxQuery, waiting: Any) -> list[Case]:
         doc = self.read.store.get(CASES, case_id)
         if doc is None:
             return []
         case = Case.from_doc(doc, owned=True)
         if query.process and case.workflow != query.process or query.state and case.state != query.state:
             return []
-        return [case] if self.read.access.can_see(case, user) and self.engine.waits_for(case, user) else []
+        return [case] if waiting(case) else []  # waiting for the user (or a delegator): they see it
 
     def _lookup(self, entries: list[tuple[Any, ...]], query: InboxQuery, size: int, exact: set[Any]) -> "Paged[Case]":
         """The page of cases the index gives (``exact``: the case a number found, shown first on page 1)."""

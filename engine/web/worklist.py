@@ -89,11 +89,8 @@ def inbox_page() -> Any:
         # the available steps are worked out again only where the state has a bulk step at all (few do)
         bulk = (tuple(t for t in engine.available_transitions(case, g.user) if t.bulk)
                 if any(t.bulk for t in engine.state_of(case).transitions) else ())
-        # a delegator's task (engine.delegation): the card names for whom (one lookup, only for such cards)
-        acting_for = () if engine.waits_for(case, g.user, delegated=False) else tuple(
-            d.name for d in engine.acting_for(case, g.user))
         cards.append(Card(case, shown_time(due) if due else "", case.overdue or bool(due and _before(due, now)),
-                          waited(case.entered_at, now), bulk, acting_for))
+                          waited(case.entered_at, now), bulk, found.acting_for.get(case.id, ())))  # 代: for whom
     actions: dict[tuple[str, str], int] = {}
     for card in cards:
         for t in card.bulk:
