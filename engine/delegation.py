@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .clock import SHANGHAI, iso
 from .errors import SubmissionError, TransitionError
@@ -198,11 +198,14 @@ class DelegationMixin:
     def available_transitions(self: Any, case: "Case", user: User, delegated: bool = True) -> list[Any]:
         """The transitions ``user`` may take now (role check and guard of the one transition path; ``delegated``:
         also those they may take for someone who delegated to them)."""
+        return list(self._takeable(case, user, delegated))
+
+    def _takeable(self: Any, case: "Case", user: User, delegated: bool) -> Iterator[Any]:
+        """The transitions ``user`` may take now, one by one (whoever needs only the first stops there)."""
         from . import transition as moves  # here: the transition path imports this module
         from .mechanics.base import SYSTEM, Step
 
         wf = self.workflow_of(case)
-        result = []
         # the roles the check would find (as Transition.check_roles): a transition none of them names is not tried
         people = [user, *(delegators(self, user) if delegated else ())]
         roles = set().union(*(self.roles_for(case, p) for p in people)) | ({"system"} if user is SYSTEM else set())
@@ -214,8 +217,7 @@ class DelegationMixin:
                 moves.check(self, case, edge, user, Step(transition=t), delegated=delegated)
             except TransitionError:
                 continue
-            result.append(t)
-        return result
+            yield t
 
     def waits_for(self: Any, case: "Case", user: User, delegated: bool = True) -> bool:
         """Whether the case is on the user's to-do list: waiting for a role they hold on it and a step they may
@@ -226,7 +228,8 @@ class DelegationMixin:
             return False
         roles = self.roles_for(case, user)
         if roles:
-            waiting = set(case.waiting_for) & roles and self.available_transitions(case, user, delegated=False)
+            # a step they may take now: the first one found is enough
+            waiting = set(case.waiting_for) & roles and next(self._takeable(case, user, False), None) is not None
             if waiting or self.may_contribute(case, user)[0] or self.may_approve(case, user, delegated=False) \
                     or user.username in case.escalated_to:
                 return True
