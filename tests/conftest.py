@@ -294,18 +294,3 @@ def report(request: pytest.FixtureRequest, line: str) -> None:
         return
     with capture.global_and_fixture_disabled():
         reporter.write_line("\n" + line)
-
-
-@pytest.fixture
-def taken(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str, str]]:
-    """Every call of ``transition.take`` (the real one, observed): (case id, edge kind, edge via, actor)."""
-    from engine import transition
-
-    calls: list[tuple[int, str, str, str]] = []
-    real = transition.take
-
-    def observed(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
-        calls.append((case.id, edge.kind, edge.via, actor.username))
-        return real(engine, tx, case, edge, actor, step)
-    monkeypatch.setattr(transition, "take", observed)
-    return calls

@@ -242,6 +242,21 @@ def test_a_transition_copies_people_in_by_itself(eng: Engine):
 
 # --------------------------------------------------------------------------- one path
 
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str, str]]:
+    """Every call of ``transition.take`` (the real one, observed): (case id, edge kind, edge via, actor)."""
+    from engine import transition
+
+    calls: list[tuple[int, str, str, str]] = []
+    real = transition.take
+
+    def observed(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
+        calls.append((case.id, edge.kind, edge.via, actor.username))
+        return real(engine, tx, case, edge, actor, step)
+    monkeypatch.setattr(transition, "take", observed)
+    return calls
+
+
 def test_urges_copies_and_delegated_acts_all_go_through_take(eng: Engine, taken: list[tuple[int, str, str, str]]):
     cid = start(eng)
     delegation.add(eng, u(eng, "secretary"), "secretary_wf", "2026-11-27", "2026-11-27")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bench.class_sizes import sizes
-from engine import spec
+from engine import spec, transition
 from engine.clock import FrozenClock
 from engine.mechanics import collect, notice, ranking, timers
 from engine.mechanics.base import SYSTEM
@@ -22,6 +22,19 @@ NO_MOVE = {"start", "overdue", "recuse", "timer_skipped", "escalation_failed"}
 @pytest.fixture(params=DURABLE_STORES)
 def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> Any:
     yield from shipped_app(tmp_path, clock, USERS, store_location(request.param, request, tmp_path))
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str, str]]:
+    """Every call of ``transition.take`` (the real one, observed): (case id, edge kind, edge via, actor)."""
+    calls: list[tuple[int, str, str, str]] = []
+    real = transition.take
+
+    def observed(engine: Any, tx: Any, case: Any, edge: Any, actor: Any, step: Any = None) -> Any:
+        calls.append((case.id, edge.kind, edge.via, actor.username))
+        return real(engine, tx, case, edge, actor, step)
+    monkeypatch.setattr(transition, "take", observed)
+    return calls
 
 
 def test_transitions_rankings_objections_and_timers_all_go_through_take(app: Any, who: Any, clock: FrozenClock,
